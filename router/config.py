@@ -1,0 +1,145 @@
+"""Configuration: YAML with ${ENV} substitution, validated once at start into frozen dataclasses.
+
+The request path never sees raw dicts. `load_config(path)` raises `ConfigError` listing every
+problem with its file and path in the document, e.g. `demo.yaml: providers[2].base_url: ...`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Format = Literal["openai-chat", "anthropic-messages", "openai-responses"]
+FORMATS: tuple[Format, ...] = ("openai-chat", "anthropic-messages", "openai-responses")
+
+# Defaults, with their reasons.
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024  # 10 MiB: large prompts with images fit, abuse does not
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_DEADLINE_S = 600.0  # the SDKs' own read timeout
+DEFAULT_EWMA_HALF_LIFE_S = 10.0
+DEFAULT_MAX_RETRY_WAIT_S = 3.0
+DEFAULT_BACKOFF_MIN_S = 0.05  # never a tight loop between attempts
+DEFAULT_BACKOFF_MAX_S = 0.5
+DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+
+
+class ConfigError(Exception):
+    """The config file is invalid. `problems` holds one `path: reason` line per problem."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {source}: {p}" for p in problems)
+        super().__init__(f"invalid config ({len(problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    deadline_s: float = DEFAULT_DEADLINE_S
+    ewma_half_life_s: float = DEFAULT_EWMA_HALF_LIFE_S
+    max_retry_wait_s: float = DEFAULT_MAX_RETRY_WAIT_S
+    backoff_min_s: float = DEFAULT_BACKOFF_MIN_S
+    backoff_max_s: float = DEFAULT_BACKOFF_MAX_S
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect_s: float = 3.0
+    first_token_s: float = 60.0  # until the first content event, or the whole non-stream body
+    idle_s: float = 60.0  # the longest silence between two stream events after the first
+    total_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    enabled: bool = True
+    method: str = "GET"
+    path: str = "/v1/models"
+    interval_s: float = 10.0
+    timeout_s: float = 3.0
+    unhealthy_after: int = 2
+    healthy_after: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    fail_max: int = 5
+    reset_timeout_s: float = 30.0
+    half_open_trials: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    max_connections: int = 100
+    keepalive_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    base_url: str  # without a trailing slash
+    formats: tuple[Format, ...]
+    api_key: str | None = None
+    weight: float = 1.0
+    anthropic_version: str = DEFAULT_ANTHROPIC_VERSION
+    headers: tuple[tuple[str, str], ...] = ()  # extra headers sent upstream (e.g. OpenRouter's HTTP-Referer)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    provider: str
+    model: str  # the upstream model id sent to the provider
+    priority: int = 0
+    weight: float | None = None  # None: the provider's weight
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    name: str  # the public name clients send
+    routes: tuple[RouteConfig, ...]
+    context_fallback: str | None = None
+    owned_by: str = "router"
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    providers: tuple[ProviderConfig, ...]
+    models: tuple[ModelConfig, ...]
+    server: ServerConfig = field(default_factory=ServerConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    source: str = "<memory>"
+
+    def provider(self, name: str) -> ProviderConfig:
+        for p in self.providers:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def model(self, name: str) -> ModelConfig | None:
+        for m in self.models:
+            if m.name == name:
+                return m
+        return None
+
+
+# TODO(helper): load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config
+# and parse_config(data: object, source: str, env) -> Config, below.

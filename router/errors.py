@@ -1,0 +1,123 @@
+"""The router's exception tree. Every error knows its HTTP status, a low-cardinality `code`,
+where it came from (client, upstream or router) and whether another route may be tried.
+
+    RouterError
+    ├── ClientError                    source=client; never retried, never a breaker failure
+    │   ├── BadRequest                 400 malformed JSON, missing model, wrong types
+    │   ├── BodyTooLarge               413 body over server.max_body_bytes
+    │   └── UnknownModel               404 model not served by this router
+    ├── UpstreamError                  source=upstream; raised per attempt, classified by classify.py
+    │   ├── UpstreamConnectError       refused, reset, DNS failure before any answer
+    │   ├── UpstreamTimeout            connect / first_token / idle / total deadline passed
+    │   ├── UpstreamStatusError        a non-2xx answer (carries status, headers, body)
+    │   └── UpstreamProtocolError      the stream ended or errored before its first content event
+    ├── NoRouteAvailable               503: every route was down or every attempt failed
+    └── InternalError                  500: a bug; the message never carries a traceback
+
+Foreign exceptions (aiohttp, yaml, redis) are translated to these at the edge where they occur.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Source = Literal["client", "upstream", "router"]
+
+
+class RouterError(Exception):
+    """Base of every error the router raises on purpose."""
+
+    status: int = 500
+    code: str = "internal_error"
+    source: Source = "router"
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ClientError(RouterError):
+    """The request itself is wrong; trying another provider would not help."""
+
+    status = 400
+    code = "invalid_request"
+    source: Source = "client"
+
+
+class BadRequest(ClientError):
+    status = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class BodyTooLarge(ClientError):
+    status = 413
+    code = "request_too_large"
+
+
+class UnknownModel(ClientError):
+    status = 404
+    code = "model_not_found"
+
+
+class UpstreamError(RouterError):
+    """One attempt against one provider failed. `classify.py` decides what that means."""
+
+    status = 502
+    code = "upstream_error"
+    source: Source = "upstream"
+    retryable = True
+
+
+class UpstreamConnectError(UpstreamError):
+    code = "upstream_connect_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    code = "upstream_timeout"
+    status = 504
+
+    def __init__(self, message: str, phase: Literal["connect", "first_token", "idle", "total"]) -> None:
+        super().__init__(message)
+        self.phase = phase
+
+
+class UpstreamStatusError(UpstreamError):
+    code = "upstream_status"
+
+    def __init__(
+        self, message: str, upstream_status: int, headers: dict[str, str], body: bytes
+    ) -> None:
+        super().__init__(message)
+        self.upstream_status = upstream_status
+        self.headers = headers
+        self.body = body
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream answered 200 but its stream ended or errored before any content."""
+
+    code = "upstream_protocol_error"
+
+    def __init__(self, message: str, error_event: bytes | None = None) -> None:
+        super().__init__(message)
+        self.error_event = error_event
+
+
+class NoRouteAvailable(RouterError):
+    status = 503
+    code = "no_route_available"
+    source: Source = "router"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InternalError(RouterError):
+    status = 500
+    code = "internal_error"
