@@ -1,0 +1,110 @@
+"""Composition root: config -> routing table, pool, provider clients, forwarder, endpoints,
+Starlette app. The lifespan owns one task group (the health probes) and the upstream pools."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from router.clock import Clock, SystemClock
+from router.config import Config, ProviderConfig, load_config
+from router.endpoints import Endpoints
+from router.failover import Forwarder
+from router.log import configure
+from router.middleware import AccessMiddleware
+from router.routing.health import Probe, probe_loop
+from router.routing.pool import Pool
+from router.routing.table import RoutingTable
+from router.upstream import ProviderClient, probe_headers
+
+ProbeFactory = Callable[[ProviderConfig, httpx.AsyncClient], Probe]
+
+
+def http_probe(cfg: ProviderConfig, client: httpx.AsyncClient) -> Probe:
+    """Healthy when the provider answers its health path below 400 (or 429: rate limited is up)."""
+    url = cfg.base_url + cfg.health.path
+    headers = probe_headers(cfg)
+
+    async def probe() -> bool:
+        try:
+            resp = await client.request(cfg.health.method, url, headers=headers, timeout=cfg.health.timeout_s)
+        except httpx.HTTPError:
+            return False
+        return resp.status_code < 400 or resp.status_code == 429
+
+    return probe
+
+
+class Readiness:
+    """Ready once every probed provider has had its first probe and one provider is healthy."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    def __call__(self) -> bool:
+        states = self._pool.providers.values()
+        first_round = all(p.health.probed for p in states if p.probe_enabled)
+        return first_round and any(p.health.healthy for p in states)
+
+
+def create_app(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    probe_factory: ProbeFactory = http_probe,
+) -> Starlette:
+    clock = clock or SystemClock()
+    table = RoutingTable(config)
+    pool = Pool(table, clock, config.routing.ewma_half_life_s)
+    clients = {p.name: ProviderClient(p) for p in config.providers}
+    forwarder = Forwarder(pool, clients, config.routing, clock, rng)
+    endpoints = Endpoints(forwarder, pool, Readiness(pool), config.server.max_body_bytes, int(time.time()))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for c in clients.values():
+            await c.start()
+        async with httpx.AsyncClient() as probe_client, anyio.create_task_group() as tg:
+            for p in config.providers:
+                if p.health.enabled and p.name in pool.providers:
+                    probe = probe_factory(p, probe_client)
+                    tg.start_soon(
+                        probe_loop, p.name, pool.providers[p.name].health, probe, p.health.interval_s, p.health.timeout_s
+                    )
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    for c in clients.values():
+                        await c.aclose()
+
+    routes = [
+        Route("/v1/chat/completions", endpoints.chat_completions, methods=["POST"]),
+        Route("/v1/messages", endpoints.messages, methods=["POST"]),
+        Route("/v1/responses", endpoints.responses, methods=["POST"]),
+        Route("/v1/models", endpoints.models, methods=["GET"]),
+        Route("/health/live", endpoints.live, methods=["GET"]),
+        Route("/health/ready", endpoints.ready, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AccessMiddleware)])
+    app.state.pool = pool
+    app.state.config = config
+    return app
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory for `router serve` (each worker process builds its own app)."""
+    config = load_config(os.environ["ROUTER_CONFIG"])
+    configure(config.log.level, config.log.format)
+    return create_app(config)

@@ -1,0 +1,204 @@
+"""One request's attempt loop: select the ready routes, choose one, send, classify the outcome,
+record it, and try the next route, within `routing.max_attempts` and the request's deadline.
+
+An attempt is committed once its first content event (or whole non-stream body) has arrived;
+until then any failure listed in `classify.py` moves on to another route.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+
+import anyio
+import orjson
+
+from router.classify import Action, Verdict, classify
+from router.clock import Clock
+from router.config import RoutingConfig
+from router.errors import (
+    NoRouteAvailable,
+    UnknownModel,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+from router.relay import StreamRelay
+from router.routing.breaker import AttemptResult
+from router.routing.choose import Candidate, choose
+from router.routing.pool import Lease, Pool, RouteState
+from router.routing.table import ModelRoutes
+from router.types import AccessRecord, ClientRequest, FullAnswer, StreamAnswer
+from router.upstream import ProviderClient, UpstreamResponse
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Forwarder:
+    """Sends client requests upstream with failover. One per app; stateless per request."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        clients: dict[str, ProviderClient],
+        routing: RoutingConfig,
+        clock: Clock,
+        rng: random.Random | None = None,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        self._pool = pool
+        self._clients = clients
+        self._cfg = routing
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+
+    async def forward(self, req: ClientRequest, record: AccessRecord) -> FullAnswer | StreamAnswer:
+        model = self._pool.table.get(req.model)
+        if model is None:
+            raise UnknownModel(f"model '{req.model}' is not served by this router")
+        cfg = self._cfg
+        deadline = self._clock.monotonic() + cfg.deadline_s
+        exclude: set[str] = set()  # never again in this request
+        failed_once: set[str] = set()  # failed transiently: only if nothing else in the tier is ready
+        attempts = waits = 0
+        fell_back = False
+        while attempts < cfg.max_attempts and waits <= cfg.max_attempts:
+            if attempts:
+                await self._sleep(self._backoff(attempts))
+            if self._clock.monotonic() >= deadline:
+                break
+            selection = self._pool.select(model, req.fmt, exclude, cfg.max_retry_wait_s)
+            if not selection.routes:
+                if selection.wait_s is None or self._clock.monotonic() + selection.wait_s >= deadline:
+                    break
+                waits += 1
+                await self._sleep(selection.wait_s)
+                continue
+            state = self._choose([s for s in selection.routes if s.route.key not in failed_once] or selection.routes)
+            lease = self._pool.acquire(state)
+            if lease is None:  # its half-open trial slots were taken meanwhile
+                exclude.add(state.route.key)
+                continue
+            attempts += 1
+            try:
+                return await self._attempt(req, state, lease, deadline, record)
+            except UpstreamError as exc:
+                verdict = classify(exc)
+                lease.finish(AttemptResult.FAILURE if verdict.breaker_failure else AttemptResult.SUCCESS)
+                record.attempts.append(f"{state.route.key}:{verdict.reason}")
+                if verdict.cooldown_s:
+                    state.cooldown.start(verdict.cooldown_s)
+                if verdict.action is Action.CONTEXT_FALLBACK and not fell_back and model.model.context_fallback:
+                    fallback = self._pool.table.get(model.model.context_fallback)
+                    if fallback is not None:
+                        model, fell_back = fallback, True
+                        exclude, failed_once, attempts = set(), set(), attempts - 1
+                        continue
+                if verdict.action is not Action.FAILOVER:
+                    assert isinstance(exc, UpstreamStatusError)
+                    record.provider = state.route.provider.name
+                    return _as_is(exc, state)
+                self._forget(state.route.key, verdict, exclude, failed_once)
+            except BaseException:
+                lease.finish(AttemptResult.NEUTRAL)  # client went away, or a bug: not the upstream's fault
+                raise
+        raise NoRouteAvailable(self._no_route_message(req.model, record), self._pool.cooldown_end(model))
+
+    def _choose(self, states: list[RouteState]) -> RouteState:
+        cands = [
+            Candidate(item=s, ewma_s=s.ewma.value(), inflight=s.inflight, weight=s.route.weight)
+            for s in states
+        ]
+        return choose(cands, self._rng).item
+
+    def _backoff(self, attempts: int) -> float:
+        """Exponential from backoff_min_s, capped, with full jitter in its upper half, so
+        attempts never come in a tight loop and concurrent retries spread out."""
+        base = min(self._cfg.backoff_max_s, self._cfg.backoff_min_s * (2 ** (attempts - 1)))
+        return float(base * (0.5 + self._rng.random() / 2))
+
+    @staticmethod
+    def _forget(key: str, verdict: Verdict, exclude: set[str], failed_once: set[str]) -> None:
+        if verdict.same_route_ok and key not in failed_once:
+            failed_once.add(key)
+        else:
+            exclude.add(key)
+
+    async def _attempt(
+        self, req: ClientRequest, state: RouteState, lease: Lease, deadline: float, record: AccessRecord
+    ) -> FullAnswer | StreamAnswer:
+        route = state.route
+        provider = route.provider
+        client = self._clients[provider.name]
+        # TODO(issue 4): pick a translator for (req.fmt, the route's format) here.
+        body = dict(req.body)
+        body["model"] = route.upstream_model
+        payload = orjson.dumps(body)
+        headers = client.request_headers(req.headers, req.fmt, req.request_id)
+        t = provider.timeouts
+        start = self._clock.monotonic()
+        attempt_deadline = min(deadline, start + t.total_s)
+        first_by = min(attempt_deadline, start + t.first_token_s)
+        resp: UpstreamResponse | None = None
+        committed = False
+        try:
+            with anyio.move_on_after(first_by - start) as scope:
+                resp = await client.send(req.fmt, payload, headers)
+                if not 200 <= resp.status < 300:
+                    raise UpstreamStatusError(
+                        f"upstream answered {resp.status}", resp.status, resp.headers(), await resp.read_all()
+                    )
+                if not req.stream:
+                    answer = await self._whole(resp, provider.name)
+                    lease.observe_ttfb(self._clock.monotonic() - start)
+                    lease.finish(AttemptResult.SUCCESS)
+                    record.provider, record.ttfb_ms = provider.name, (self._clock.monotonic() - start) * 1000
+                    return answer
+                relay = StreamRelay(resp, req.fmt, t, attempt_deadline, self._clock, provider.name)
+                await relay.prime()
+                committed = True
+            if not committed:
+                lease.observe_ttfb(self._clock.monotonic() - start)  # a slow route must look slow
+                msg = f"no answer from {provider.name} within {first_by - start:.1f}s"
+                raise UpstreamTimeout(msg, "first_token" if first_by < attempt_deadline else "total")
+        finally:
+            if resp is not None and not committed:
+                resp.close()
+        ttfb = self._clock.monotonic() - start
+        lease.observe_ttfb(ttfb)
+        record.provider, record.ttfb_ms = provider.name, ttfb * 1000
+
+        def finish(result: AttemptResult, reason: str) -> None:
+            lease.finish(result)
+            record.stream_end = reason
+
+        return StreamAnswer(provider=provider.name, body=relay.body(finish))
+
+    async def _whole(self, resp: UpstreamResponse, provider: str) -> FullAnswer:
+        body = await resp.read_all()
+        try:
+            orjson.loads(body)  # a 200 that is not JSON is a broken provider, not an answer
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError(f"{provider} answered 200 with a body that is not JSON") from None
+        ctype = resp.header("content-type") or "application/json"
+        return FullAnswer(status=resp.status, body=body, content_type=ctype, provider=provider)
+
+    @staticmethod
+    def _no_route_message(model: str, record: AccessRecord) -> str:
+        if not record.attempts:
+            return f"no provider is available for model '{model}'"
+        return f"no provider could serve model '{model}'; tried: " + ", ".join(record.attempts)
+
+
+def _as_is(exc: UpstreamStatusError, state: RouteState) -> FullAnswer:
+    """An upstream client error (4xx), returned with its own status and body."""
+    keep = {k: v for k, v in exc.headers.items() if k in ("retry-after", "request-id")}
+    return FullAnswer(
+        status=exc.upstream_status,
+        body=exc.body,
+        content_type=exc.headers.get("content-type", "application/json"),
+        provider=state.route.provider.name,
+        headers=keep,
+    )

@@ -1,0 +1,72 @@
+"""Client request bodies, checked once at the endpoint: JSON object, a model, a boolean
+`stream`, and the format's core fields with the right types. Pure; raises BadRequest."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from router.config import Format
+from router.errors import BadRequest
+from router.types import ClientRequest
+
+# (field, accepted types, type name for the message, required) per format.
+_FIELDS: dict[Format, tuple[tuple[str, tuple[type, ...], str, bool], ...]] = {
+    "openai-chat": (
+        ("messages", (list,), "an array", True),
+        ("max_tokens", (int,), "an integer", False),
+        ("max_completion_tokens", (int,), "an integer", False),
+        ("tools", (list,), "an array", False),
+    ),
+    "anthropic-messages": (
+        ("messages", (list,), "an array", True),
+        ("max_tokens", (int,), "an integer", False),
+        ("system", (str, list), "a string or an array", False),
+        ("tools", (list,), "an array", False),
+    ),
+    "openai-responses": (
+        ("input", (str, list), "a string or an array", False),
+        ("instructions", (str,), "a string", False),
+        ("max_output_tokens", (int,), "an integer", False),
+        ("tools", (list,), "an array", False),
+    ),
+}
+
+
+def parse_request(fmt: Format, raw: bytes, headers: Mapping[str, str], request_id: str) -> ClientRequest:
+    if not raw.strip():
+        raise BadRequest("the request body is empty; expected a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"the request body must be a JSON object, not {_kind(body)}")
+    model = body.get("model")
+    if model is None:
+        raise BadRequest("missing required field 'model'", param="model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest(f"'model' must be a non-empty string, not {_kind(model)}", param="model")
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise BadRequest(f"'stream' must be a boolean, not {_kind(stream)}", param="stream")
+    for name, types, tname, required in _FIELDS[fmt]:
+        value = body.get(name)
+        if value is None:
+            if required:
+                raise BadRequest(f"missing required field '{name}'", param=name)
+            continue
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise BadRequest(f"'{name}' must be {tname}, not {_kind(value)}", param=name)
+    return ClientRequest(
+        fmt=fmt, model=model, stream=stream, body=body, headers=dict(headers), request_id=request_id
+    )
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)

@@ -1,0 +1,1 @@
+"""Routing building blocks: latency estimates, selection, cooldowns, health and circuit breakers."""

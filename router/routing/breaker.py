@@ -1,0 +1,206 @@
+"""Per-route circuit breaker: pybreaker's counting and transitions behind an admit/record API.
+
+pybreaker 1.4 is synchronous, reads the wall clock while open, and lets every
+caller through when half-open; this wrapper keeps time and trial slots itself.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pybreaker
+
+from router.clock import Clock
+
+
+class BreakerState(str, enum.Enum):
+    """Circuit state, valued as pybreaker's state names."""
+
+    CLOSED = "closed"  # traffic flows; consecutive failures are counted
+    OPEN = "open"  # traffic refused until the reset timeout passes
+    HALF_OPEN = "half-open"  # a few trial requests decide between closed and open
+
+
+class AttemptResult(enum.Enum):
+    """What one admitted attempt says about the upstream."""
+
+    SUCCESS = enum.auto()
+    FAILURE = enum.auto()
+    # Cancelled by client disconnect, or otherwise says nothing about the
+    # upstream: releases a half-open slot, counts nothing.
+    NEUTRAL = enum.auto()
+
+
+@dataclass(slots=True)
+class Ticket:
+    """Permission for one attempt; hand it back to `Breaker.record` exactly once."""
+
+    trial: bool  # admitted as a half-open trial, holding one of the trial slots
+    settled: bool = False
+
+
+class _Outcome(Exception):
+    """Raised inside pybreaker's `call` to report a failure; never leaves this module."""
+
+
+def _succeed() -> None:
+    pass
+
+
+def _fail() -> None:
+    raise _Outcome
+
+
+class _Listener(pybreaker.CircuitBreakerListener):
+    def __init__(self, owner: Breaker) -> None:
+        self._owner = owner
+
+    def state_change(
+        self,
+        cb: pybreaker.CircuitBreaker,
+        old_state: pybreaker.CircuitBreakerState | None,
+        new_state: pybreaker.CircuitBreakerState,
+    ) -> None:
+        old = None if old_state is None else BreakerState(old_state.name)
+        self._owner._transitioned(old, BreakerState(new_state.name))
+
+
+class Breaker:
+    """Circuit breaker for one route, timed by the injected clock.
+
+    Use: `ticket = admit()`; if not None, make the attempt and always
+    `record(ticket, result)` (NEUTRAL when cancelled) - an unrecorded trial
+    ticket keeps its half-open slot forever.
+
+    In HALF_OPEN only the current trials' results count: a request admitted
+    while CLOSED, or a trial from an earlier half-open round, reports on the
+    upstream as it was before the breaker opened.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        fail_max: int,
+        reset_timeout_s: float,
+        half_open_trials: int,
+        clock: Clock,
+        on_change: Callable[[str, BreakerState, BreakerState], None] | None = None,
+    ) -> None:
+        if fail_max < 1 or half_open_trials < 1 or not reset_timeout_s >= 0:
+            raise ValueError(f"bad breaker config {fail_max=}, {half_open_trials=}, {reset_timeout_s=}")
+        self._name = name
+        self._half_open_trials = half_open_trials
+        self._reset_timeout_s = reset_timeout_s
+        self._clock = clock
+        self._on_change = on_change
+        self._opened_at: float | None = None
+        # Outstanding trial tickets of the current half-open round, matched by
+        # identity so a ticket from an earlier round cannot free a slot it no longer holds.
+        self._trials: list[Ticket] = []
+        self._pending: list[tuple[BreakerState, BreakerState]] = []
+        # pybreaker gets our reset timeout only for the record: it would act on
+        # it while open, and it is never called while open.
+        self._cb = pybreaker.CircuitBreaker(
+            fail_max=fail_max,
+            reset_timeout=reset_timeout_s,
+            name=name,
+            listeners=[_Listener(self)],
+        )
+
+    @property
+    def state(self) -> BreakerState:
+        """The real state; OPEN stays OPEN after the reset timeout until `admit` moves it."""
+        return BreakerState(self._cb.current_state)
+
+    @property
+    def fail_counter(self) -> int:
+        """pybreaker's consecutive-failure count."""
+        return self._cb.fail_counter
+
+    def available(self) -> bool:
+        """Whether `admit` would hand out a ticket now; changes nothing."""
+        state = self.state
+        if state is BreakerState.CLOSED:
+            return True
+        if state is BreakerState.OPEN:
+            return self._reset_elapsed()
+        return len(self._trials) < self._half_open_trials
+
+    def admit(self) -> Ticket | None:
+        """A ticket for one attempt, or None when refused."""
+        state = self.state
+        if state is BreakerState.CLOSED:
+            return Ticket(trial=False)
+        if state is BreakerState.OPEN:
+            if not self._reset_elapsed():
+                return None
+            # Move pybreaker ourselves: its own move happens inside `call`, after
+            # comparing against datetime.now(), and admits unboundedly.
+            self._cb.half_open()
+            self._flush()
+        if len(self._trials) >= self._half_open_trials:
+            return None
+        ticket = Ticket(trial=True)
+        self._trials.append(ticket)
+        return ticket
+
+    def record(self, ticket: Ticket, result: AttemptResult) -> None:
+        """Settle `ticket` with `result`; a second call for the same ticket is ignored."""
+        if ticket.settled:
+            return
+        ticket.settled = True
+        current_trial = self._release(ticket)
+        if result is AttemptResult.NEUTRAL:
+            return
+        state = self.state
+        if state is BreakerState.OPEN:
+            # Stale: admitted before the breaker opened. Feeding it would also
+            # make pybreaker consult the wall clock to decide on half-opening.
+            return
+        if state is BreakerState.HALF_OPEN and not current_trial:
+            return
+        try:
+            self._cb.call(_succeed if result is AttemptResult.SUCCESS else _fail)
+        except (_Outcome, pybreaker.CircuitBreakerError):
+            # CircuitBreakerError: this failure tripped the breaker; the listener saw it.
+            pass
+        finally:
+            self._flush()
+
+    def _release(self, ticket: Ticket) -> bool:
+        for i, held in enumerate(self._trials):
+            if held is ticket:
+                del self._trials[i]
+                return True
+        return False
+
+    def _reset_elapsed(self) -> bool:
+        if self._opened_at is None:
+            return True
+        return self._clock.monotonic() - self._opened_at >= self._reset_timeout_s
+
+    def _transitioned(self, old: BreakerState | None, new: BreakerState) -> None:
+        # pybreaker notifies on every state object it builds; only real flips count.
+        if old is None or old is new:
+            return
+        if new is BreakerState.OPEN:
+            self._opened_at = self._clock.monotonic()
+        # Any flip ends the half-open round: leftover trials become ordinary stale requests.
+        self._trials.clear()
+        # Deferred: pybreaker notifies before it stores the new state, so a
+        # callback reading `state` right now would see the old one.
+        self._pending.append((old, new))
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if self._on_change is not None:
+            for old, new in pending:
+                self._on_change(self._name, old, new)
+
+    def __repr__(self) -> str:
+        return (
+            f"Breaker(name={self._name!r}, state={self.state.value}, "
+            f"failures={self.fail_counter}, trials={len(self._trials)}/{self._half_open_trials})"
+        )

@@ -1,0 +1,182 @@
+"""Live state of every route (latency EWMA, in-flight count, breaker, cooldown) and of every
+provider (health), and the question routing asks of it: which routes may serve this model now?
+
+Decisions here never await: state is read and updated synchronously, I/O happens elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from router.clock import Clock
+from router.config import Format
+from router.routing.breaker import AttemptResult, Breaker, BreakerState, Ticket
+from router.routing.cooldown import Cooldown
+from router.routing.ewma import PeakEwma
+from router.routing.health import HealthState
+from router.routing.table import ModelRoutes, Route, RoutingTable
+
+
+class ProviderState:
+    """A provider's health, fed by the active probes."""
+
+    __slots__ = ("name", "health", "probe_enabled")
+
+    def __init__(self, name: str, health: HealthState, probe_enabled: bool) -> None:
+        self.name = name
+        self.health = health
+        self.probe_enabled = probe_enabled
+
+
+class RouteState:
+    """The passive signals of one (provider, upstream model) pair."""
+
+    __slots__ = ("route", "provider", "ewma", "inflight", "breaker", "cooldown")
+
+    def __init__(self, route: Route, provider: ProviderState, clock: Clock, half_life_s: float) -> None:
+        cfg = route.provider.breaker
+        self.route = route
+        self.provider = provider
+        self.ewma = PeakEwma(half_life_s, clock)
+        self.inflight = 0
+        self.breaker = Breaker(route.key, cfg.fail_max, cfg.reset_timeout_s, cfg.half_open_trials, clock)
+        self.cooldown = Cooldown(clock)
+
+    def available(self) -> bool:
+        return self.provider.health.healthy and not self.cooldown.active() and self.breaker.available()
+
+    def __repr__(self) -> str:
+        return (
+            f"RouteState({self.route.key}, healthy={self.provider.health.healthy}, "
+            f"breaker={self.breaker.state.value}, ewma={self.ewma.value()}, inflight={self.inflight}, "
+            f"cooldown={self.cooldown.remaining():.3f})"
+        )
+
+
+class Lease:
+    """One attempt's hold on a route: counts it in flight and carries its breaker ticket.
+    `finish` is idempotent, so every exit path may call it."""
+
+    __slots__ = ("state", "_ticket", "_done")
+
+    def __init__(self, state: RouteState, ticket: Ticket) -> None:
+        self.state = state
+        self._ticket = ticket
+        self._done = False
+        state.inflight += 1
+
+    def observe_ttfb(self, seconds: float) -> None:
+        self.state.ewma.observe(seconds)
+
+    def finish(self, result: AttemptResult) -> None:
+        if self._done:
+            return
+        self._done = True
+        self.state.inflight -= 1
+        self.state.breaker.record(self._ticket, result)
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The routes that may be tried now, or how long to wait for a cooled-down tier."""
+
+    routes: list[RouteState]
+    wait_s: float | None = None
+
+
+class Pool:
+    """Every route's and provider's live state, keyed by route key and provider name."""
+
+    def __init__(self, table: RoutingTable, clock: Clock, half_life_s: float) -> None:
+        self.table = table
+        self.providers: dict[str, ProviderState] = {}
+        self.routes: dict[str, RouteState] = {}
+        for route in table.routes():
+            p = route.provider
+            ps = self.providers.get(p.name)
+            if ps is None:
+                ps = ProviderState(
+                    p.name, HealthState(p.health.unhealthy_after, p.health.healthy_after), p.health.enabled
+                )
+                self.providers[p.name] = ps
+            self.routes[route.key] = RouteState(route, ps, clock, half_life_s)
+
+    def select(
+        self, model: ModelRoutes, fmt: Format, exclude: set[str], max_wait_s: float
+    ) -> Selection:
+        """The ready routes of the best tier that has any. Cases, tier by tier:
+        1. some routes are available: those;
+        2. none, but one is only cooling down for at most `max_wait_s`: wait for it, rather than
+           drop to a lower tier;
+        3. otherwise the next tier. No tier left: an empty selection.
+        """
+        for tier in model.tiers:
+            ready: list[RouteState] = []
+            wait: float | None = None
+            for route in tier:
+                # TODO(issue 4): routes needing translation become candidates, native ones preferred.
+                if route.key in exclude or not route.speaks(fmt):
+                    continue
+                state = self.routes[route.key]
+                if state.available():
+                    ready.append(state)
+                elif state.cooldown.active() and state.provider.health.healthy and state.breaker.available():
+                    remaining = state.cooldown.remaining()
+                    if remaining <= max_wait_s and (wait is None or remaining < wait):
+                        wait = remaining
+            if ready:
+                return Selection(ready)
+            if wait is not None:
+                return Selection([], wait_s=wait)
+        return Selection([])
+
+    def cooldown_end(self, model: ModelRoutes) -> float | None:
+        """Seconds until the first of the model's cooled-down routes is back, if any."""
+        ends = [
+            self.routes[r.key].cooldown.remaining()
+            for tier in model.tiers
+            for r in tier
+            if self.routes[r.key].cooldown.active()
+        ]
+        return min(ends) if ends else None
+
+    def acquire(self, state: RouteState) -> Lease | None:
+        ticket = state.breaker.admit()
+        return None if ticket is None else Lease(state, ticket)
+
+    def available_routes(self, model: ModelRoutes) -> int:
+        return sum(1 for tier in model.tiers for r in tier if self.routes[r.key].available())
+
+    def snapshot(self) -> dict[str, Any]:
+        """The /health/ready body: provider health, each route's breaker, EWMA and load."""
+        providers: dict[str, Any] = {}
+        for name, ps in self.providers.items():
+            routes = {
+                key: {
+                    "breaker": rs.breaker.state.value,
+                    "ewma_ms": None if rs.ewma.value() is None else round(rs.ewma.value() * 1000, 1),  # type: ignore[operator]
+                    "inflight": rs.inflight,
+                    "cooldown_s": round(rs.cooldown.remaining(), 3),
+                }
+                for key, rs in self.routes.items()
+                if rs.provider is ps
+            }
+            providers[name] = {
+                "healthy": ps.health.healthy,
+                "probed": ps.health.probed,
+                "breaker": _worst(rs["breaker"] for rs in routes.values()),
+                "inflight": sum(r["inflight"] for r in routes.values()),
+                "routes": routes,
+            }
+        models = {m.name: self.available_routes(self.table.get(m.name)) for m in self.table.models()}  # type: ignore[arg-type]
+        return {"providers": providers, "models": models}
+
+
+def _worst(states: Any) -> str:
+    """A provider's breaker summary: open if any route's is, then half-open, else closed."""
+    seen = set(states)
+    for s in (BreakerState.OPEN.value, BreakerState.HALF_OPEN.value):
+        if s in seen:
+            return s
+    return BreakerState.CLOSED.value

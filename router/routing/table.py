@@ -1,0 +1,66 @@
+"""The routing table: each public model's routes grouped into priority tiers. Built once from
+the config and never mutated; the live state of each route lives in `pool.py`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.config import Config, Format, ModelConfig, ProviderConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One way to serve a public model: a provider and the upstream model id it knows it by."""
+
+    provider: ProviderConfig
+    upstream_model: str
+    priority: int
+    weight: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider.name}/{self.upstream_model}"
+
+    def speaks(self, fmt: Format) -> bool:
+        return fmt in self.provider.formats
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoutes:
+    model: ModelConfig
+    tiers: tuple[tuple[Route, ...], ...]  # by ascending priority; never empty
+
+
+class RoutingTable:
+    """Public model name -> its routes by tier."""
+
+    def __init__(self, config: Config) -> None:
+        self._models: dict[str, ModelRoutes] = {}
+        for m in config.models:
+            routes = [
+                Route(
+                    provider=config.provider(r.provider),
+                    upstream_model=r.model,
+                    priority=r.priority,
+                    weight=r.weight if r.weight is not None else config.provider(r.provider).weight,
+                )
+                for r in m.routes
+            ]
+            priorities = sorted({r.priority for r in routes})
+            tiers = tuple(tuple(r for r in routes if r.priority == p) for p in priorities)
+            self._models[m.name] = ModelRoutes(model=m, tiers=tiers)
+
+    def get(self, model: str) -> ModelRoutes | None:
+        return self._models.get(model)
+
+    def models(self) -> list[ModelConfig]:
+        return [mr.model for mr in self._models.values()]
+
+    def routes(self) -> list[Route]:
+        """Every distinct route, once."""
+        seen: dict[str, Route] = {}
+        for mr in self._models.values():
+            for tier in mr.tiers:
+                for r in tier:
+                    seen.setdefault(r.key, r)
+        return list(seen.values())

@@ -1,0 +1,152 @@
+"""One attempt's I/O against one provider, over that provider's pooled aiohttp session.
+
+This is the only module that talks to upstreams on the data path, and the only place where
+aiohttp's exceptions exist: they are mapped to `router.errors` here (as httpx maps httpcore's).
+aiohttp rather than httpx: on this machine its pool measured 10-30x faster for pass-through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import aiohttp
+
+from router.config import Format, ProviderConfig
+from router.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+
+# RFC 9110 7.6.1 hop-by-hop headers, plus what the router replaces (credentials, framing,
+# encoding: aiohttp decompresses, so the client must not see the upstream's encoding).
+_DROP_REQUEST_HEADERS = frozenset(
+    {
+        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+        "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length", "content-type",
+        "authorization", "x-api-key", "api-key", "cookie", "accept-encoding", "x-request-id",
+    }
+)  # fmt: skip
+
+# Which upstream path serves each format; the provider's base_url is prefixed.
+PATHS: dict[Format, str] = {
+    "openai-chat": "/v1/chat/completions",
+    "anthropic-messages": "/v1/messages",
+    "openai-responses": "/v1/responses",
+}
+
+
+class UpstreamResponse:
+    """An upstream answer whose headers have arrived. `close()` must be called (it is sync, so
+    it runs even inside a cancelled scope); a half-read connection is discarded, not reused."""
+
+    __slots__ = ("status", "_resp")
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self.status = resp.status
+        self._resp = resp
+
+    def header(self, name: str) -> str | None:
+        return self._resp.headers.get(name)
+
+    def headers(self) -> dict[str, str]:
+        return {k.lower(): v for k, v in self._resp.headers.items()}
+
+    async def read_all(self) -> bytes:
+        try:
+            return await self._resp.read()
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _map(exc, "reading the answer") from None
+
+    async def read(self) -> bytes:
+        """The next bytes of the body as they arrive; b"" at its end."""
+        try:
+            return await self._resp.content.readany()
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _map(exc, "reading the stream") from None
+
+    def close(self) -> None:
+        if self._resp.content.at_eof():
+            self._resp.release()
+        else:
+            self._resp.close()
+
+
+class ProviderClient:
+    """A provider's connection pool and credentials."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        cfg = self.config
+        connector = aiohttp.TCPConnector(
+            limit=cfg.pool.max_connections,
+            keepalive_timeout=cfg.pool.keepalive_s,
+            ttl_dns_cache=300,
+        )
+        # Only connect is bounded here; first-token, idle and total are the router's own
+        # deadlines (anyio scopes in failover/relay), since aiohttp's read timeout cannot
+        # tell "thinking before the first token" from "stalled mid-stream".
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=cfg.timeouts.connect_s)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, raise_for_status=False, trust_env=False
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def request_headers(
+        self, client_headers: Mapping[str, str], fmt: Format, request_id: str
+    ) -> dict[str, str]:
+        """Client headers minus hop-by-hop and credentials, plus the provider's own."""
+        cfg = self.config
+        out = {k: v for k, v in client_headers.items() if k not in _DROP_REQUEST_HEADERS}
+        out.update(cfg.headers)
+        out["content-type"] = "application/json"
+        out["x-request-id"] = request_id
+        if fmt == "anthropic-messages":
+            out.setdefault("anthropic-version", cfg.anthropic_version)
+            if cfg.api_key:
+                out["x-api-key"] = cfg.api_key
+        elif cfg.api_key:
+            out["authorization"] = f"Bearer {cfg.api_key}"
+        return out
+
+    async def send(self, fmt: Format, body: bytes, headers: dict[str, str]) -> UpstreamResponse:
+        """POST to the format's path; returns once the status line and headers have arrived."""
+        if self._session is None:
+            raise UpstreamConnectError(f"provider {self.config.name} is not started")
+        url = self.config.base_url + PATHS[fmt]
+        try:
+            resp = await self._session.post(url, data=body, headers=headers, allow_redirects=False)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise _map(exc, "connecting") from None
+        return UpstreamResponse(resp)
+
+
+def _map(exc: BaseException, during: str) -> UpstreamError:
+    """aiohttp's exceptions, in the router's terms."""
+    if isinstance(exc, (aiohttp.ConnectionTimeoutError, asyncio.TimeoutError)):
+        return UpstreamTimeout(f"connect timeout while {during}", phase="connect")
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return UpstreamTimeout(f"read timeout while {during}", phase="idle")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamConnectError(f"cannot connect: {exc.os_error.strerror or exc}")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return UpstreamConnectError(f"upstream closed the connection while {during}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamConnectError(f"upstream connection broke while {during}")
+    return UpstreamConnectError(f"upstream connection error while {during}: {type(exc).__name__}")
+
+
+def probe_headers(cfg: ProviderConfig) -> dict[str, str]:
+    """Credentials for a health probe, in the style of the provider's first format."""
+    out = dict(cfg.headers)
+    if cfg.formats[0] == "anthropic-messages":
+        out["anthropic-version"] = cfg.anthropic_version
+        if cfg.api_key:
+            out["x-api-key"] = cfg.api_key
+    elif cfg.api_key:
+        out["authorization"] = f"Bearer {cfg.api_key}"
+    return out

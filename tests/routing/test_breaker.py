@@ -1,0 +1,259 @@
+"""Tests for router.routing.breaker.Breaker over pybreaker, driven by a ManualClock."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.clock import ManualClock
+from router.routing.breaker import AttemptResult, Breaker, BreakerState, Ticket
+
+S, F, N = AttemptResult.SUCCESS, AttemptResult.FAILURE, AttemptResult.NEUTRAL
+Change = tuple[str, BreakerState, BreakerState]
+
+
+def _breaker(
+    clock: ManualClock, changes: list[Change] | None = None, trials: int = 1
+) -> Breaker:
+    """A breaker with fail_max=3, reset 30 s, recording on_change calls into `changes`."""
+    sink = changes if changes is not None else []
+    return Breaker(
+        "fast/m", fail_max=3, reset_timeout_s=30.0, half_open_trials=trials, clock=clock,
+        on_change=lambda name, old, new: sink.append((name, old, new)),
+    )
+
+
+def _state(b: Breaker) -> BreakerState:
+    """b.state, read through a call so mypy does not carry narrowing across transitions."""
+    return b.state
+
+
+def _admit(b: Breaker) -> Ticket:
+    """admit() that must succeed."""
+    ticket = b.admit()
+    assert ticket is not None
+    return ticket
+
+
+def _trip(b: Breaker) -> None:
+    """Record fail_max failures from closed."""
+    for _ in range(3):
+        b.record(_admit(b), F)
+
+
+def test_opens_after_fail_max_failures() -> None:
+    """fail_max consecutive failures open the breaker; fewer do not."""
+    b = _breaker(ManualClock())
+    b.record(_admit(b), F)
+    b.record(_admit(b), F)
+    assert _state(b) is BreakerState.CLOSED and b.fail_counter == 2
+    b.record(_admit(b), F)
+    assert _state(b) is BreakerState.OPEN
+
+
+def test_refuses_while_open() -> None:
+    """An open breaker before its reset timeout admits nothing and is unavailable."""
+    clock = ManualClock()
+    b = _breaker(clock)
+    _trip(b)
+    clock.advance(29.9)
+    assert not b.available()
+    assert b.admit() is None
+    assert _state(b) is BreakerState.OPEN
+
+
+def test_available_after_reset_timeout_admits_exact_trials() -> None:
+    """After the reset timeout the breaker is available and admits exactly half_open_trials at once."""
+    clock = ManualClock()
+    b = _breaker(clock, trials=2)
+    _trip(b)
+    clock.advance(30.0)
+    assert b.available()
+    assert _state(b) is BreakerState.OPEN  # available() does not move it
+    t1, t2 = _admit(b), _admit(b)
+    assert t1.trial and t2.trial
+    assert _state(b) is BreakerState.HALF_OPEN
+    assert not b.available()
+    assert b.admit() is None
+    assert repr(b) == "Breaker(name='fast/m', state=half-open, failures=3, trials=2/2)"
+
+
+def test_trial_success_closes() -> None:
+    """A successful trial closes the breaker and resets the failure count."""
+    clock = ManualClock()
+    b = _breaker(clock)
+    _trip(b)
+    clock.advance(30.0)
+    b.record(_admit(b), S)
+    assert _state(b) is BreakerState.CLOSED
+    assert b.fail_counter == 0
+    assert not _admit(b).trial
+
+
+def test_trial_failure_reopens_and_restarts_timer() -> None:
+    """A failed trial reopens the breaker and the reset timeout counts from then."""
+    clock = ManualClock()
+    b = _breaker(clock)
+    _trip(b)
+    clock.advance(30.0)
+    trial = _admit(b)
+    clock.advance(10.0)
+    b.record(trial, F)
+    assert _state(b) is BreakerState.OPEN
+    clock.advance(25.0)  # 35 s after the first open, 25 s after the reopen
+    assert not b.available() and b.admit() is None
+    clock.advance(5.0)
+    assert b.available()
+
+
+def test_neutral_counts_nothing_and_frees_slot() -> None:
+    """NEUTRAL leaves counters and state alone but releases the half-open slot."""
+    clock = ManualClock()
+    b = _breaker(clock)
+    b.record(_admit(b), F)
+    b.record(_admit(b), N)
+    assert b.fail_counter == 1
+    b.record(_admit(b), F)
+    b.record(_admit(b), F)
+    clock.advance(30.0)
+    trial = _admit(b)
+    assert b.admit() is None
+    b.record(trial, N)
+    assert _state(b) is BreakerState.HALF_OPEN
+    assert b.available()
+    assert _admit(b).trial
+
+
+def test_success_resets_failure_count_when_closed() -> None:
+    """A success in closed state wipes earlier failures, so fail_max must be consecutive."""
+    b = _breaker(ManualClock())
+    b.record(_admit(b), F)
+    b.record(_admit(b), F)
+    b.record(_admit(b), S)
+    assert b.fail_counter == 0
+    b.record(_admit(b), F)
+    b.record(_admit(b), F)
+    assert _state(b) is BreakerState.CLOSED
+
+
+def test_stale_results_while_open_ignored() -> None:
+    """Results of requests admitted before the breaker opened change nothing while open."""
+    clock = ManualClock()
+    changes: list[Change] = []
+    b = _breaker(clock, changes)
+    stale_ok, stale_bad = _admit(b), _admit(b)
+    _trip(b)
+    b.record(stale_ok, S)
+    b.record(stale_bad, F)
+    assert _state(b) is BreakerState.OPEN
+    assert b.fail_counter == 3
+    assert len(changes) == 1
+
+
+def test_stale_closed_ticket_ignored_while_half_open() -> None:
+    """In half-open only the current trial decides; an old closed-state ticket does not."""
+    clock = ManualClock()
+    b = _breaker(clock)
+    old = _admit(b)
+    _trip(b)
+    clock.advance(30.0)
+    trial = _admit(b)
+    b.record(old, S)
+    assert _state(b) is BreakerState.HALF_OPEN
+    b.record(trial, S)
+    assert _state(b) is BreakerState.CLOSED
+
+
+def test_trial_from_earlier_round_holds_no_slot() -> None:
+    """A leftover trial from a previous half-open round neither frees nor decides the new round."""
+    clock = ManualClock()
+    b = _breaker(clock, trials=2)
+    _trip(b)
+    clock.advance(30.0)
+    failing, leftover = _admit(b), _admit(b)
+    b.record(failing, F)  # reopens
+    clock.advance(30.0)
+    t1, t2 = _admit(b), _admit(b)
+    b.record(leftover, F)
+    assert _state(b) is BreakerState.HALF_OPEN
+    assert b.admit() is None  # the leftover freed no current slot
+    b.record(t1, S)
+    assert _state(b) is BreakerState.CLOSED
+    b.record(t2, N)
+
+
+def test_record_twice_is_noop() -> None:
+    """A second record on the same ticket is ignored."""
+    b = _breaker(ManualClock())
+    ticket = _admit(b)
+    b.record(ticket, F)
+    b.record(ticket, F)
+    assert b.fail_counter == 1
+    assert ticket.settled
+
+
+def test_record_twice_does_not_free_second_slot() -> None:
+    """Recording a trial ticket twice releases its slot once."""
+    clock = ManualClock()
+    b = _breaker(clock, trials=2)
+    _trip(b)
+    clock.advance(30.0)
+    t1, _t2 = _admit(b), _admit(b)
+    b.record(t1, N)
+    b.record(t1, N)
+    assert _admit(b).trial
+    assert b.admit() is None
+
+
+def test_on_change_called_once_per_flip() -> None:
+    """on_change sees each real transition exactly once, with the state already updated."""
+    clock = ManualClock()
+    changes: list[Change] = []
+    seen: list[BreakerState] = []
+
+    def on_change(name: str, old: BreakerState, new: BreakerState) -> None:
+        changes.append((name, old, new))
+        seen.append(b.state)
+
+    b = Breaker("r", fail_max=1, reset_timeout_s=5.0, half_open_trials=1, clock=clock, on_change=on_change)
+    b.record(_admit(b), F)
+    clock.advance(5.0)
+    b.record(_admit(b), F)
+    clock.advance(5.0)
+    b.record(_admit(b), S)
+    b.record(_admit(b), S)
+    c, o, h = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+    assert changes == [("r", c, o), ("r", o, h), ("r", h, o), ("r", o, h), ("r", h, c)]
+    assert seen == [new for _, _, new in changes]
+
+
+def test_repr_closed() -> None:
+    """repr names the route, state, failures and trial slots."""
+    b = _breaker(ManualClock())
+    assert repr(b) == "Breaker(name='fast/m', state=closed, failures=0, trials=0/1)"
+
+
+@pytest.mark.parametrize(("fail_max", "trials", "reset"), [(0, 1, 1.0), (1, 0, 1.0), (1, 1, -1.0)])
+def test_rejects_bad_config(fail_max: int, trials: int, reset: float) -> None:
+    """Non-positive fail_max or trials and negative reset timeouts are refused."""
+    with pytest.raises(ValueError):
+        Breaker("x", fail_max, reset, trials, ManualClock())
+
+
+def test_never_calls_pybreaker_while_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pybreaker's open-state gate, which reads the wall clock, is never reached."""
+    import pybreaker
+
+    def forbidden(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("pybreaker consulted while open")
+
+    monkeypatch.setattr(pybreaker.CircuitOpenState, "before_call", forbidden)
+    clock = ManualClock()
+    b = _breaker(clock, trials=2)
+    stale = _admit(b)
+    _trip(b)
+    b.record(stale, F)
+    clock.advance(30.0)
+    t1, t2 = _admit(b), _admit(b)
+    b.record(t1, F)
+    b.record(t2, S)  # arrives after t1 reopened the breaker
+    assert _state(b) is BreakerState.OPEN
