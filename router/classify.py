@@ -70,10 +70,35 @@ def event_kind(fmt: Format, obj: Any) -> EventKind:
                 kind = EventKind.CONTENT
         return kind
     etype = obj.get("type") if isinstance(obj, dict) else None
-    table = _ANTHROPIC_KINDS if fmt == "anthropic-messages" else _RESPONSES_KINDS
-    if fmt == "openai-responses" and isinstance(etype, str) and etype.endswith(".done"):
+    if not isinstance(etype, str):
         return EventKind.TRAILER
-    return table.get(etype, EventKind.CONTENT) if isinstance(etype, str) else EventKind.TRAILER
+    if fmt == "anthropic-messages":
+        if etype == "content_block_start" and _empty_shell(obj.get("content_block")):
+            return EventKind.PRELUDE
+        return _ANTHROPIC_KINDS.get(etype, EventKind.CONTENT)
+    if etype.endswith(".done"):
+        return EventKind.TRAILER
+    if etype == "response.output_item.added" and _empty_shell(obj.get("item")):
+        return EventKind.PRELUDE
+    if etype == "response.content_part.added" and _empty_shell(obj.get("part")):
+        return EventKind.PRELUDE
+    return _RESPONSES_KINDS.get(etype, EventKind.CONTENT)
+
+
+def _empty_shell(block: Any) -> bool:
+    """An opening block with nothing in it yet (an empty text, thinking or message shell): held
+    back like the opening events, so a stream that dies right after it can still fail over.
+    A tool-call shell is content: it names the tool."""
+    if not isinstance(block, dict):
+        return False
+    kind = block.get("type")
+    if kind in ("text", "output_text"):
+        return not block.get("text")
+    if kind == "thinking":
+        return not block.get("thinking")
+    if kind == "message":
+        return not block.get("content")
+    return False
 
 
 class Action(enum.Enum):
@@ -93,6 +118,7 @@ class Verdict:
 
 _TRANSIENT_STATUSES = {500, 502}
 _FAILOVER_STATUSES = {500, 502, 503, 504, 529, 429}
+MAX_COOLDOWN_S = 3600.0  # a provider asking for more than an hour is capped: probes and breakers take over
 _CONTEXT_MARKERS = (
     b"context_length_exceeded",
     b"maximum context length",
@@ -145,6 +171,11 @@ def _is_context_overflow(body: bytes) -> bool:
 
 def retry_after_s(headers: dict[str, str], now: float | None = None) -> float | None:
     """Seconds from `retry-after-ms` or `retry-after` (delta-seconds or an HTTP date)."""
+    value = _retry_after(headers, now)
+    return None if value is None else min(value, MAX_COOLDOWN_S)
+
+
+def _retry_after(headers: dict[str, str], now: float | None) -> float | None:
     ms = headers.get("retry-after-ms")
     if ms:
         try:
@@ -155,7 +186,9 @@ def retry_after_s(headers: dict[str, str], now: float | None = None) -> float | 
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
+        if seconds == seconds:  # NaN is not a duration
+            return max(0.0, seconds)
     except ValueError:
         pass
     try:

@@ -104,10 +104,12 @@ class Endpoints:
         except Exception:
             log.exception("internal_error")
             return error_response(fmt, InternalError("internal error; see the router log"))
+        # How many attempts it took: a client (or the demo) can see failover happen.
+        routed = {"x-router-provider": answer.provider, "x-router-attempts": str(len(record.attempts) + 1)}
         if isinstance(answer, FullAnswer):
-            headers = {"x-router-provider": answer.provider, **answer.headers}
+            headers = {**routed, **answer.headers}
             return Response(answer.body, answer.status, headers=headers, media_type=answer.content_type)
-        headers = {"x-router-provider": answer.provider, **_SSE_HEADERS}
+        headers = {**routed, **_SSE_HEADERS}
         return SSEResponse(answer.body, headers=headers)
 
     async def models(self, request: Request) -> Response:

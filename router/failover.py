@@ -87,7 +87,8 @@ class Forwarder:
             except UpstreamError as exc:
                 verdict = classify(exc)
                 lease.finish(AttemptResult.FAILURE if verdict.breaker_failure else AttemptResult.SUCCESS)
-                record.attempts.append(f"{state.route.key}:{verdict.reason}")
+                if verdict.action is not Action.CLIENT_ERROR:
+                    record.attempts.append(f"{state.route.key}:{verdict.reason}")
                 if verdict.cooldown_s:
                     state.cooldown.start(verdict.cooldown_s)
                 if verdict.action is Action.CONTEXT_FALLBACK and not fell_back and model.model.context_fallback:
@@ -121,6 +122,8 @@ class Forwarder:
 
     @staticmethod
     def _forget(key: str, verdict: Verdict, exclude: set[str], failed_once: set[str]) -> None:
+        if verdict.cooldown_s is not None:
+            return  # the cooldown keeps it out, and lets a short one be waited out in its tier
         if verdict.same_route_ok and key not in failed_once:
             failed_once.add(key)
         else:

@@ -1,0 +1,153 @@
+"""Shared fixtures, kept few: fake providers on real loopback sockets, a config factory, and a
+router server started on a real socket from a config."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from router.app import create_app
+from router.clock import Clock
+from router.config import Config, parse_config
+from router.fake_upstream.server import RunningServer, start_in_thread
+from router.threaded import ThreadedServer
+
+FAKE_NAMES = ("alpha", "beta", "gamma")
+ALL_FORMATS = ["openai-chat", "anthropic-messages", "openai-responses"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Fakes(dict[str, RunningServer]):
+    """The session's fake providers, by name, with helpers to steer them."""
+
+    def set(self, name: str, **faults: Any) -> None:
+        r = httpx.post(f"{self[name].url}/_admin/faults", json=faults, timeout=5)
+        assert r.status_code == 200, r.text
+
+    def stats(self, name: str) -> dict[str, Any]:
+        data: dict[str, Any] = httpx.get(f"{self[name].url}/_admin/stats", timeout=5).json()
+        return data
+
+    def served(self, name: str) -> int:
+        """Completion requests this provider received (any of the three paths)."""
+        reqs = self.stats(name)["requests"]
+        return sum(v for k, v in reqs.items() if k.startswith("/v1/") and k != "/v1/models")
+
+
+@pytest.fixture(scope="session")
+def _fake_servers() -> Iterator[Fakes]:
+    fakes = Fakes({name: start_in_thread(name) for name in FAKE_NAMES})
+    yield fakes
+    for server in fakes.values():
+        server.stop()
+
+
+@pytest.fixture
+def fakes(_fake_servers: Fakes) -> Fakes:
+    """Fake providers, reset to healthy before each test."""
+    for server in _fake_servers.values():
+        httpx.post(f"{server.url}/_admin/reset", timeout=5).raise_for_status()
+    return _fake_servers
+
+
+ConfigFactory = Callable[..., Config]
+
+
+@pytest.fixture
+def config_factory(_fake_servers: Fakes) -> ConfigFactory:
+    """A Config for the fake providers: `routes` maps a model to [(provider, priority), ...]."""
+
+    def make(
+        routes: dict[str, list[tuple[str, int]]] | None = None,
+        timeouts: dict[str, float] | None = None,
+        health: dict[str, Any] | None = None,
+        breaker: dict[str, Any] | None = None,
+        routing: dict[str, Any] | None = None,
+        extra_providers: list[dict[str, Any]] | None = None,
+        models_extra: dict[str, dict[str, Any]] | None = None,
+        server: dict[str, Any] | None = None,
+    ) -> Config:
+        routes = routes or {"m": [("alpha", 0), ("beta", 0)]}
+        providers = [
+            {
+                "name": name,
+                "base_url": server_.url,
+                "formats": ALL_FORMATS,
+                "api_key": f"provider-key-{name}",
+                "timeouts": {"connect_s": 1, "first_token_s": 2, "idle_s": 2, "total_s": 10, **(timeouts or {})},
+                "health": {"interval_s": 30, "timeout_s": 1, **(health or {})},
+                "breaker": {"fail_max": 3, "reset_timeout_s": 30, **(breaker or {})},
+            }
+            for name, server_ in _fake_servers.items()
+        ] + (extra_providers or [])
+        models = [
+            {
+                "name": model,
+                "routes": [{"provider": p, "model": f"{p}-{model}", "priority": prio} for p, prio in rs],
+                **((models_extra or {}).get(model, {})),
+            }
+            for model, rs in routes.items()
+        ]
+        data = {
+            "server": {"max_body_bytes": 65536, **(server or {})},
+            "routing": {"backoff_min_s": 0.001, "backoff_max_s": 0.005, **(routing or {})},
+            "providers": providers,
+            "models": models,
+        }
+        return parse_config(data, source="test")
+
+    return make
+
+
+class RouterServer:
+    def __init__(self, server: ThreadedServer, app: Any) -> None:
+        self.server = server
+        self.app = app
+        self.url = server.url
+        self.client = httpx.Client(base_url=server.url, timeout=10)
+
+    def post(self, path: str, json: Any = None, **kw: Any) -> httpx.Response:
+        return self.client.post(path, json=json, **kw)
+
+    def ready(self) -> httpx.Response:
+        return self.client.get("/health/ready")
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, "condition not reached in time"
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def router_server(fakes: Fakes) -> Iterator[Callable[..., RouterServer]]:
+    """Start the router on a real socket; waits until /health/ready says ready."""
+    started: list[RouterServer] = []
+
+    def start(config: Config, clock: Clock | None = None, wait_ready: bool = True) -> RouterServer:
+        app = create_app(config, clock=clock, rng=random.Random(7))
+        rs = RouterServer(ThreadedServer(app).start(), app)
+        started.append(rs)
+        if wait_ready:
+            rs.wait_until(lambda: rs.ready().status_code == 200)
+        return rs
+
+    yield start
+    for rs in started:
+        rs.client.close()
+        rs.server.stop()
+
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+ANTHROPIC = {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+RESPONSES = {"model": "m", "input": "hi"}
+BODIES = {"/v1/chat/completions": CHAT, "/v1/messages": ANTHROPIC, "/v1/responses": RESPONSES}
