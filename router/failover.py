@@ -25,7 +25,7 @@ from router.errors import (
     UpstreamTimeout,
 )
 from router.relay import StreamRelay
-from router.routing.breaker import AttemptResult
+from router.routing.breaker import AttemptResult, BreakerState
 from router.routing.choose import Candidate, choose
 from router.routing.pool import Lease, Pool, RouteState
 from router.routing.table import ModelRoutes
@@ -108,8 +108,15 @@ class Forwarder:
         raise NoRouteAvailable(self._no_route_message(req.model, record), self._pool.cooldown_end(model))
 
     def _choose(self, states: list[RouteState]) -> RouteState:
+        # A breaker ready for its half-open trial counts as unmeasured: the trial is its
+        # measurement, and its stale (timed-out) latency must not starve it.
         cands = [
-            Candidate(item=s, ewma_s=s.ewma.value(), inflight=s.inflight, weight=s.route.weight)
+            Candidate(
+                item=s,
+                ewma_s=s.ewma.value() if s.breaker.state is BreakerState.CLOSED else None,
+                inflight=s.inflight,
+                weight=s.route.weight,
+            )
             for s in states
         ]
         return choose(cands, self._rng).item
@@ -135,7 +142,8 @@ class Forwarder:
         route = state.route
         provider = route.provider
         client = self._clients[provider.name]
-        # TODO(issue 4): pick a translator for (req.fmt, the route's format) here.
+        # TODO(issue 4): when route.upstream_format(req.fmt) differs from req.fmt, translate the
+        # body here, the answer in _whole, and each stream event in the relay.
         body = dict(req.body)
         body["model"] = route.upstream_model
         payload = orjson.dumps(body)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -16,7 +16,9 @@ _START_TIMEOUT_S = 10.0
 class ThreadedServer:
     """A uvicorn server on its own thread and event loop. `stop()` is bounded."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, lifespan: str = "on") -> None:
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int = 0, lifespan: Literal["auto", "on", "off"] = "on"
+    ) -> None:
         config = uvicorn.Config(
             app,
             host=host,

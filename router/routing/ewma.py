@@ -29,8 +29,11 @@ class PeakEwma:
       value (w ~ 1); after a long quiet gap the old estimate is stale and the
       new sample dominates (w -> 0).
 
-    Unlike tower, `value()` does not decay toward zero while no samples arrive:
-    reads are pure, and an idle route's estimate only moves when it is measured.
+    Like tower, the estimate read by `value()` decays toward zero while no
+    samples arrive (``value * exp(-idle / tau)``): a route that looked slow once
+    (a timeout records its full wait) becomes cheap again over a few half-lives,
+    is chosen again, and so gets re-measured instead of being starved forever.
+    Reads never mutate the estimate.
     """
 
     __slots__ = ("_clock", "_tau_s", "_value", "_updated_at", "_samples")
@@ -62,8 +65,11 @@ class PeakEwma:
         self._samples += 1
 
     def value(self) -> float | None:
-        """The current estimate in seconds, or None before the first sample."""
-        return self._value
+        """The current estimate in seconds, decayed since the last sample; None before any."""
+        if self._value is None:
+            return None
+        idle = max(0.0, self._clock.monotonic() - self._updated_at)
+        return self._value * math.exp(-idle / self._tau_s)
 
     @property
     def samples(self) -> int:

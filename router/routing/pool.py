@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from router.clock import Clock
 from router.config import Format
 from router.routing.breaker import AttemptResult, Breaker, BreakerState, Ticket
@@ -16,6 +18,8 @@ from router.routing.cooldown import Cooldown
 from router.routing.ewma import PeakEwma
 from router.routing.health import HealthState
 from router.routing.table import ModelRoutes, Route, RoutingTable
+
+log = structlog.get_logger("router.routing")
 
 
 class ProviderState:
@@ -40,7 +44,9 @@ class RouteState:
         self.provider = provider
         self.ewma = PeakEwma(half_life_s, clock)
         self.inflight = 0
-        self.breaker = Breaker(route.key, cfg.fail_max, cfg.reset_timeout_s, cfg.half_open_trials, clock)
+        self.breaker = Breaker(
+            route.key, cfg.fail_max, cfg.reset_timeout_s, cfg.half_open_trials, clock, on_change=_log_flip
+        )
         self.cooldown = Cooldown(clock)
 
     def available(self) -> bool:
@@ -115,8 +121,7 @@ class Pool:
             ready: list[RouteState] = []
             wait: float | None = None
             for route in tier:
-                # TODO(issue 4): routes needing translation become candidates, native ones preferred.
-                if route.key in exclude or not route.speaks(fmt):
+                if route.key in exclude or route.upstream_format(fmt) is None:
                     continue
                 state = self.routes[route.key]
                 if state.available():
@@ -171,6 +176,12 @@ class Pool:
             }
         models = {m.name: self.available_routes(self.table.get(m.name)) for m in self.table.models()}  # type: ignore[arg-type]
         return {"providers": providers, "models": models}
+
+
+def _log_flip(name: str, old: BreakerState, new: BreakerState) -> None:
+    """Breakers log only when they flip, never per request."""
+    level = log.warning if new is BreakerState.OPEN else log.info
+    level("breaker_state_changed", route=name, old=old.value, new=new.value)
 
 
 def _worst(states: Any) -> str:

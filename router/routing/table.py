@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from router.config import Config, Format, ModelConfig, ProviderConfig
+from router.translate import upstream_format
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +22,9 @@ class Route:
     def key(self) -> str:
         return f"{self.provider.name}/{self.upstream_model}"
 
-    def speaks(self, fmt: Format) -> bool:
-        return fmt in self.provider.formats
+    def upstream_format(self, client: Format) -> Format | None:
+        """The format this route is sent in for a `client` request; None if it cannot serve it."""
+        return upstream_format(client, self.provider.formats)
 
 
 @dataclass(frozen=True, slots=True)

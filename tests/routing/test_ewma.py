@@ -87,3 +87,14 @@ def test_rejects_non_positive_half_life() -> None:
     """A half-life must be positive."""
     with pytest.raises(ValueError):
         PeakEwma(half_life_s=0.0, clock=ManualClock())
+
+
+def test_estimate_decays_toward_zero_while_idle() -> None:
+    """An idle route's estimate halves every half-life, so it gets chosen and re-measured."""
+    clock = ManualClock()
+    e = PeakEwma(half_life_s=10, clock=clock)
+    e.observe(4.0)
+    clock.advance(10)
+    assert e.value() == pytest.approx(2.0)
+    clock.advance(20)
+    assert e.value() == pytest.approx(0.5)
