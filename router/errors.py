@@ -7,7 +7,8 @@ where it came from (client, upstream or router) and whether another route may be
     │   ├── BodyTooLarge               413 body over server.max_body_bytes
     │   └── UnknownModel               404 model not served by this router
     ├── UpstreamError                  source=upstream; raised per attempt, classified by classify.py
-    │   ├── UpstreamConnectError       refused, reset, DNS failure before any answer
+    │   ├── UpstreamConnectError       refused, DNS failure, no connection
+    │   │   └── UpstreamReset          the connection broke while the answer was coming
     │   ├── UpstreamTimeout            connect / first_token / idle / total deadline passed
     │   ├── UpstreamStatusError        a non-2xx answer (carries status, headers, body)
     │   └── UpstreamProtocolError      the stream ended or errored before its first content event
@@ -75,6 +76,10 @@ class UpstreamError(RouterError):
 
 class UpstreamConnectError(UpstreamError):
     code = "upstream_connect_error"
+
+
+class UpstreamReset(UpstreamConnectError):
+    code = "upstream_reset"
 
 
 class UpstreamTimeout(UpstreamError):

@@ -34,6 +34,8 @@ from router.upstream import ProviderClient, UpstreamResponse
 
 Sleep = Callable[[float], Awaitable[None]]
 
+FAILURE_PENALTY_S = 1.0  # about a slow LLM's time to first token: worse than any healthy peer
+
 
 class Forwarder:
     """Sends client requests upstream with failover. One per app; stateless per request."""
@@ -82,10 +84,15 @@ class Forwarder:
                 exclude.add(state.route.key)
                 continue
             attempts += 1
+            started = self._clock.monotonic()
             try:
                 return await self._attempt(req, state, lease, deadline, record)
             except UpstreamError as exc:
                 verdict = classify(exc)
+                if verdict.breaker_failure:
+                    # A route that fails fast must not look fast (nor stay "unmeasured", which
+                    # choose() would try first): a failure costs at least FAILURE_PENALTY_S.
+                    lease.observe_ttfb(max(FAILURE_PENALTY_S, self._clock.monotonic() - started))
                 lease.finish(AttemptResult.FAILURE if verdict.breaker_failure else AttemptResult.SUCCESS)
                 if verdict.action is not Action.CLIENT_ERROR:
                     record.attempts.append(f"{state.route.key}:{verdict.reason}")
@@ -171,7 +178,6 @@ class Forwarder:
                 await relay.prime()
                 committed = True
             if not committed:
-                lease.observe_ttfb(self._clock.monotonic() - start)  # a slow route must look slow
                 msg = f"no answer from {provider.name} within {first_by - start:.1f}s"
                 raise UpstreamTimeout(msg, "first_token" if first_by < attempt_deadline else "total")
         finally:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import aiohttp
 
 from router.config import Format, ProviderConfig
-from router.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from router.errors import UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
 
 # RFC 9110 7.6.1 hop-by-hop headers, plus what the router replaces (credentials, framing,
 # encoding: aiohttp decompresses, so the client must not see the upstream's encoding).
@@ -102,6 +102,8 @@ class ProviderClient:
         """Client headers minus hop-by-hop and credentials, plus the provider's own."""
         cfg = self.config
         out = {k: v for k, v in client_headers.items() if k not in _DROP_REQUEST_HEADERS}
+        for name in client_headers.get("connection", "").split(","):
+            out.pop(name.strip().lower(), None)  # headers the client marked hop-by-hop
         out.update(cfg.headers)
         out["content-type"] = "application/json"
         out["x-request-id"] = request_id
@@ -134,9 +136,9 @@ def _map(exc: BaseException, during: str) -> UpstreamError:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamConnectError(f"cannot connect: {exc.os_error.strerror or exc}")
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return UpstreamConnectError(f"upstream closed the connection while {during}")
+        return UpstreamReset(f"upstream closed the connection while {during}")
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return UpstreamConnectError(f"upstream connection broke while {during}")
+        return UpstreamReset(f"upstream connection broke while {during}")
     return UpstreamConnectError(f"upstream connection error while {during}: {type(exc).__name__}")
 
 

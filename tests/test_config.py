@@ -320,7 +320,7 @@ def test_shipped_configs_load() -> None:
         assert p.formats == ("openai-chat", "anthropic-messages", "openai-responses") and p.api_key is None
         assert (p.health.interval_s, p.health.timeout_s) == (2.0, 1.0)
         assert (p.breaker.fail_max, p.breaker.reset_timeout_s) == (3, 5.0)
-        assert p.timeouts == Timeouts(connect_s=1.0, first_token_s=5.0, idle_s=5.0, total_s=30.0)
+        assert p.timeouts == Timeouts(connect_s=1.0, first_token_s=2.0, idle_s=5.0, total_s=30.0)
     claude = demo.model("demo-claude")
     assert claude is not None
     assert [(r.provider, r.priority) for r in claude.routes] == [("fast", 0), ("slow", 0), ("flaky", 1)]
