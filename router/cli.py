@@ -34,6 +34,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http="httptools",
         log_level="warning",
         access_log=False,  # the router writes its own access line
+        proxy_headers=False,  # nothing reads the client address; skip the per-request rewrite
+        server_header=False,
         timeout_graceful_shutdown=10,
     )
     return 0

@@ -92,7 +92,9 @@ class Endpoints:
         record: AccessRecord = request.scope["state"]["access"]
         try:
             raw = await read_body(request, self._max_body)
-            req = parse_request(fmt, raw, request.headers, record.request_id)
+            # From the raw list: dict(request.headers) would rescan the list once per key.
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+            req = parse_request(fmt, raw, headers, record.request_id)
             record.model, record.stream = req.model, req.stream
             answer = await self._forwarder.forward(req, record)
         except RouterError as exc:

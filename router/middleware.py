@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,7 +23,7 @@ def _request_id(scope: Scope) -> str:
             if 0 < len(value) <= 128 and value.isascii() and value.decode().isprintable():
                 return str(value.decode())
             break
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as unique as a uuid4, at a fraction of the cost
 
 
 class AccessMiddleware:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -35,7 +34,7 @@ _FIELDS: dict[Format, tuple[tuple[str, tuple[type, ...], str, bool], ...]] = {
 }
 
 
-def parse_request(fmt: Format, raw: bytes, headers: Mapping[str, str], request_id: str) -> ClientRequest:
+def parse_request(fmt: Format, raw: bytes, headers: dict[str, str], request_id: str) -> ClientRequest:
     if not raw.strip():
         raise BadRequest("the request body is empty; expected a JSON object")
     try:
@@ -63,7 +62,7 @@ def parse_request(fmt: Format, raw: bytes, headers: Mapping[str, str], request_i
         if not isinstance(value, types) or isinstance(value, bool):
             raise BadRequest(f"'{name}' must be {tname}, not {_kind(value)}", param=name)
     return ClientRequest(
-        fmt=fmt, model=model, stream=stream, body=body, headers=dict(headers), request_id=request_id
+        fmt=fmt, model=model, stream=stream, body=body, headers=headers, request_id=request_id
     )
 
 

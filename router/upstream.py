@@ -87,8 +87,14 @@ class ProviderClient:
         # deadlines (anyio scopes in failover/relay), since aiohttp's read timeout cannot
         # tell "thinking before the first token" from "stalled mid-stream".
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=cfg.timeouts.connect_s)
+        # No cookie jar: upstream cookies mean nothing to a gateway, and filtering them costs
+        # time on every request.
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, raise_for_status=False, trust_env=False
+            connector=connector,
+            timeout=timeout,
+            raise_for_status=False,
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def aclose(self) -> None:
