@@ -7,6 +7,7 @@ import pytest
 from router.classify import Action, EventKind, classify, event_kind, retry_after_s
 from router.errors import (
     UpstreamConnectError,
+    UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeout,
@@ -115,3 +116,55 @@ def test_retry_after_parsing():
     date = "Wed, 21 Oct 2015 07:28:10 GMT"
     assert retry_after_s({"retry-after": date}, now=1445412480.0) == 10.0
     assert retry_after_s({"retry-after": "1e12"}) == 3600.0
+
+
+MALFORMED_KINDS = [
+    ("openai-chat", [1, 2], EventKind.TRAILER),
+    ("openai-chat", "text", EventKind.TRAILER),
+    ("openai-chat", {"choices": ["junk", {"index": 0, "delta": {"content": "Hi"}}]}, EventKind.CONTENT),
+    ("openai-chat", {"choices": ["junk"]}, EventKind.PRELUDE),
+    ("openai-chat", {"choices": [{"index": 0, "delta": "Hi"}]}, EventKind.PRELUDE),
+    ("openai-chat", {"error": None, "choices": [{"index": 0, "delta": {"content": "Hi"}}]}, EventKind.CONTENT),
+    ("anthropic-messages", {"no": "type"}, EventKind.TRAILER),
+    ("anthropic-messages", {"type": 7}, EventKind.TRAILER),
+    ("anthropic-messages", ["message_stop"], EventKind.TRAILER),
+    ("anthropic-messages", {"type": "content_block_start", "content_block": "text"}, EventKind.CONTENT),
+    ("anthropic-messages", {"type": "content_block_start", "content_block": {"type": "thinking", "thinking": ""}}, EventKind.PRELUDE),
+    ("anthropic-messages", {"type": "content_block_start", "content_block": {"type": "thinking", "thinking": "hm"}}, EventKind.CONTENT),
+    ("anthropic-messages", {"type": "content_block_start", "content_block": {"type": "text", "text": "Hi"}}, EventKind.CONTENT),
+    ("anthropic-messages", {"type": "some_future_event"}, EventKind.CONTENT),
+    ("openai-responses", {"type": None}, EventKind.TRAILER),
+    ("openai-responses", None, EventKind.TRAILER),
+    ("openai-responses", {"type": "response.output_item.added", "item": {"type": "message", "content": [{"type": "output_text"}]}}, EventKind.CONTENT),
+    ("openai-responses", {"type": "response.content_part.added", "part": {"type": "output_text", "text": "Hi"}}, EventKind.CONTENT),
+    ("openai-responses", {"type": "response.output_item.added", "item": None}, EventKind.CONTENT),
+    ("openai-responses", {"type": "response.function_call_arguments.done"}, EventKind.TRAILER),
+]
+
+
+@pytest.mark.parametrize(("fmt", "obj", "kind"), MALFORMED_KINDS)
+def test_event_kind_of_odd_and_malformed_events(fmt, obj, kind):
+    """Events of the wrong shape never raise: they sort as trailer/prelude, and unknown types as content."""
+    assert event_kind(fmt, obj) is kind
+
+
+def test_an_unlisted_upstream_error_fails_over_by_its_code():
+    """A plain UpstreamError (no subclass) still fails over and counts, reasoned by its code."""
+    v = classify(UpstreamError("x"))
+    assert v.action is Action.FAILOVER and v.breaker_failure and v.reason == "upstream_error"
+    assert not v.same_route_ok and v.cooldown_s is None
+
+
+def test_retry_after_ms_and_fallbacks():
+    """retry-after-ms wins over retry-after; a garbage -ms value falls back to retry-after; NaN is no value."""
+    assert retry_after_s({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert retry_after_s({"retry-after-ms": "soon", "retry-after": "9"}) == 9.0
+    assert retry_after_s({"retry-after-ms": "-20"}) == 0.0
+    assert retry_after_s({"retry-after": "nan"}) is None
+    assert retry_after_s({"retry-after": ""}) is None
+
+
+def test_retry_after_sets_cooldown_on_429_from_ms_header():
+    """A 429 with retry-after-ms cools the route down for that long."""
+    v = classify(UpstreamStatusError("x", 429, {"retry-after-ms": "250"}, b"{}"))
+    assert v.cooldown_s == 0.25 and v.action is Action.FAILOVER

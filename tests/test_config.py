@@ -326,3 +326,46 @@ def test_shipped_configs_load() -> None:
     assert [(r.provider, r.priority) for r in claude.routes] == [("fast", 0), ("slow", 0), ("flaky", 1)]
     gpt_demo = demo.model("demo-gpt")
     assert gpt_demo is not None and [r.priority for r in gpt_demo.routes] == [0, 0, 0]
+
+
+def test_provider_headers() -> None:
+    """Extra provider headers parse into name/value pairs; a non-mapping or a multi-line value is reported."""
+    doc = minimal()
+    doc["providers"][0]["headers"] = {"HTTP-Referer": "https://me", "X-Title": "router"}
+    assert parse_config(doc).providers[0].headers == (("HTTP-Referer", "https://me"), ("X-Title", "router"))
+    doc["providers"][0]["headers"] = ["HTTP-Referer: x"]
+    assert problems(doc) == ["providers[0].headers: expected a mapping of header name to value, got ['HTTP-Referer: x']"]
+    doc["providers"][0]["headers"] = {"X-Ok": "1", "X-Split": "a\r\nInjected: yes", "X-Num": 3}
+    assert problems(doc) == [
+        "providers[0].headers.X-Split: expected a header name and a one-line string value, got 'a\\r\\nInjected: yes'",
+        "providers[0].headers.X-Num: expected a header name and a one-line string value, got 3",
+    ]
+
+
+def test_config_lookups() -> None:
+    """Config.provider raises KeyError for an unknown name; Config.model returns None."""
+    cfg = parse_config(minimal())
+    assert cfg.provider("p").name == "p" and cfg.model("m") is not None
+    assert cfg.model("nope") is None
+    with pytest.raises(KeyError):
+        cfg.provider("nope")
+
+
+def test_file_that_is_not_utf8(tmp_path: Path) -> None:
+    """A config file that is not UTF-8 is one problem naming the byte, not a traceback."""
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"providers: []\n# caf\xe9\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    (problem,) = info.value.problems
+    assert problem.startswith("config file is not UTF-8: invalid continuation byte at byte ")
+
+
+def test_yaml_error_without_a_position(tmp_path: Path) -> None:
+    """A YAML reader error (a control character) is reported on one line as invalid YAML."""
+    path = tmp_path / "bell.yaml"
+    path.write_text("providers: \x07\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    (problem,) = info.value.problems
+    assert problem.startswith("invalid YAML: ") and "\n" not in problem

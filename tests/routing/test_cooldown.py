@@ -56,3 +56,14 @@ def test_restart_after_expiry() -> None:
     clock.advance(11.0)
     cd.start(1.0)
     assert cd.until() == 12.0
+
+
+def test_repr_shows_remaining() -> None:
+    """The repr shows the seconds left, 0.000 once expired (state is asserted through repr)."""
+    clock = ManualClock()
+    cd = Cooldown(clock)
+    cd.start(2.5)
+    clock.advance(1.0)
+    assert repr(cd) == "Cooldown(remaining=1.500)"
+    clock.advance(2.0)
+    assert repr(cd) == "Cooldown(remaining=0.000)"

@@ -1,0 +1,278 @@
+"""Tests for router.routing.pool: tiered selection over health, breaker and cooldown, leases and
+the /health/ready snapshot. Pure: a parsed Config and a ManualClock, no sockets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from router.clock import ManualClock
+from router.config import Config, parse_config
+from router.routing.breaker import AttemptResult
+from router.routing.pool import Lease, Pool, RouteState
+from router.routing.table import ModelRoutes, RoutingTable
+
+S, F, N = AttemptResult.SUCCESS, AttemptResult.FAILURE, AttemptResult.NEUTRAL
+
+
+def _config(
+    routes: list[tuple[str, int]] | None = None,
+    formats: dict[str, list[str]] | None = None,
+    fail_max: int = 2,
+    models_extra: dict[str, list[tuple[str, int]]] | None = None,
+) -> Config:
+    """Providers a, b, c (all formats unless `formats` says otherwise); model m on `routes`."""
+    routes = routes if routes is not None else [("a", 0), ("b", 0), ("c", 1)]
+    all_formats = ["openai-chat", "anthropic-messages", "openai-responses"]
+    providers = [
+        {
+            "name": name,
+            "base_url": f"http://{name}.invalid",
+            "formats": (formats or {}).get(name, all_formats),
+            "breaker": {"fail_max": fail_max, "reset_timeout_s": 30},
+            "health": {"unhealthy_after": 1, "healthy_after": 1},
+        }
+        for name in ("a", "b", "c")
+    ]
+    models: dict[str, list[tuple[str, int]]] = {"m": routes, **(models_extra or {})}
+    data: dict[str, Any] = {
+        "providers": providers,
+        "models": [
+            {"name": name, "routes": [{"provider": p, "model": f"{p}-{name}", "priority": prio} for p, prio in rs]}
+            for name, rs in models.items()
+        ],
+    }
+    return parse_config(data, source="test")
+
+
+def _pool(config: Config | None = None) -> tuple[Pool, ManualClock, ModelRoutes]:
+    clock = ManualClock()
+    pool = Pool(RoutingTable(config or _config()), clock, half_life_s=10.0)
+    model = pool.table.get("m")
+    assert model is not None
+    return pool, clock, model
+
+
+def _keys(states: list[RouteState]) -> list[str]:
+    return sorted(s.route.key for s in states)
+
+
+def _open(pool: Pool, key: str) -> None:
+    """Trip the route's breaker (fail_max=2)."""
+    state = pool.routes[key]
+    for _ in range(2):
+        lease = pool.acquire(state)
+        assert lease is not None
+        lease.finish(F)
+
+
+def test_best_tier_first() -> None:
+    """All healthy: the priority-0 routes, never the lower tier."""
+    pool, _, model = _pool()
+    sel = pool.select(model, "openai-chat", set(), max_wait_s=3.0)
+    assert _keys(sel.routes) == ["a/a-m", "b/b-m"] and sel.wait_s is None
+
+
+def test_unavailable_routes_drop_out_of_their_tier() -> None:
+    """An unhealthy provider or an open breaker leaves only the tier's other routes."""
+    pool, _, model = _pool()
+    pool.providers["a"].health.record(False)
+    assert _keys(pool.select(model, "openai-chat", set(), 3.0).routes) == ["b/b-m"]
+    pool.providers["a"].health.record(True)
+    _open(pool, "b/b-m")
+    assert _keys(pool.select(model, "openai-chat", set(), 3.0).routes) == ["a/a-m"]
+
+
+def test_next_tier_when_the_best_is_down() -> None:
+    """With every top-tier route down the lower tier serves."""
+    pool, _, model = _pool()
+    pool.providers["a"].health.record(False)
+    _open(pool, "b/b-m")
+    sel = pool.select(model, "openai-chat", set(), 3.0)
+    assert _keys(sel.routes) == ["c/c-m"] and sel.wait_s is None
+
+
+def test_short_cooldown_is_waited_out_in_its_tier() -> None:
+    """A top-tier route cooling down within max_wait_s: wait (the shortest), not the lower tier."""
+    pool, _, model = _pool()
+    pool.routes["a/a-m"].cooldown.start(2.0)
+    pool.routes["b/b-m"].cooldown.start(1.5)
+    sel = pool.select(model, "openai-chat", set(), max_wait_s=3.0)
+    assert sel.routes == [] and sel.wait_s == pytest.approx(1.5)
+
+
+def test_long_cooldown_drops_to_the_next_tier() -> None:
+    """A cooldown longer than max_wait_s is not waited for: the lower tier serves now."""
+    pool, _, model = _pool()
+    pool.routes["a/a-m"].cooldown.start(10.0)
+    pool.routes["b/b-m"].cooldown.start(10.0)
+    sel = pool.select(model, "openai-chat", set(), max_wait_s=3.0)
+    assert _keys(sel.routes) == ["c/c-m"] and sel.wait_s is None
+
+
+def test_cooldown_with_a_down_provider_is_not_waited_for() -> None:
+    """A cooling route that would still be unusable afterwards (unhealthy) gives no wait."""
+    pool, _, model = _pool()
+    pool.routes["a/a-m"].cooldown.start(1.0)
+    pool.providers["a"].health.record(False)
+    pool.routes["b/b-m"].cooldown.start(10.0)
+    sel = pool.select(model, "openai-chat", set(), max_wait_s=3.0)
+    assert _keys(sel.routes) == ["c/c-m"]
+
+
+def test_cooldown_ends_on_the_clock() -> None:
+    """Once the clock passes the cooldown the route is ready again."""
+    pool, clock, model = _pool()
+    pool.routes["a/a-m"].cooldown.start(1.0)
+    assert _keys(pool.select(model, "openai-chat", set(), 3.0).routes) == ["b/b-m"]
+    clock.advance(1.0)
+    assert _keys(pool.select(model, "openai-chat", set(), 3.0).routes) == ["a/a-m", "b/b-m"]
+
+
+def test_exclude_removes_routes_and_can_empty_every_tier() -> None:
+    """Excluded keys are never offered; excluding all leaves an empty selection with no wait."""
+    pool, _, model = _pool()
+    assert _keys(pool.select(model, "openai-chat", {"a/a-m"}, 3.0).routes) == ["b/b-m"]
+    assert _keys(pool.select(model, "openai-chat", {"a/a-m", "b/b-m"}, 3.0).routes) == ["c/c-m"]
+    sel = pool.select(model, "openai-chat", {"a/a-m", "b/b-m", "c/c-m"}, 3.0)
+    assert sel.routes == [] and sel.wait_s is None
+
+
+def test_excluded_cooling_route_gives_no_wait() -> None:
+    """An excluded route's cooldown is not a reason to wait in its tier."""
+    pool, _, model = _pool()
+    pool.routes["a/a-m"].cooldown.start(1.0)
+    sel = pool.select(model, "openai-chat", {"a/a-m", "b/b-m"}, 3.0)
+    assert _keys(sel.routes) == ["c/c-m"]
+
+
+def test_routes_that_do_not_speak_the_format_are_skipped() -> None:
+    """Only routes whose provider speaks the client's format are candidates (no translation yet)."""
+    pool, _, model = _pool(_config(formats={"a": ["anthropic-messages"]}))
+    assert _keys(pool.select(model, "openai-chat", set(), 3.0).routes) == ["b/b-m"]
+    assert _keys(pool.select(model, "anthropic-messages", set(), 3.0).routes) == ["a/a-m", "b/b-m"]
+
+
+def test_lease_counts_inflight_and_finish_is_idempotent() -> None:
+    """A lease adds one in flight; finish removes it and records the breaker result once only."""
+    pool, _, _ = _pool()
+    state = pool.routes["a/a-m"]
+    first, second = pool.acquire(state), pool.acquire(state)
+    assert first is not None and second is not None
+    assert state.inflight == 2
+    first.finish(F)
+    first.finish(F)
+    first.finish(S)
+    assert state.inflight == 1 and state.breaker.fail_counter == 1
+    second.finish(N)
+    assert state.inflight == 0 and state.breaker.fail_counter == 1
+
+
+def test_lease_observes_ttfb_into_the_route_ewma() -> None:
+    """observe_ttfb feeds the route's latency estimate."""
+    pool, _, _ = _pool()
+    state = pool.routes["a/a-m"]
+    lease = pool.acquire(state)
+    assert lease is not None
+    assert state.ewma.value() is None
+    lease.observe_ttfb(0.25)
+    assert state.ewma.value() == pytest.approx(0.25)
+
+
+def test_acquire_refuses_an_open_breaker_and_bounds_half_open_trials() -> None:
+    """Open: no lease; after the reset timeout exactly one trial lease (half_open_trials=1)."""
+    pool, clock, _ = _pool()
+    state = pool.routes["a/a-m"]
+    _open(pool, "a/a-m")
+    assert pool.acquire(state) is None
+    clock.advance(30.0)
+    trial = pool.acquire(state)
+    assert trial is not None
+    assert pool.acquire(state) is None
+    assert isinstance(trial, Lease)
+    trial.finish(S)
+    assert state.breaker.state.value == "closed"
+
+
+def test_cooldown_end_is_the_earliest_active_cooldown() -> None:
+    """cooldown_end: the soonest cooled route's remaining seconds, None when nothing cools."""
+    pool, clock, model = _pool()
+    assert pool.cooldown_end(model) is None
+    pool.routes["b/b-m"].cooldown.start(5.0)
+    pool.routes["c/c-m"].cooldown.start(2.0)
+    assert pool.cooldown_end(model) == pytest.approx(2.0)
+    clock.advance(2.0)
+    assert pool.cooldown_end(model) == pytest.approx(3.0)
+
+
+def test_routes_are_shared_across_models_and_providers_deduplicated() -> None:
+    """Two models on one provider share its health; each (provider, model) pair is one RouteState."""
+    pool, _, _ = _pool(_config(models_extra={"n": [("a", 0)]}))
+    assert sorted(pool.providers) == ["a", "b", "c"]
+    assert sorted(pool.routes) == ["a/a-m", "a/a-n", "b/b-m", "c/c-m"]
+    assert pool.routes["a/a-m"].provider is pool.routes["a/a-n"].provider
+
+
+def test_snapshot_shape() -> None:
+    """snapshot(): per provider health, worst breaker, in-flight sum and per-route state; per model ready count."""
+    pool, _, model = _pool()
+    _open(pool, "a/a-m")
+    pool.routes["b/b-m"].ewma.observe(0.1234)
+    pool.routes["b/b-m"].cooldown.start(1.5)
+    lease = pool.acquire(pool.routes["c/c-m"])
+    assert lease is not None
+    snap = pool.snapshot()
+    assert snap["models"] == {"m": 1}
+    assert snap["providers"]["a"] == {
+        "healthy": True,
+        "probed": False,
+        "breaker": "open",
+        "inflight": 0,
+        "routes": {"a/a-m": {"breaker": "open", "ewma_ms": None, "inflight": 0, "cooldown_s": 0.0}},
+    }
+    assert snap["providers"]["b"]["routes"]["b/b-m"] == {
+        "breaker": "closed", "ewma_ms": 123.4, "inflight": 0, "cooldown_s": 1.5,
+    }  # fmt: skip
+    assert snap["providers"]["c"]["inflight"] == 1 and snap["providers"]["c"]["breaker"] == "closed"
+    assert pool.available_routes(model) == 1
+
+
+def test_snapshot_worst_breaker_prefers_open_then_half_open() -> None:
+    """A provider's breaker summary is open if any route's is open, then half-open."""
+    pool, clock, _ = _pool(_config(models_extra={"n": [("a", 0)]}))
+    _open(pool, "a/a-m")
+    clock.advance(30.0)
+    assert pool.acquire(pool.routes["a/a-m"]) is not None  # now half-open
+    assert pool.snapshot()["providers"]["a"]["breaker"] == "half-open"
+    _open(pool, "a/a-n")
+    assert pool.snapshot()["providers"]["a"]["breaker"] == "open"
+
+
+def test_route_state_repr_shows_its_signals() -> None:
+    """RouteState's repr carries key, health, breaker, ewma, in-flight and cooldown."""
+    pool, _, _ = _pool()
+    state = pool.routes["a/a-m"]
+    state.cooldown.start(1.0)
+    assert repr(state) == (
+        "RouteState(a/a-m, healthy=True, breaker=closed, ewma=None, inflight=0, cooldown=1.000)"
+    )
+
+
+def test_breaker_flips_are_logged_once_each() -> None:
+    """Opening logs one warning, closing one info line; ordinary results log nothing."""
+    pool, clock, _ = _pool()
+    state = pool.routes["a/a-m"]
+    with capture_logs() as logs:
+        lease = pool.acquire(state)
+        assert lease is not None
+        lease.finish(S)
+        _open(pool, "a/a-m")
+        clock.advance(30.0)
+        trial = pool.acquire(state)
+        assert trial is not None
+        trial.finish(S)
+    flips = [(e["log_level"], e["old"], e["new"]) for e in logs if e["event"] == "breaker_state_changed"]
+    assert flips == [("warning", "closed", "open"), ("info", "open", "half-open"), ("info", "half-open", "closed")]
+    assert all(e["route"] == "a/a-m" for e in logs)
