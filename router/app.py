@@ -12,11 +12,15 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from router.clock import Clock, SystemClock
-from router.config import Config, ProviderConfig, load_config
+from router.config import Config, Format, ProviderConfig, load_config
+from router.envelopes import error_body
 from router.endpoints import Endpoints
 from router.failover import Forwarder
 from router.log import configure
@@ -54,6 +58,15 @@ class Readiness:
         states = self._pool.providers.values()
         first_round = all(p.health.probed for p in states if p.probe_enabled)
         return first_round and any(p.health.healthy for p in states)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods, in the envelope of the API the path belongs to."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    fmt: Format = "anthropic-messages" if request.url.path.startswith("/v1/messages") else "openai-chat"
+    what = "not found" if status == 404 else "method not allowed"
+    body = error_body(fmt, status, f"{request.method} {request.url.path}: {what}", what.replace(" ", "_"))
+    return Response(body, status, media_type="application/json")
 
 
 def create_app(
@@ -97,7 +110,12 @@ def create_app(
         Route("/health/live", endpoints.live, methods=["GET"]),
         Route("/health/ready", endpoints.ready, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AccessMiddleware)])
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(AccessMiddleware)],
+        exception_handlers={404: _http_error, 405: _http_error},
+    )
     app.state.pool = pool
     app.state.config = config
     return app

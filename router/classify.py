@@ -59,7 +59,11 @@ def event_kind(fmt: Format, obj: Any) -> EventKind:
         if obj.get("error"):
             return EventKind.ERROR
         choices = obj.get("choices") or ()
-        kind = EventKind.TRAILER if not choices else EventKind.PRELUDE
+        if not choices:
+            # The usage chunk comes after the content; an empty chunk before it (Azure's
+            # prompt_filter_results) is an opening event, held like the role chunk.
+            return EventKind.TRAILER if obj.get("usage") else EventKind.PRELUDE
+        kind = EventKind.PRELUDE
         for choice in choices:
             if not isinstance(choice, dict):
                 continue

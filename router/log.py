@@ -14,19 +14,31 @@ import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _SECRET_FIELDS = frozenset({"authorization", "x-api-key", "api_key", "api-key", "key", "password", "secret", "token"})
-# Client keys (toc-...), OpenAI/Anthropic style keys and bearer tokens, wherever they hide in a string.
-_SECRET_RE = re.compile(r"(toc-[A-Za-z0-9_\-]{6,}|sk-[A-Za-z0-9_\-]{6,}|Bearer\s+\S+)")
+# Client keys (toc-...), OpenAI/Anthropic style keys and bearer tokens, wherever they hide in a
+# string. The lookbehind keeps words like "risk-assessment" intact.
+_SECRET_RE = re.compile(
+    r"(?<![A-Za-z0-9])(toc-[A-Za-z0-9_\-]{6,}|sk-[A-Za-z0-9_\-]{6,})|(?i:bearer)\s+\S+"
+)
+_HINTS = ("toc-", "sk-", "earer")  # a cheap pre-check before the regex, on the hot path
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SECRET_RE.sub("[redacted]", value) if any(h in value for h in _HINTS) else value
+    if isinstance(value, dict):
+        return {k: "[redacted]" if str(k).lower() in _SECRET_FIELDS else _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
 
 
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Drop secret-named fields and mask key-shaped substrings."""
-    for name in list(event):
+    """Drop secret-named fields and mask key-shaped substrings, also inside dicts and lists."""
+    for name, value in event.items():
         if name.lower() in _SECRET_FIELDS:
             event[name] = "[redacted]"
-            continue
-        value = event[name]
-        if isinstance(value, str) and ("toc-" in value or "sk-" in value or "Bearer" in value):
-            event[name] = _SECRET_RE.sub("[redacted]", value)
+        elif isinstance(value, (str, dict, list, tuple)):
+            event[name] = _clean(value)
     return event
 
 

@@ -9,6 +9,8 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from router.config import Format
+from router.envelopes import error_body
 from router.types import AccessRecord
 
 log = structlog.get_logger("router.access")
@@ -50,6 +52,17 @@ class AccessMiddleware:
         start = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # A bug: the client gets a 500 in its endpoint's envelope (with the request id so
+            # it can be found in the log), never a traceback; the log gets the traceback.
+            log.exception("unhandled_error")
+            if record.status:
+                raise  # the response has started; only the server can end it now
+            fmt: Format = "anthropic-messages" if scope["path"].startswith("/v1/messages") else "openai-chat"
+            body = error_body(fmt, 500, "internal error; see the router log", "internal_error")
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send_with_id({"type": "http.response.start", "status": 500, "headers": headers})
+            await send_with_id({"type": "http.response.body", "body": body})
         finally:
             if not scope["path"].startswith(_QUIET_PREFIX):
                 log.info("request", **record.fields(), total_ms=round((time.perf_counter() - start) * 1000, 1))

@@ -46,8 +46,10 @@ def parse_request(fmt: Format, raw: bytes, headers: dict[str, str], request_id: 
     model = body.get("model")
     if model is None:
         raise BadRequest("missing required field 'model'", param="model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest(f"'model' must be a non-empty string, not {_kind(model)}", param="model")
+    if not isinstance(model, str):
+        raise BadRequest(f"'model' must be a string, not {_kind(model)}", param="model")
+    if not model:
+        raise BadRequest("'model' must not be empty", param="model")
     stream = body.get("stream", False)
     if stream is None:
         stream = False

@@ -75,7 +75,10 @@ class StreamRelay:
             chunk = await self._resp.read()
             if not chunk:
                 raise UpstreamProtocolError("upstream stream ended before its first content event")
-            events = self._parse(chunk)
+            try:
+                events = self._parse(chunk)
+            except SSEError as exc:
+                raise UpstreamProtocolError(f"upstream stream is not relayable: {exc}") from None
             for i, ev in enumerate(events):
                 obj = self._load(ev)
                 if obj is None:
@@ -104,7 +107,7 @@ class StreamRelay:
                 out.extend(self._relay(self._pending))
             yield b"".join(out)
             self._held, self._pending = [], []
-            while not (self._complete and self._fmt in _ENDS_AT_FINAL) and not self._done_sent:
+            while self._more_expected():
                 chunk, failure = await self._next_chunk()
                 if failure is not None:
                     if self._complete:
@@ -122,9 +125,9 @@ class StreamRelay:
                     return
                 if data:
                     yield b"".join(data)
-                if self._error_relayed and (self._fmt != "openai-responses" or self._failed_sent):
-                    result, reason = AttemptResult.FAILURE, "upstream_error_event"
-                    return
+            if self._error_ended():
+                result, reason = AttemptResult.FAILURE, "upstream_error_event"
+                return
             if self._error_relayed:
                 result, reason = AttemptResult.FAILURE, "upstream_error_event"
                 yield self._error_tail("upstream stream failed", after_error=True)
@@ -178,6 +181,16 @@ class StreamRelay:
             self._after(kind)
             out.append(ev.raw)
         return out
+
+    def _more_expected(self) -> bool:
+        if self._done_sent or self._error_ended():
+            return False
+        return not (self._complete and self._fmt in _ENDS_AT_FINAL)
+
+    def _error_ended(self) -> bool:
+        """The upstream's own error event(s) already ended the stream for the client: an error
+        line or event, and for Responses its closing `response.failed` too."""
+        return self._error_relayed and (self._fmt != "openai-responses" or self._failed_sent)
 
     def _kind(self, obj: Any) -> EventKind:
         return EventKind.DONE if obj is _DONE_MARK else event_kind(self._fmt, obj)

@@ -135,10 +135,13 @@ class ProviderClient:
 
 def _map(exc: BaseException, during: str) -> UpstreamError:
     """aiohttp's exceptions, in the router's terms."""
-    if isinstance(exc, (aiohttp.ConnectionTimeoutError, asyncio.TimeoutError)):
+    # Order matters: ServerTimeoutError is itself an asyncio.TimeoutError.
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return UpstreamTimeout(f"connect timeout while {during}", phase="connect")
     if isinstance(exc, aiohttp.ServerTimeoutError):
         return UpstreamTimeout(f"read timeout while {during}", phase="idle")
+    if isinstance(exc, asyncio.TimeoutError):
+        return UpstreamTimeout(f"connect timeout while {during}", phase="connect")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamConnectError(f"cannot connect: {exc.os_error.strerror or exc}")
     if isinstance(exc, aiohttp.ServerDisconnectedError):

@@ -199,11 +199,6 @@ async def test_stream_answer_holds_the_lease_until_the_body_ends() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="router bug: SSEError from relay.prime is not an UpstreamError, so the forwarder re-raises it "
-    "(the endpoint answers 500) instead of failing over",
-)
 async def test_oversized_first_event_fails_over(monkeypatch: pytest.MonkeyPatch) -> None:
     """An upstream whose first event is over the SSE size cap is failed over like any broken stream."""
     monkeypatch.setattr(router.relay, "SSEParser", functools.partial(SSEParser, max_event_bytes=64))

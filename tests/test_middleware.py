@@ -201,3 +201,33 @@ async def test_real_app_logs_one_access_line_per_request(fakes: Any, config_fact
     assert second["request_id"] == "rid-bad" and second["status"] == 400 and "model" not in second
     assert third["status"] == 404 and third["model"] == "nope" and third["provider"] is None
     assert third["request_id"] == unknown.headers["x-request-id"]
+
+
+@pytest.mark.anyio
+async def test_a_bug_in_the_real_app_is_a_500_envelope_with_the_request_id(config_factory: Any) -> None:
+    """An unhandled exception becomes a 500 in the endpoint's envelope, with x-request-id and an access line."""
+    app = create_app(config_factory({"m": [("alpha", 0)]}))
+    app.router.routes.append(Route("/v1/messages/boom", _boom, methods=["POST"]))
+    app.router.routes.append(Route("/v1/boom", _boom))
+    with capture_logs() as logs:
+        async with _client(app) as client:
+            r = await client.post("/v1/messages/boom", headers={"x-request-id": "rid-bug"})
+            r2 = await client.get("/v1/boom")
+    assert r.status_code == 500 and r.headers["x-request-id"] == "rid-bug"
+    assert r.json() == {"type": "error", "error": {"type": "api_error", "message": "internal error; see the router log"}}
+    assert r2.status_code == 500 and r2.json()["error"]["code"] == "internal_error"
+    assert "Traceback" not in r.text + r2.text
+    lines = _access(logs)
+    assert [line["status"] for line in lines] == [500, 500]
+    assert any(e["event"] == "unhandled_error" for e in logs)
+
+
+@pytest.mark.anyio
+async def test_unknown_paths_and_methods_get_the_envelope(config_factory: Any) -> None:
+    """404 and 405 from routing come as JSON in the API's envelope, not plain text."""
+    app = create_app(config_factory({"m": [("alpha", 0)]}))
+    async with _client(app) as client:
+        r = await client.get("/v1/nope")
+        r2 = await client.get("/v1/messages")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    assert r2.status_code == 405 and r2.json()["type"] == "error"

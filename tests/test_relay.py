@@ -379,11 +379,6 @@ async def test_oversized_event_mid_stream_ends_the_stream(monkeypatch: pytest.Mo
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="router bug: relay.prime lets SSEError (a ValueError) escape; failover treats it as a bug "
-    "(NEUTRAL, re-raised) and the client gets a 500 instead of a failover",
-)
 async def test_oversized_event_before_content_fails_over(monkeypatch: pytest.MonkeyPatch) -> None:
     """An oversized event before the first content is an UpstreamProtocolError (try another route)."""
     monkeypatch.setattr(router.relay, "SSEParser", functools.partial(SSEParser, max_event_bytes=256))
@@ -428,11 +423,6 @@ async def test_error_in_the_first_chunk_then_close_adds_nothing(fmt: Format, fir
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="router bug: relay.body checks _error_relayed only after a read inside its loop, so an error "
-    "event in the same chunk as the first content is followed by another read (here: an idle timeout)",
-)
 async def test_error_in_the_first_chunk_ends_the_stream_at_once() -> None:
     """An error event read together with the first content ends the stream without waiting for more."""
     run = Run("openai-chat", FakeUpstream(HELLO + CHAT_ERROR, HANG), idle_s=0.05)
@@ -483,11 +473,6 @@ async def test_client_cancellation_during_a_read_is_neutral() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="questionable (router/classify.py + relay.prime): a chat chunk with empty `choices` before any "
-    "content (Azure's prompt_filter_results chunk) is a TRAILER, and prime commits on it",
-)
 async def test_empty_choices_chunk_before_content_is_held() -> None:
     """A content-less chunk with empty choices, before any content, is held rather than committing."""
     filters = b"data: " + orjson.dumps({"id": "", "choices": [], "prompt_filter_results": []}) + b"\n\n"

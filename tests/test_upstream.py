@@ -160,11 +160,6 @@ def test_map_connect_timeout() -> None:
         assert err.message == "connect timeout while connecting"
 
 
-@pytest.mark.xfail(
-    reason="router bug: aiohttp.ServerTimeoutError subclasses asyncio.TimeoutError, so _map's first "
-    "branch catches socket read timeouts as 'connect' and the 'idle' branch is dead",
-    strict=True,
-)
 def test_map_read_timeout_is_idle() -> None:
     """A socket read timeout is an idle-phase timeout, not a connect one."""
     err = _map(aiohttp.SocketTimeoutError("x"), "reading the stream")

@@ -84,7 +84,8 @@ BAD_INPUTS = [
     (b"[1,2]", 400, "must be a JSON object"),
     (b"", 400, "empty"),
     (b'{"messages": []}', 400, "missing required field 'model'"),
-    (b'{"model": 5, "messages": []}', 400, "'model' must be a non-empty string"),
+    (b'{"model": 5, "messages": []}', 400, "'model' must be a string, not a number"),
+    (b'{"model": "", "messages": []}', 400, "'model' must not be empty"),
     (b'{"model": "m", "stream": "yes", "messages": [], "input": "x"}', 400, "'stream' must be a boolean"),
     (b'{"model": "nope", "messages": [], "input": "x", "max_tokens": 5}', 404, "not served"),
 ]
