@@ -21,13 +21,19 @@ from starlette.routing import Route
 from router.clock import Clock, SystemClock
 from router.config import Config, Format, ProviderConfig, load_config
 from router.envelopes import error_body
+from router.auth import Authenticator
 from router.endpoints import Endpoints
+from router.ledger import Ledger
+from router.limits import Limits
+from router.metering import Metering
 from router.failover import Forwarder
 from router.log import configure
 from router.middleware import AccessMiddleware
 from router.routing.health import Probe, probe_loop
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
+from router.state import make_backend
+from router.state.base import StateBackend
 from router.upstream import ProviderClient, probe_headers
 
 ProbeFactory = Callable[[ProviderConfig, httpx.AsyncClient], Probe]
@@ -75,13 +81,28 @@ def create_app(
     clock: Clock | None = None,
     rng: random.Random | None = None,
     probe_factory: ProbeFactory = http_probe,
+    backend: StateBackend | None = None,
 ) -> Starlette:
     clock = clock or SystemClock()
     table = RoutingTable(config)
     pool = Pool(table, clock, config.routing.ewma_half_life_s)
     clients = {p.name: ProviderClient(p) for p in config.providers}
     forwarder = Forwarder(pool, clients, config.routing, clock, rng)
-    endpoints = Endpoints(forwarder, pool, Readiness(pool), config.server.max_body_bytes, int(time.time()))
+    state = backend or make_backend(config.state)
+    limits = Limits(config, state, clock)
+    ledger = Ledger(config.ledger.path if config.ledger.enabled else None)
+    metering = Metering(limits, ledger, {m.name: m.price for m in config.models}, clock)
+    endpoints = Endpoints(
+        forwarder,
+        pool,
+        Authenticator(config),
+        limits,
+        metering,
+        config.accounting,
+        Readiness(pool),
+        config.server.max_body_bytes,
+        int(time.time()),
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -101,6 +122,8 @@ def create_app(
                 with anyio.CancelScope(shield=True):
                     for c in clients.values():
                         await c.aclose()
+                    await state.aclose()
+                    ledger.close()
 
     routes = [
         Route("/v1/chat/completions", endpoints.chat_completions, methods=["POST"]),
@@ -118,6 +141,7 @@ def create_app(
     )
     app.state.pool = pool
     app.state.config = config
+    app.state.limits = limits
     return app
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import secrets
 import sys
+import time
 
 from router.config import Config, ConfigError, load_config
 
@@ -22,6 +25,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     if config is None:
+        return 2
+    if args.workers > 1 and config.state.backend == "memory":
+        print(
+            f"--workers {args.workers} needs shared state: with state.backend 'memory' each worker would "
+            "keep its own budgets and rate limits. Set state: {backend: redis, url: redis://...} "
+            "or run one worker.",
+            file=sys.stderr,
+        )
         return 2
     os.environ["ROUTER_CONFIG"] = os.path.abspath(args.config)
     uvicorn.run(
@@ -59,6 +70,54 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    from router.auth import hash_key, new_key
+
+    key = new_key()
+    key_id = args.id or f"{args.plan}-{secrets.token_hex(3)}"
+    print(f"API key (shown once; store it now, the router keeps only its hash):\n\n  {key}\n")
+    print("Config entry, under `keys:`:\n")
+    print(f'  - {{id: {key_id}, hash: "{hash_key(key)}", plan: {args.plan}}}')
+    return 0
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    from router.ledger import summarize
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    since = _since(args.since) if args.since else None
+    path = config.ledger.path
+    try:
+        with open(path, "rb") as f:
+            totals = summarize(f, key=args.key, since=since)
+    except FileNotFoundError:
+        print(f"no ledger at {path} yet", file=sys.stderr)
+        return 1
+    print(f"{'key':<20} {'model':<24} {'requests':>9} {'input':>12} {'cached':>10} {'output':>12} {'cost USD':>12}")
+    grand = 0.0
+    for (key, model), t in sorted(totals.items()):
+        grand += t.cost_usd
+        print(
+            f"{key:<20} {model:<24} {t.requests:>9} {t.input_tokens:>12} {t.cached_tokens:>10} "
+            f"{t.output_tokens:>12} {t.cost_usd:>12.6f}"
+        )
+    print(f"{'total':<20} {'':<24} {sum(t.requests for t in totals.values()):>9} {'':>12} {'':>10} {'':>12} {grand:>12.6f}")
+    return 0
+
+
+def _since(value: str) -> float:
+    """A unix time from an ISO date/time ("2026-11-25", "2026-11-25T10:00") or an age ("2h", "30m", "7d")."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].replace(".", "", 1).isdigit():
+        return time.time() - float(value[:-1]) * units[value[-1]]
+    when = datetime.datetime.fromisoformat(value)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
+
+
 def cmd_fake_upstream(argv: list[str]) -> int:
     from router.fake_upstream.server import main as fake_main
 
@@ -93,6 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--config", default="config/demo.yaml")
     demo.add_argument("--requests", type=int, default=120)
     demo.set_defaults(func=cmd_demo)
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    keys_new = keys.add_parser("new", help="print a fresh API key and its config entry")
+    keys_new.add_argument("--plan", required=True)
+    keys_new.add_argument("--id", help="the key's id in logs and the ledger (default: PLAN-xxxxxx)")
+    keys_new.set_defaults(func=cmd_keys_new)
+    usage = sub.add_parser("usage", help="sum the usage ledger per key and model")
+    usage.add_argument("--config", required=True)
+    usage.add_argument("--key", help="only this key id")
+    usage.add_argument("--since", help="ISO date/time (UTC unless given) or an age like 2h, 7d")
+    usage.set_defaults(func=cmd_usage)
     sub.add_parser("fake-upstream", help="run the fake provider (see `router fake-upstream --help`)")
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -1,67 +1,30 @@
-"""HTTP handlers: read and check the body, hand it to the forwarder, and turn its answer (or
-error) into a response in the client's own format."""
+"""HTTP handlers. For the three API endpoints: authenticate, read and check the body, check the
+plan and admit the request against its limits, forward it, and turn the answer (or error) into
+a response in the client's own format, carrying the key's rate-limit headers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
-import anyio
 import orjson
 import structlog
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Send
+from starlette.responses import Response
 
-from router.config import Format
-from router.envelopes import error_body
-from router.errors import BadRequest, BodyTooLarge, InternalError, NoRouteAvailable, RouterError
+from router.accounting import reserve_usd
+from router.auth import Authenticator, Principal
+from router.config import AccountingConfig, Format
+from router.errors import InternalError, RouterError, UnknownModel
 from router.failover import Forwarder
+from router.limits import Grant, Limits
+from router.metering import Metering
 from router.parse import parse_request
+from router.responses import SSE_HEADERS, SSEResponse, error_response, limit_headers, read_body
 from router.routing.pool import Pool
 from router.types import AccessRecord, FullAnswer
 
 log = structlog.get_logger("router.endpoints")
-
-_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-
-
-class SSEResponse(StreamingResponse):
-    """A StreamingResponse that always closes its body iterator, so the upstream connection is
-    released at once when the client disconnects, not when the generator is collected."""
-
-    media_type = "text/event-stream"
-
-    async def stream_response(self, send: Send) -> None:
-        try:
-            await super().stream_response(send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await cast(AsyncGenerator[bytes, None], self.body_iterator).aclose()
-
-
-def error_response(fmt: Format, exc: RouterError) -> Response:
-    headers: dict[str, str] = {}
-    if isinstance(exc, NoRouteAvailable) and exc.retry_after is not None:
-        headers["retry-after"] = str(max(1, round(exc.retry_after)))
-    param = exc.param if isinstance(exc, BadRequest) else None
-    body = error_body(fmt, exc.status, exc.message, exc.code, param)
-    return Response(body, status_code=exc.status, media_type="application/json", headers=headers)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes `limit` (never buffered beyond it)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"the request body is {declared} bytes; the limit is {limit}")
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the request body exceeds the limit of {limit} bytes")
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 class Endpoints:
@@ -69,12 +32,20 @@ class Endpoints:
         self,
         forwarder: Forwarder,
         pool: Pool,
+        auth: Authenticator,
+        limits: Limits,
+        metering: Metering,
+        accounting: AccountingConfig,
         ready: Callable[[], bool],
         max_body_bytes: int,
         created: int,
     ) -> None:
         self._forwarder = forwarder
         self._pool = pool
+        self._auth = auth
+        self._limits = limits
+        self._metering = metering
+        self._accounting = accounting
         self._ready = ready
         self._max_body = max_body_bytes
         self._created = created
@@ -88,38 +59,77 @@ class Endpoints:
     async def responses(self, request: Request) -> Response:
         return await self._proxy(request, "openai-responses")
 
+    def _principal(self, headers: dict[str, str], record: AccessRecord) -> Principal:
+        principal = self._auth.authenticate(headers.get("authorization"), headers.get("x-api-key"))
+        record.key_id = principal.key_id
+        return principal
+
     async def _proxy(self, request: Request, fmt: Format) -> Response:
         record: AccessRecord = request.scope["state"]["access"]
+        # From the raw list: dict(request.headers) would rescan the list once per key.
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+        principal: Principal | None = None
+        grant: Grant | None = None
         try:
+            principal = self._principal(headers, record)
             raw = await read_body(request, self._max_body)
-            # From the raw list: dict(request.headers) would rescan the list once per key.
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
             req = parse_request(fmt, raw, headers, record.request_id)
             record.model, record.stream = req.model, req.stream
+            routes = self._pool.table.get(req.model)
+            if routes is None:
+                raise UnknownModel(f"model '{req.model}' is not served by this router")
+            self._limits.check_model(principal, req.model)
+            price = routes.model.price
+            cost = reserve_usd(fmt, req.body, len(raw), price, self._accounting.default_max_output_tokens) if price else 0.0
+            grant = await self._limits.admit(principal, req.request_id, cost)
             answer = await self._forwarder.forward(req, record)
         except RouterError as exc:
-            if exc.status >= 500:
-                log.warning("request_failed", code=exc.code, message=exc.message)
-            return error_response(fmt, exc)
+            return await self._error(fmt, exc, principal, grant, record)
         except ClientDisconnect:
+            if grant is not None:
+                await self._metering.nothing(grant, 499, record)
             return Response(status_code=499)
         except Exception:
             log.exception("internal_error")
-            return error_response(fmt, InternalError("internal error; see the router log"))
+            return await self._error(fmt, InternalError("internal error; see the router log"), principal, grant, record)
         # How many attempts it took: a client (or the demo) can see failover happen.
         routed = {"x-router-provider": answer.provider, "x-router-attempts": str(len(record.attempts) + 1)}
         if isinstance(answer, FullAnswer):
-            headers = {**routed, **answer.headers}
-            return Response(answer.body, answer.status, headers=headers, media_type=answer.content_type)
-        headers = {**routed, **_SSE_HEADERS}
-        return SSEResponse(answer.body, headers=headers)
+            remaining = await self._metering.whole(grant, answer, record)
+            out = {**routed, **answer.headers, **limit_headers(remaining, grant.window_end)}
+            return Response(answer.body, answer.status, headers=out, media_type=answer.content_type)
+        # A stream's cost is not known when its headers leave: what was left before it.
+        out = {**routed, **SSE_HEADERS, **limit_headers(grant.remaining_usd, grant.window_end)}
+        return SSEResponse(self._metering.stream(grant, answer, record), headers=out)
+
+    async def _error(
+        self, fmt: Format, exc: RouterError, principal: Principal | None, grant: Grant | None, record: AccessRecord
+    ) -> Response:
+        if exc.status >= 500:
+            log.warning("request_failed", code=exc.code, message=exc.message)
+        headers: dict[str, str] = {}
+        if grant is not None:
+            remaining = await self._metering.nothing(grant, exc.status, record)
+            headers = limit_headers(remaining, grant.window_end)
+        elif principal is not None:
+            headers = limit_headers(*await self._limits.status(principal))
+        return error_response(fmt, exc, headers)
 
     async def models(self, request: Request) -> Response:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+        record: AccessRecord = request.scope["state"]["access"]
+        try:
+            principal = self._principal(headers, record)
+        except RouterError as exc:
+            return error_response("openai-chat", exc)
         data = [
             {"id": m.name, "object": "model", "created": self._created, "owned_by": m.owned_by}
             for m in self._pool.table.models()
+            if principal.allows(m.name)
         ]
-        return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+        body = orjson.dumps({"object": "list", "data": data})
+        status = limit_headers(*await self._limits.status(principal))
+        return Response(body, media_type="application/json", headers=status)
 
     async def live(self, request: Request) -> Response:
         return Response(b'{"status":"live"}', media_type="application/json")

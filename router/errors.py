@@ -4,8 +4,12 @@ where it came from (client, upstream or router) and whether another route may be
     RouterError
     ├── ClientError                    source=client; never retried, never a breaker failure
     │   ├── BadRequest                 400 malformed JSON, missing model, wrong types
+    │   ├── Unauthorized               401 missing or unknown API key
+    │   ├── BudgetExceeded             402 the key's budget for this window is spent (retry_after)
+    │   ├── ModelNotAllowed            403 the model is not on the key's plan
+    │   ├── UnknownModel               404 model not served by this router
     │   ├── BodyTooLarge               413 body over server.max_body_bytes
-    │   └── UnknownModel               404 model not served by this router
+    │   └── RateLimited                429 the key's rpm or max_concurrent is reached (retry_after)
     ├── UpstreamError                  source=upstream; raised per attempt, classified by classify.py
     │   ├── UpstreamConnectError       refused, DNS failure, no connection
     │   │   └── UpstreamReset          the connection broke while the answer was coming
@@ -13,6 +17,7 @@ where it came from (client, upstream or router) and whether another route may be
     │   ├── UpstreamStatusError        a non-2xx answer (carries status, headers, body)
     │   └── UpstreamProtocolError      the stream ended or errored before its first content event
     ├── NoRouteAvailable               503: every route was down or every attempt failed
+    ├── LimitsUnavailable              503: the shared state store is unreachable (fail_closed)
     └── InternalError                  500: a bug; the message never carries a traceback
 
 Foreign exceptions (aiohttp, yaml, redis) are translated to these at the edge where they occur.
@@ -53,6 +58,32 @@ class BadRequest(ClientError):
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
+
+
+class Unauthorized(ClientError):
+    status = 401
+    code = "invalid_api_key"
+
+
+class ModelNotAllowed(ClientError):
+    status = 403
+    code = "model_not_allowed"
+
+
+class _Limited(ClientError):
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BudgetExceeded(_Limited):
+    status = 402
+    code = "budget_exceeded"
+
+
+class RateLimited(_Limited):
+    status = 429
+    code = "rate_limited"
 
 
 class BodyTooLarge(ClientError):
@@ -121,6 +152,11 @@ class NoRouteAvailable(RouterError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class LimitsUnavailable(RouterError):
+    status = 503
+    code = "limits_unavailable"
 
 
 class InternalError(RouterError):

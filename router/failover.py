@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable
 import anyio
 import orjson
 
+from router.accounting import StreamMeter, estimate_input_tokens, usage_from_answer
 from router.classify import Action, Verdict, classify
 from router.clock import Clock
-from router.config import RoutingConfig
+from router.config import Format, RoutingConfig
 from router.errors import (
     NoRouteAvailable,
     UnknownModel,
@@ -86,7 +87,7 @@ class Forwarder:
             attempts += 1
             started = self._clock.monotonic()
             try:
-                return await self._attempt(req, state, lease, deadline, record)
+                return await self._attempt(req, model.model.name, state, lease, deadline, record)
             except UpstreamError as exc:
                 verdict = classify(exc)
                 if verdict.breaker_failure:
@@ -107,7 +108,7 @@ class Forwarder:
                 if verdict.action is not Action.FAILOVER:
                     assert isinstance(exc, UpstreamStatusError)
                     record.provider = state.route.provider.name
-                    return _as_is(exc, state)
+                    return _as_is(exc, state, model.model.name)
                 self._forget(state.route.key, verdict, exclude, failed_once)
             except BaseException:
                 lease.finish(AttemptResult.NEUTRAL)  # client went away, or a bug: not the upstream's fault
@@ -144,7 +145,13 @@ class Forwarder:
             exclude.add(key)
 
     async def _attempt(
-        self, req: ClientRequest, state: RouteState, lease: Lease, deadline: float, record: AccessRecord
+        self,
+        req: ClientRequest,
+        model: str,
+        state: RouteState,
+        lease: Lease,
+        deadline: float,
+        record: AccessRecord,
     ) -> FullAnswer | StreamAnswer:
         route = state.route
         provider = route.provider
@@ -153,6 +160,13 @@ class Forwarder:
         # body here, the answer in _whole, and each stream event in the relay.
         body = dict(req.body)
         body["model"] = route.upstream_model
+        hide_usage = False
+        if req.stream and req.fmt == "openai-chat":
+            # Ask for the usage chunk to bill the stream; hide it from a client that did not.
+            options = body.get("stream_options")
+            options = options if isinstance(options, dict) else {}
+            hide_usage = options.get("include_usage") is not True
+            body["stream_options"] = {**options, "include_usage": True}
         payload = orjson.dumps(body)
         headers = client.request_headers(req.headers, req.fmt, req.request_id)
         t = provider.timeouts
@@ -169,12 +183,15 @@ class Forwarder:
                         f"upstream answered {resp.status}", resp.status, resp.headers(), await resp.read_all()
                     )
                 if not req.stream:
-                    answer = await self._whole(resp, provider.name)
+                    answer = await self._whole(resp, req.fmt, provider.name, model)
                     lease.observe_ttfb(self._clock.monotonic() - start)
                     lease.finish(AttemptResult.SUCCESS)
                     record.provider, record.ttfb_ms = provider.name, (self._clock.monotonic() - start) * 1000
                     return answer
-                relay = StreamRelay(resp, req.fmt, t, attempt_deadline, self._clock, provider.name)
+                meter = StreamMeter(req.fmt, estimate_input_tokens(len(payload)))
+                relay = StreamRelay(
+                    resp, req.fmt, t, attempt_deadline, self._clock, provider.name, meter, hide_usage
+                )
                 await relay.prime()
                 committed = True
             if not committed:
@@ -191,16 +208,23 @@ class Forwarder:
             lease.finish(result)
             record.stream_end = reason
 
-        return StreamAnswer(provider=provider.name, body=relay.body(finish))
+        return StreamAnswer(provider=provider.name, model=model, body=relay.body(finish), meter=meter)
 
-    async def _whole(self, resp: UpstreamResponse, provider: str) -> FullAnswer:
+    async def _whole(self, resp: UpstreamResponse, fmt: Format, provider: str, model: str) -> FullAnswer:
         body = await resp.read_all()
         try:
-            orjson.loads(body)  # a 200 that is not JSON is a broken provider, not an answer
+            parsed = orjson.loads(body)  # a 200 that is not JSON is a broken provider, not an answer
         except orjson.JSONDecodeError:
             raise UpstreamProtocolError(f"{provider} answered 200 with a body that is not JSON") from None
         ctype = resp.header("content-type") or "application/json"
-        return FullAnswer(status=resp.status, body=body, content_type=ctype, provider=provider)
+        return FullAnswer(
+            status=resp.status,
+            body=body,
+            content_type=ctype,
+            provider=provider,
+            model=model,
+            usage=usage_from_answer(fmt, parsed),
+        )
 
     @staticmethod
     def _no_route_message(model: str, record: AccessRecord) -> str:
@@ -209,7 +233,7 @@ class Forwarder:
         return f"no provider could serve model '{model}'; tried: " + ", ".join(record.attempts)
 
 
-def _as_is(exc: UpstreamStatusError, state: RouteState) -> FullAnswer:
+def _as_is(exc: UpstreamStatusError, state: RouteState, model: str) -> FullAnswer:
     """An upstream client error (4xx), returned with its own status and body."""
     keep = {k: v for k, v in exc.headers.items() if k in ("retry-after", "request-id")}
     return FullAnswer(
@@ -217,5 +241,6 @@ def _as_is(exc: UpstreamStatusError, state: RouteState) -> FullAnswer:
         body=exc.body,
         content_type=exc.headers.get("content-type", "application/json"),
         provider=state.route.provider.name,
+        model=model,
         headers=keep,
     )

@@ -15,6 +15,7 @@ import anyio
 import orjson
 import structlog
 
+from router.accounting import StreamMeter, is_usage_only_chunk
 from router.classify import EventKind, event_kind
 from router.clock import Clock
 from router.config import Format, Timeouts
@@ -51,6 +52,8 @@ class StreamRelay:
         deadline: float,
         clock: Clock,
         provider: str,
+        meter: StreamMeter,
+        hide_usage: bool = False,
     ) -> None:
         self._resp = resp
         self._fmt = fmt
@@ -58,6 +61,8 @@ class StreamRelay:
         self._deadline = deadline  # monotonic: the earlier of the attempt's total_s and the request's
         self._clock = clock
         self._provider = provider
+        self._meter = meter
+        self._hide_usage = hide_usage  # chat: the usage chunk the router asked for, not the client
         self._parser = SSEParser()
         self._held: list[bytes] = []
         self._pending: list[SSEEvent] = []  # events read in the same chunk as the first content
@@ -179,6 +184,8 @@ class StreamRelay:
                 if isinstance(obj, dict) and obj.get("type") == "response.failed":
                     self._failed_sent = True
             self._after(kind)
+            if self._hide_usage and kind is EventKind.TRAILER and is_usage_only_chunk(obj):
+                continue
             out.append(ev.raw)
         return out
 
@@ -215,7 +222,8 @@ class StreamRelay:
             return None
 
     def _note(self, obj: Any) -> None:
-        """Remember what an error tail needs: the Responses id and sequence number."""
+        """Count the event for the bill; remember what an error tail needs (Responses id, sequence)."""
+        self._meter.feed(obj)
         if self._fmt != "openai-responses" or not isinstance(obj, dict):
             return
         seq = obj.get("sequence_number")

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from router.accounting import StreamMeter, Usage
 from router.config import Format
 
 
@@ -30,7 +31,9 @@ class FullAnswer:
     body: bytes
     content_type: str
     provider: str
+    model: str  # the public model that served (a context fallback's, if one did)
     headers: dict[str, str] = field(default_factory=dict)
+    usage: Usage | None = None
 
 
 @dataclass(slots=True)
@@ -38,7 +41,9 @@ class StreamAnswer:
     """A committed stream: its first events have arrived, the rest follow from `body`."""
 
     provider: str
+    model: str
     body: AsyncIterator[bytes]
+    meter: StreamMeter  # fed by the relay; the usage to bill when the stream ends
 
 
 @dataclass(slots=True)
@@ -48,6 +53,7 @@ class AccessRecord:
     request_id: str
     method: str
     path: str
+    key_id: str | None = None
     model: str | None = None
     stream: bool = False
     provider: str | None = None
@@ -55,6 +61,7 @@ class AccessRecord:
     status: int = 0
     ttfb_ms: float | None = None
     stream_end: str | None = None  # ok | truncated | timeout_idle | client_disconnected | ...
+    cost_usd: float | None = None
 
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -63,6 +70,8 @@ class AccessRecord:
             "path": self.path,
             "status": self.status,
         }
+        if self.key_id is not None:
+            out["key"] = self.key_id
         if self.model is not None:
             out.update(model=self.model, stream=self.stream, provider=self.provider)
             out["attempts"] = len(self.attempts) + (1 if self.provider else 0)
@@ -72,4 +81,6 @@ class AccessRecord:
                 out["ttfb_ms"] = round(self.ttfb_ms, 1)
             if self.stream_end is not None:
                 out["stream_end"] = self.stream_end
+            if self.cost_usd is not None:
+                out["cost_usd"] = round(self.cost_usd, 6)
         return out

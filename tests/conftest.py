@@ -64,7 +64,11 @@ ConfigFactory = Callable[..., Config]
 
 @pytest.fixture
 def config_factory(_fake_servers: Fakes) -> ConfigFactory:
-    """A Config for the fake providers: `routes` maps a model to [(provider, priority), ...]."""
+    """A Config for the fake providers: `routes` maps a model to [(provider, priority), ...].
+
+    Anonymous access is on unless `server={"allow_anonymous": False}`; `plans`, `keys`, `state`
+    and `ledger` are passed through as given, and `prices` maps a model name to its price.
+    """
 
     def make(
         routes: dict[str, list[tuple[str, int]]] | None = None,
@@ -75,6 +79,11 @@ def config_factory(_fake_servers: Fakes) -> ConfigFactory:
         extra_providers: list[dict[str, Any]] | None = None,
         models_extra: dict[str, dict[str, Any]] | None = None,
         server: dict[str, Any] | None = None,
+        plans: list[dict[str, Any]] | None = None,
+        keys: list[dict[str, Any]] | None = None,
+        state: dict[str, Any] | None = None,
+        ledger: dict[str, Any] | None = None,
+        prices: dict[str, dict[str, Any]] | None = None,
     ) -> Config:
         routes = routes or {"m": [("alpha", 0), ("beta", 0)]}
         providers = [
@@ -93,16 +102,20 @@ def config_factory(_fake_servers: Fakes) -> ConfigFactory:
             {
                 "name": model,
                 "routes": [{"provider": p, "model": f"{p}-{model}", "priority": prio} for p, prio in rs],
+                **({"price": prices[model]} if prices and model in prices else {}),
                 **((models_extra or {}).get(model, {})),
             }
             for model, rs in routes.items()
         ]
-        data = {
-            "server": {"max_body_bytes": 65536, **(server or {})},
+        data: dict[str, Any] = {
+            "server": {"max_body_bytes": 65536, "allow_anonymous": True, **(server or {})},
             "routing": {"backoff_min_s": 0.001, "backoff_max_s": 0.005, **(routing or {})},
             "providers": providers,
             "models": models,
         }
+        for key, value in (("plans", plans), ("keys", keys), ("state", state), ("ledger", ledger)):
+            if value is not None:
+                data[key] = value
         return parse_config(data, source="test")
 
     return make

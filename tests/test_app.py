@@ -64,6 +64,7 @@ async def test_probe_transport_errors_are_down(exc: Exception) -> None:
 def _pool(probe_b: bool = True) -> Pool:
     config = parse_config(
         {
+            "server": {"allow_anonymous": True},
             "providers": [
                 {"name": "a", "base_url": "http://a.invalid", "formats": ["openai-chat"]},
                 {"name": "b", "base_url": "http://b.invalid", "formats": ["openai-chat"], "health": {"enabled": probe_b}},
@@ -105,7 +106,7 @@ def test_app_from_env_reads_the_config_named_by_the_environment(tmp_path: Path, 
     path.write_text(
         "providers:\n  - {name: a, base_url: 'http://a.invalid', formats: [openai-chat], api_key: '${KEY_A}'}\n"
         "models:\n  - {name: m, routes: [{provider: a, model: a-m}]}\n"
-        "log: {level: warning, format: json}\n"
+        "log: {level: warning, format: json}\nserver: {allow_anonymous: true}\n"
     )
     monkeypatch.setenv("ROUTER_CONFIG", str(path))
     monkeypatch.setenv("KEY_A", "sk-from-env")

@@ -13,7 +13,12 @@ from starlette.routing import Route
 from starlette.types import Message
 from structlog.testing import capture_logs
 
+from router.auth import Authenticator
 from router.clock import ManualClock
+from router.ledger import Ledger
+from router.limits import Limits
+from router.metering import Metering
+from router.state.memory import MemoryBackend
 from router.config import parse_config
 from router.endpoints import Endpoints, error_response
 from router.errors import BadRequest, NoRouteAvailable, UnknownModel, UpstreamTimeout
@@ -41,12 +46,17 @@ class StubForwarder:
 def _app(forwarder: StubForwarder) -> AccessMiddleware:
     config = parse_config(
         {
+            "server": {"allow_anonymous": True},
             "providers": [{"name": "a", "base_url": "http://a.invalid", "formats": ["openai-chat"]}],
             "models": [{"name": "m", "routes": [{"provider": "a", "model": "a-m"}]}],
         }
     )
-    pool = Pool(RoutingTable(config), ManualClock(), 10.0)
-    ep = Endpoints(forwarder, pool, lambda: True, 2048, 0)  # type: ignore[arg-type]
+    clock = ManualClock()
+    pool = Pool(RoutingTable(config), clock, 10.0)
+    limits = Limits(config, MemoryBackend(), clock)
+    metering = Metering(limits, Ledger(None), {}, clock)
+    auth = Authenticator(config)
+    ep = Endpoints(forwarder, pool, auth, limits, metering, config.accounting, lambda: True, 2048, 0)  # type: ignore[arg-type]
     routes = [
         Route("/v1/chat/completions", ep.chat_completions, methods=["POST"]),
         Route("/v1/messages", ep.messages, methods=["POST"]),

@@ -78,6 +78,7 @@ class Setup:
         routes = [{"provider": n, "model": f"{n}-up"} for n in clients]
         config = parse_config(
             {
+                "server": {"allow_anonymous": True},
                 "providers": providers,
                 "models": [{"name": "m", "routes": routes}],
                 "routing": {"max_attempts": 3, "backoff_min_s": 0.001, "backoff_max_s": 0.002},

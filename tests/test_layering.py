@@ -13,8 +13,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent / "router"
 
 # design.md's table, adapted to the modules that exist:
-# - `config` sits in layer 0, not 1: `types` (a leaf) imports `config.Format`, and config itself
-#   imports nothing of the router's, so it is a leaf in fact.
+# - `config` (with its loader and reader) sits in layer 0, not 1: `types` (a leaf) imports
+#   `config.Format`, and config imports nothing of the router's but its own two helpers.
+# - `accounting` (usage, prices, the stream meter: pure) is layer 0 because `types` carries its
+#   Usage and StreamMeter in answers.
 # - `parse` (request body checks, pure) is layer 1; `translate` (today only its __init__) is
 #   layer 1 as design.md says, and routing/table, layer 2, asks it for a route's format.
 # - `threaded` and `demo` are wiring (layer 7); so are the package `__init__`s of router and
@@ -23,11 +25,13 @@ LAYERS: dict[str, int] = {
     "router.clock": 0,
     "router.errors": 0,
     "router.config": 0,
+    "router.config_loader": 0,
+    "router.config_reader": 0,
+    "router.accounting": 0,
     "router.types": 0,
     "router.log": 1,
     "router.sse": 1,
     "router.classify": 1,
-    "router.accounting": 1,
     "router.envelopes": 1,
     "router.parse": 1,
     "router.translate": 1,
@@ -46,6 +50,8 @@ LAYERS: dict[str, int] = {
     "router.relay": 4,
     "router.ledger": 4,
     "router.failover": 5,
+    "router.metering": 5,
+    "router.responses": 6,
     "router.endpoints": 6,
     "router.middleware": 6,
     "router": 7,
@@ -71,7 +77,7 @@ CONFINED: dict[str, tuple[str, ...]] = {
     "yaml": ("router.config",),
     "redis": ("router.state",),
     "starlette": (
-        "router.app", "router.endpoints", "router.middleware", "router.threaded", "router.fake_upstream",
+        "router.app", "router.endpoints", "router.responses", "router.middleware", "router.threaded", "router.fake_upstream",
     ),
     # app builds the health probe callable; demo drives traffic; the fake's admin client.
     "httpx": ("router.app", "router.demo", "router.fake_upstream"),

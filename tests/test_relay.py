@@ -14,6 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import router.relay
+from router.accounting import StreamMeter
 from router.clock import ManualClock
 from router.config import Format, Timeouts
 from router.errors import UpstreamConnectError, UpstreamProtocolError
@@ -110,7 +111,7 @@ class Run:
         self.clock = clock or ManualClock()
         self.up = up
         self.relay = StreamRelay(
-            up, fmt, Timeouts(idle_s=idle_s), self.clock.monotonic() + deadline_s, self.clock, "prov"  # type: ignore[arg-type]
+            up, fmt, Timeouts(idle_s=idle_s), self.clock.monotonic() + deadline_s, self.clock, "prov", StreamMeter(fmt, 0)  # type: ignore[arg-type]
         )
         self.finished: list[tuple[AttemptResult, str]] = []
         self.chunks: list[bytes] = []

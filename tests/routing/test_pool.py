@@ -38,6 +38,7 @@ def _config(
     ]
     models: dict[str, list[tuple[str, int]]] = {"m": routes, **(models_extra or {})}
     data: dict[str, Any] = {
+        "server": {"allow_anonymous": True},
         "providers": providers,
         "models": [
             {"name": name, "routes": [{"provider": p, "model": f"{p}-{name}", "priority": prio} for p, prio in rs]}

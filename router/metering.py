@@ -1,0 +1,69 @@
+"""After the answer: its usage, priced at the serving model's price, settles the key's
+reservation, and one ledger record is written. For a stream this happens when it ends, however
+it ends (complete, cut short, or the client gone), with the usage the stream reported or, for a
+stream cut short, estimated from what it delivered."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+
+from router.accounting import Usage, cost_usd, usage_fields
+from router.clock import Clock
+from router.config import Price
+from router.ledger import Ledger
+from router.limits import Grant, Limits
+from router.types import AccessRecord, FullAnswer, StreamAnswer
+
+
+class Metering:
+    def __init__(self, limits: Limits, ledger: Ledger, prices: dict[str, Price | None], clock: Clock) -> None:
+        self._limits = limits
+        self._ledger = ledger
+        self._prices = prices
+        self._clock = clock
+
+    async def whole(self, grant: Grant, answer: FullAnswer, record: AccessRecord) -> float | None:
+        """Settle a non-stream answer; returns the USD left after it."""
+        return await self._settle(grant, answer.model, answer.usage, answer.status, record)
+
+    async def nothing(self, grant: Grant, status: int, record: AccessRecord) -> float | None:
+        """Release the reservation of a request that got no answer (an error)."""
+        return await self._settle(grant, record.model, None, status, record)
+
+    def stream(self, grant: Grant, answer: StreamAnswer, record: AccessRecord) -> AsyncIterator[bytes]:
+        return self._metered(grant, answer, record)
+
+    async def _metered(self, grant: Grant, answer: StreamAnswer, record: AccessRecord) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in answer.body:
+                yield chunk
+        finally:
+            # The relay's own cleanup first (it frees the route), then the bill: shielded, so a
+            # client that disconnected is billed for what it was sent.
+            with anyio.CancelScope(shield=True):
+                await answer.body.aclose()  # type: ignore[attr-defined]
+                await self._settle(grant, answer.model, answer.meter.usage(), 200, record)
+
+    async def _settle(
+        self, grant: Grant, model: str | None, usage: Usage | None, status: int, record: AccessRecord
+    ) -> float | None:
+        price = self._prices.get(model) if model else None
+        cost = cost_usd(usage, price) if usage is not None and price is not None else 0.0
+        remaining = await self._limits.settle(grant, cost)
+        fields: dict[str, object] = {
+            "ts": round(self._clock.wall(), 3),
+            "request_id": record.request_id,
+            "key": grant.key_id,
+            "model": model,
+            "provider": record.provider,
+            "stream": record.stream,
+            "status": status,
+            "cost_usd": round(cost, 8),
+        }
+        if usage is not None:
+            fields.update(usage_fields(usage))
+        self._ledger.record(fields)
+        record.cost_usd = cost
+        return remaining
