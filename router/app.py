@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 import httpx
+import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -84,6 +85,11 @@ def create_app(
     backend: StateBackend | None = None,
 ) -> Starlette:
     clock = clock or SystemClock()
+    if config.server.allow_anonymous:
+        # Loud on purpose: an open router spends the operator's provider credit for anyone.
+        structlog.get_logger("router.app").warning(
+            "anonymous_access_on", keys=len(config.keys), note="requests without a key are served, unlimited"
+        )
     table = RoutingTable(config)
     pool = Pool(table, clock, config.routing.ewma_half_life_s)
     clients = {p.name: ProviderClient(p) for p in config.providers}

@@ -1,4 +1,4 @@
-"""Command line: `router serve | check | fake-upstream | demo`. Parses arguments, then hands off."""
+"""Command line: `router serve | check | demo | keys new | usage | fake-upstream`. Parses arguments, then hands off."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import datetime
 import os
 import secrets
+import signal
 import sys
 import time
 
@@ -35,6 +36,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     os.environ["ROUTER_CONFIG"] = os.path.abspath(args.config)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal under the handler
+    # that was in place before it started; this one turns that into a clean exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
     uvicorn.run(
         "router.app:app_from_env",
         factory=True,
@@ -50,6 +55,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -87,7 +96,11 @@ def cmd_usage(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 2
-    since = _since(args.since) if args.since else None
+    try:
+        since = _since(args.since) if args.since else None
+    except ValueError:
+        print(f"--since {args.since!r}: give an ISO date/time (2026-11-25, 2026-11-25T10:00) or an age (30m, 2h, 7d)", file=sys.stderr)
+        return 2
     path = config.ledger.path
     try:
         with open(path, "rb") as f:

@@ -31,6 +31,9 @@ _BODIES: list[tuple[str, dict[str, Any]]] = [
     ("/v1/responses", {"input": "Hello!"}),
 ]
 _CONCURRENCY = 6
+# The demo config's key (only its hash is in config/demo.yaml). Public: for the demo only.
+DEMO_KEY = "toc-demo-0000000000000000000000000000000000000000"
+_AUTH = {"authorization": f"Bearer {DEMO_KEY}"}
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -56,7 +59,7 @@ def _start_fakes(config: Config) -> tuple[Config, dict[str, RunningServer]]:
 async def _burst(url: str, models: list[str], n: int) -> list[tuple[int, str, int]]:
     """n requests over the three endpoints, half of them streamed: (status, provider, attempts)."""
     sem = asyncio.Semaphore(_CONCURRENCY)
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=_AUTH) as client:
 
         async def one(i: int) -> tuple[int, str, int]:
             path, body = _BODIES[i % len(_BODIES)]
@@ -91,6 +94,20 @@ def _run_phase(title: str, url: str, models: list[str], n: int) -> bool:
     return _report(title, results, time.monotonic() - start)
 
 
+def _show_keys(url: str, model: str) -> None:
+    """What a key buys: its budget left, and the errors a client meets without one."""
+    body = {"model": model, "messages": [{"role": "user", "content": "Hello!"}]}
+    with httpx.Client(base_url=url, timeout=10) as client:
+        ok = client.post("/v1/chat/completions", json=body, headers=_AUTH)
+        no_key = client.post("/v1/chat/completions", json=body)
+        unknown = client.post("/v1/chat/completions", json={**body, "model": "no-such-model"}, headers=_AUTH)
+    print("\n== keys and budgets")
+    print(f"   budget left in this window: ${float(ok.headers.get('x-ratelimit-remaining', 'nan')):.6f}"
+          f" (resets at unix {ok.headers.get('x-ratelimit-reset', '-')})")
+    print(f"   without a key: {no_key.status_code} {no_key.json()['error']['message']}")
+    print(f"   unknown model: {unknown.status_code} {unknown.json()['error']['message']}")
+
+
 def run_demo(config: Config, requests: int = 120) -> int:
     configure(level="warning", fmt="console")  # the demo prints its own summary
     config, fakes = _start_fakes(config)
@@ -102,6 +119,7 @@ def run_demo(config: Config, requests: int = 120) -> int:
     all_ok = True
     try:
         print(f"router listening on {server.url}; fake providers: " + ", ".join(f"{n} {f.url}" for n, f in fakes.items()))
+        print(f"demo API key: {DEMO_KEY}   (try: curl -H 'authorization: Bearer {DEMO_KEY}' {server.url}/v1/models)")
         for name, personality in PERSONALITIES.items():
             if name in fakes:
                 print(f"   {name:<6} {personality}")
@@ -115,6 +133,7 @@ def run_demo(config: Config, requests: int = 120) -> int:
             print(f"\n   fast is back; waiting {reset:g}s for its breaker's half-open trial ...")
             time.sleep(reset + 0.5)
             all_ok &= _run_phase("3. fast recovered: traffic returns to it", server.url, models, requests // 2)
+        _show_keys(server.url, models[0])
         ready = httpx.get(f"{server.url}/health/ready", timeout=5).json()
         print("\n== /health/ready")
         for name, p in ready["providers"].items():

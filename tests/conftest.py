@@ -1,9 +1,10 @@
-"""Shared fixtures, kept few: fake providers on real loopback sockets, a config factory, and a
-router server started on a real socket from a config."""
+"""Shared fixtures, kept few: fake providers on real loopback sockets, a config factory, a
+router server started on a real socket from a config, and a real redis-server."""
 
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from router.clock import Clock
 from router.config import Config, parse_config
 from router.fake_upstream.server import RunningServer, start_in_thread
 from router.threaded import ThreadedServer
+from tests.redis_server import RedisServer, free_port
 
 FAKE_NAMES = ("alpha", "beta", "gamma")
 ALL_FORMATS = ["openai-chat", "anthropic-messages", "openai-responses"]
@@ -164,3 +166,15 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 ANTHROPIC = {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
 RESPONSES = {"model": "m", "input": "hi"}
 BODIES = {"/v1/chat/completions": CHAT, "/v1/messages": ANTHROPIC, "/v1/responses": RESPONSES}
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A running redis-server; a test that stops it must start it again before it ends."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not on PATH: install it (apt-get install redis-server); Redis state tests need it")
+    server = RedisServer(binary, free_port())
+    server.start()
+    yield server
+    server.stop()

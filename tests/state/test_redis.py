@@ -14,7 +14,7 @@ import redis.asyncio
 from router.config import StateConfig
 from router.state import LimitSpec, StateUnavailable, make_backend
 from router.state.redis import RedisBackend
-from tests.state.conftest import RedisServer
+from tests.redis_server import RedisServer
 
 T0 = 1_800_000_000.25
 TIMEOUT_S = 0.5

@@ -1,5 +1,5 @@
-"""A real redis-server for the Redis state tests: started once per session on a free port, with
-stop()/start() for outage tests. (Meant to move to tests/conftest.py with the other fixtures.)"""
+"""A real redis-server for the tests: one subprocess on a free loopback port, without persistence,
+with stop()/start() and pause()/resume() for outage tests. The session fixture is in conftest.py."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 
 START_TIMEOUT_S = 5.0  # a cold redis-server answers PING within milliseconds; CI boxes are slow
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -72,15 +71,3 @@ class RedisServer:
 
     def __repr__(self) -> str:
         return f"RedisServer(port={self.port}, running={self._proc is not None})"
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A running redis-server; a test that stops it must start it again before it ends."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not on PATH: install it (apt-get install redis-server); Redis state tests need it")
-    server = RedisServer(binary, _free_port())
-    server.start()
-    yield server
-    server.stop()

@@ -1,0 +1,136 @@
+"""The command line: `keys new`, `usage`, the --workers guard, and `serve` stopped with SIGTERM
+(a real subprocess on a real socket: the ledger keeps every finished request)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from router.auth import hash_key
+from router.cli import main
+from router.config import parse_config
+from tests.redis_server import free_port
+
+KEY = "toc-cli-" + "c" * 40
+
+
+def test_keys_new_prints_a_key_and_the_entry_holding_its_hash(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "new", "--plan", "pro", "--id", "acme-prod"]) == 0
+    out = capsys.readouterr().out
+    [key] = re.findall(r"toc-[A-Za-z0-9_-]{32,}", out)
+    entry = re.search(r"- \{id: acme-prod, hash: \"(sha256:[0-9a-f]{64})\", plan: pro\}", out)
+    assert entry is not None and entry.group(1) == hash_key(key)
+    assert main(["keys", "new", "--plan", "pro"]) == 0
+    assert key not in capsys.readouterr().out, "every key is fresh"
+
+
+def _config_file(tmp_path: Path, ledger: Path, state: str = "{backend: memory}", port: int = 0) -> Path:
+    path = tmp_path / "router.yaml"
+    path.write_text(
+        f"server: {{host: 127.0.0.1, port: {port}}}\n"
+        f"state: {state}\n"
+        f"ledger: {{path: '{ledger}'}}\n"
+        "providers:\n  - {name: a, base_url: 'http://127.0.0.1:9', formats: [openai-chat], health: {enabled: false}}\n"
+        "models:\n  - {name: m, routes: [{provider: a, model: m}], price: {input_per_mtok: 1, output_per_mtok: 2}}\n"
+        "plans:\n  - {name: pro, models: ['*']}\n"
+        f"keys:\n  - {{id: acme, hash: '{hash_key(KEY)}', plan: pro}}\n"
+    )
+    return path
+
+
+def test_usage_sums_the_ledger_per_key_and_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ledger = tmp_path / "usage.jsonl"
+    now = time.time()
+    records = [
+        {"ts": now - 7200, "key": "acme", "model": "m", "input_tokens": 100, "output_tokens": 10, "cost_usd": 1.5, "status": 200},
+        {"ts": now - 60, "key": "acme", "model": "m", "input_tokens": 50, "output_tokens": 5, "cost_usd": 0.25, "status": 200},
+        {"ts": now - 30, "key": "other", "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.125, "status": 200},
+    ]
+    ledger.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records) + b'{"torn')
+    config = _config_file(tmp_path, ledger)
+    assert main(["usage", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"acme\s+m\s+2\s+150\s+0\s+15\s+1\.750000", out), out
+    assert re.search(r"total\s+3\s+1\.875000", out), out
+    assert main(["usage", "--config", str(config), "--key", "acme", "--since", "1h"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"acme\s+m\s+1\s+50\s+0\s+5\s+0\.250000", out) and "other" not in out
+
+
+def test_usage_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _config_file(tmp_path, tmp_path / "none.jsonl")
+    assert main(["usage", "--config", str(config)]) == 1
+    assert "no ledger at" in capsys.readouterr().err
+    (tmp_path / "none.jsonl").write_bytes(b"")
+    assert main(["usage", "--config", str(config), "--since", "yesterday"]) == 2
+    assert "--since 'yesterday'" in capsys.readouterr().err
+
+
+def test_several_workers_on_memory_state_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _config_file(tmp_path, tmp_path / "usage.jsonl")
+    assert main(["serve", "--config", str(config), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--workers 2 needs shared state" in err and "backend: redis" in err
+
+
+def test_a_config_without_keys_must_allow_anonymous() -> None:
+    """No keys and no allow_anonymous is a config error, not an open router by accident."""
+    from router.config import ConfigError
+
+    with pytest.raises(ConfigError, match="allow_anonymous"):
+        parse_config({"providers": [{"name": "a", "base_url": "http://a.invalid"}], "models": [{"name": "m", "routes": [{"provider": "a", "model": "m"}]}]})
+
+
+def test_sigterm_loses_no_ledger_record(tmp_path: Path, fakes) -> None:
+    """`router serve` in a subprocess; a stream in flight when SIGTERM arrives still completes,
+    and every finished request has its ledger line when the process has exited 0."""
+    fake = fakes["alpha"]
+    fakes.set("alpha", chunks=6, chunk_delay_ms=100)
+    ledger = tmp_path / "usage.jsonl"
+    port = free_port()
+    config = _config_file(tmp_path, ledger, port=port)
+    config.write_text(config.read_text().replace("http://127.0.0.1:9", fake.url).replace("[openai-chat]", "[openai-chat, anthropic-messages, openai-responses]"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "router", "serve", "--config", str(config)],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if httpx.get(f"{base}/health/ready", timeout=0.5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "router did not start"
+            time.sleep(0.05)
+        headers = {"authorization": f"Bearer {KEY}"}
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        with httpx.Client(base_url=base, timeout=10, headers=headers) as client:
+            for _ in range(3):
+                assert client.post("/v1/chat/completions", json=body).status_code == 200
+            with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as stream:
+                lines = stream.iter_lines()
+                first = next(lines)
+                assert first.startswith("data: ")
+                proc.send_signal(signal.SIGTERM)
+                rest = list(lines)
+        assert "data: [DONE]" in rest, "the stream in flight finished whole"
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    records = [orjson.loads(line) for line in ledger.read_bytes().splitlines()]
+    assert len(records) == 4 and all(r["key"] == "acme" and r["status"] == 200 for r in records)
+    assert records[-1]["output_tokens"] > 0 and records[-1]["cost_usd"] > 0
