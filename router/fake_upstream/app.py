@@ -1,10 +1,10 @@
 """The fake provider as a Starlette app: three generation endpoints (raw ASGI, so faults can act
-between the headers and the body), a models probe, and /_admin endpoints to steer faults live."""
+between the headers and the body), a models probe, and /_admin endpoints to steer faults live and
+to read back what the fake received."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
 from typing import Any
@@ -17,34 +17,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from router.fake_upstream.answers import Answer, plan
+from router.fake_upstream.conn import Conn, ResetConnection, ServerClosing, install_log_filter
 from router.fake_upstream.faults import FaultError, Faults
-from router.fake_upstream.formats import FORMATS, GARBAGE_EVENT, Answer, WireFormat, openai_error_body, split_text
+from router.fake_upstream.formats import GARBAGE_EVENT, WireFormat, openai_error_body
+from router.fake_upstream.formats_anthropic import MessagesFormat
+from router.fake_upstream.formats_chat import ChatFormat
+from router.fake_upstream.formats_responses import ResponsesFormat
 
-_SHUTDOWN = "shutdown"
-_DISCONNECT = "disconnect"
-
-
-class _ResetConnection(Exception):
-    """Raised after the headers were sent: uvicorn then closes the socket mid-body, which the
-    client sees as an incomplete chunked read (not a clean end of the stream)."""
-
-
-class _ServerClosing(_ResetConnection):
-    """The server is stopping while a request hangs: drop its connection instead of waiting."""
-
-
-class _QuietReset(logging.Filter):
-    """Keep uvicorn from logging a traceback for the connection resets we cause on purpose."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], _ResetConnection))
-
-
-def install_log_filter() -> None:
-    """Idempotent; must run after uvicorn configured its loggers."""
-    logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _QuietReset) for f in logger.filters):
-        logger.addFilter(_QuietReset())
+FORMATS: dict[str, WireFormat] = {
+    "/v1/chat/completions": ChatFormat(),
+    "/v1/messages": MessagesFormat(),
+    "/v1/responses": ResponsesFormat(),
+}
 
 
 class _State:
@@ -55,7 +40,7 @@ class _State:
         self.faults = faults
         self.seed = seed
         self.rng = random.Random(seed)
-        self.waiting: set[_Conn] = set()
+        self.waiting: set[Conn] = set()
         self.in_flight = 0
         self.reset_stats()
 
@@ -64,7 +49,9 @@ class _State:
         self.completed = 0
         self.cancelled = 0
         self.aborted = 0
-        self.last_request: tuple[Scope, Any] | None = None
+        # raw bodies, decoded only when asked, to keep the request path lean
+        self.last_request: tuple[Scope, bytes] | None = None
+        self.last_bodies: dict[str, bytes] = {}  # per generation endpoint
         self.rng = random.Random(self.seed)
 
     def new_id(self) -> str:
@@ -78,14 +65,13 @@ class _State:
     def stats(self) -> dict[str, Any]:
         last = None
         if self.last_request is not None:
-            # decoded only when asked, to keep the request path lean
-            scope, body = self.last_request
+            scope, raw = self.last_request
             last = {
                 "method": scope["method"],
                 "path": scope["path"],
                 "query": scope["query_string"].decode("latin-1"),
                 "headers": {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
-                "body": body,
+                "body": _decode(raw),
             }
         return {
             "requests": dict(self.requests),
@@ -97,59 +83,12 @@ class _State:
         }
 
 
-class _Conn:
-    """One request's receive side: reads the body, then notices a client disconnect while we wait."""
-
-    __slots__ = ("_receive", "_state", "_gone", "_watcher")
-
-    def __init__(self, receive: Receive, state: _State) -> None:
-        self._receive = receive
-        self._state = state
-        self._gone: asyncio.Future[str] | None = None
-        self._watcher: asyncio.Task[None] | None = None
-
-    async def read_body(self) -> bytes | None:
-        """The whole request body, or None if the client went away first."""
-        parts = []
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                return None
-            parts.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    async def wait(self, seconds: float | None) -> bool:
-        """Sleep `seconds` (None = forever). True if the client disconnected first; raises
-        _ServerClosing if the server is stopping. The watcher task exists only once we wait."""
-        gone = self._gone
-        if gone is None:
-            loop = asyncio.get_running_loop()
-            gone = self._gone = loop.create_future()
-            self._watcher = loop.create_task(self._watch(gone))
-            self._state.waiting.add(self)
-        if not gone.done():
-            await asyncio.wait((gone,), timeout=seconds)
-        if not gone.done():
-            return False
-        if gone.result() == _SHUTDOWN:
-            raise _ServerClosing
-        return True
-
-    async def _watch(self, gone: asyncio.Future[str]) -> None:
-        while (await self._receive())["type"] != "http.disconnect":
-            pass
-        if not gone.done():
-            gone.set_result(_DISCONNECT)
-
-    def interrupt(self) -> None:
-        if self._gone is not None and not self._gone.done():
-            self._gone.set_result(_SHUTDOWN)
-
-    def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            self._state.waiting.discard(self)
+def _decode(raw: bytes) -> Any:
+    """A recorded body as JSON; None if it was not JSON."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _header_number(value: float) -> bytes:
@@ -172,13 +111,13 @@ class _Endpoint:
         st = self._state
         st.requests[self._path] = st.requests.get(self._path, 0) + 1
         st.in_flight += 1
-        conn = _Conn(receive, st)
+        conn = Conn(receive, st.waiting)
         try:
             finished = await self._answer(scope, conn, send)
-        except _ServerClosing:
+        except ServerClosing:
             st.cancelled += 1
             raise
-        except _ResetConnection:
+        except ResetConnection:
             st.aborted += 1
             raise
         except asyncio.CancelledError:
@@ -192,20 +131,20 @@ class _Endpoint:
         else:
             st.cancelled += 1
 
-    async def _answer(self, scope: Scope, conn: _Conn, send: Send) -> bool:
+    async def _answer(self, scope: Scope, conn: Conn, send: Send) -> bool:
         """Answer one request. True if the response was sent to its end, False if the client left."""
         st = self._state
         raw = await conn.read_body()
         if raw is None:
             return False
         rid = st.new_id()
+        st.last_request = (scope, raw)
+        st.last_bodies[self._path] = raw
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            st.last_request = (scope, None)
             await self._send_error(send, 400, "request body is not valid JSON", rid)
             return True
-        st.last_request = (scope, body)
         if not isinstance(body, dict):
             await self._send_error(send, 400, "request body must be a JSON object", rid)
             return True
@@ -229,17 +168,16 @@ class _Endpoint:
             await self._send_error(send, status, message, rid, f.retry_after)
             return True
 
-        text = self._text if f.text is None else f.text
-        stream_options = body.get("stream_options")
-        answer = Answer(
+        answer = plan(
+            self._fmt.prompt(body),
+            default_text=self._text,
+            text=f.text,
+            chunks=f.chunks,
+            cached_tokens=f.cached_tokens,
             model=model,
-            text=text,
-            pieces=split_text(text, f.chunks),
-            prompt_tokens=max(1, len(raw) // 4),
-            completion_tokens=max(1, (len(text) + 3) // 4),
             rid=rid,
             created=int(time.time()),
-            include_usage=isinstance(stream_options, dict) and stream_options.get("include_usage") is True,
+            prompt_tokens=max(1, len(raw) // 4),
             no_done=f.no_done,
         )
         if body.get("stream") is True:
@@ -251,7 +189,7 @@ class _Endpoint:
         await send({"type": "http.response.body", "body": payload})
         return True
 
-    async def _stream(self, conn: _Conn, send: Send, f: Faults, answer: Answer) -> bool:
+    async def _stream(self, conn: Conn, send: Send, f: Faults, answer: Answer) -> bool:
         await self._start(send, 200, self._sse_headers, answer.rid)
         if f.hang_after_headers:
             return not await conn.wait(None)
@@ -277,7 +215,7 @@ class _Endpoint:
         while True:
             if sent == cut:
                 if kind == "reset":
-                    raise _ResetConnection
+                    raise ResetConnection
                 if kind == "stall":
                     return not await conn.wait(None)
                 await send({"type": "http.response.body", "body": b""})
@@ -357,6 +295,17 @@ def build_app(name: str, faults: Faults, seed: int | None = None) -> Starlette:
     async def stats(request: Request) -> Response:
         return _json(state.stats(), state)
 
+    async def last(request: Request) -> Response:
+        """The last body each generation endpoint received (JSON; null if it was not JSON), by
+        path; with ?path=/v1/messages, that endpoint's body alone (404 if it received none)."""
+        path = request.query_params.get("path")
+        if path is None:
+            return _json({p: _decode(raw) for p, raw in state.last_bodies.items()}, state)
+        raw = state.last_bodies.get(path)
+        if raw is None:
+            return _json({"error": f"no request received on {path}"}, state, 404)
+        return _json(_decode(raw), state)
+
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         reason = "method not allowed" if status == 405 else "not found"
@@ -368,6 +317,7 @@ def build_app(name: str, faults: Faults, seed: int | None = None) -> Starlette:
         Route("/_admin/faults", get_faults, methods=["GET", "POST"]),
         Route("/_admin/reset", reset, methods=["POST"]),
         Route("/_admin/stats", stats, methods=["GET"]),
+        Route("/_admin/last", last, methods=["GET"]),
     ]
     install_log_filter()
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})

@@ -36,6 +36,7 @@ class Faults:
     health_status: int = 200  # status of GET /v1/models
     times: int | None = None  # the faults apply to the next N requests only
     text: str | None = None  # answer text override
+    cached_tokens: int = 0  # input tokens reported as read from a cache (capped at the input)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Faults:
@@ -78,7 +79,7 @@ class Faults:
 
 
 _FIELDS = dataclasses.fields(Faults)
-_KEPT_BY_TIMES = frozenset({"health_status", "chunks", "text"})
+_KEPT_BY_TIMES = frozenset({"health_status", "chunks", "text", "cached_tokens"})
 
 
 def _number(low: float, high: float | None = None) -> Callable[[str, Any], float]:
@@ -138,6 +139,7 @@ PARSERS: dict[str, tuple[_Parser, bool]] = {
     "health_status": (_integer(100, 599), False),
     "times": (_integer(1), True),
     "text": (_string, True),
+    "cached_tokens": (_integer(0), False),
 }
 assert set(PARSERS) == {f.name for f in _FIELDS}
 

@@ -16,7 +16,8 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from router.fake_upstream.app import build_app, install_log_filter
+from router.fake_upstream.app import build_app
+from router.fake_upstream.conn import install_log_filter
 from router.fake_upstream.faults import PARSERS, FaultError, Faults
 
 _START_TIMEOUT = 10.0
