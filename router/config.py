@@ -112,6 +112,13 @@ class RouteConfig:
     model: str  # the upstream model id sent to the provider
     priority: int = 0
     weight: float | None = None  # None: the provider's weight
+    # How requests translated into Anthropic Messages are written for this upstream model:
+    thinking: Literal["budget", "adaptive"] = "budget"  # thinking {enabled, budget_tokens} | {adaptive} + effort
+    default_max_tokens: int = 16384  # Anthropic requires max_tokens; used when the client set none
+    drop_params: tuple[str, ...] = ()  # fields this upstream model rejects (DROPPABLE_PARAMS); dropped, never a 400
+
+
+DROPPABLE_PARAMS = ("temperature", "top_p", "top_k", "stop", "reasoning")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Literal, cast
 from urllib.parse import urlsplit
 
 from router.config import (
+    DROPPABLE_PARAMS,
     DEFAULT_ANTHROPIC_VERSION,
     FORMATS,
     AccountingConfig,
@@ -179,6 +180,16 @@ def _pool(r: Reader) -> PoolConfig:
     ))  # fmt: skip
 
 
+def _drop_params(r: Reader) -> tuple[str, ...]:
+    names: list[str] = []
+    for i, name in enumerate(r.seq("drop_params", required=False)):
+        if name not in DROPPABLE_PARAMS:
+            r.fail(f"drop_params[{i}]", f"expected one of {', '.join(DROPPABLE_PARAMS)}, got {show(name)}")
+        else:
+            names.append(str(name))
+    return tuple(names)
+
+
 def _model(r: Reader) -> ModelConfig:
     name = r.string("name", "", required=True)
     routes = tuple(
@@ -187,6 +198,9 @@ def _model(r: Reader) -> ModelConfig:
             model=x.string("model", "", required=True),
             priority=x.integer("priority", 0, ge=0),
             weight=x.number("weight", None, gt=0),
+            thinking=cast(Literal["budget", "adaptive"], x.string("thinking", "budget", choices=("budget", "adaptive"))),
+            default_max_tokens=x.integer("default_max_tokens", 16384, ge=1),
+            drop_params=_drop_params(x),
         ))  # fmt: skip
         for x in r.items("routes")
     )

@@ -8,7 +8,8 @@ until then any failure listed in `classify.py` moves on to another route.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import anyio
 import orjson
@@ -29,7 +30,9 @@ from router.relay import StreamRelay
 from router.routing.breaker import AttemptResult, BreakerState
 from router.routing.choose import Candidate, choose
 from router.routing.pool import Lease, Pool, RouteState
-from router.routing.table import ModelRoutes
+from router.routing.table import ModelRoutes, Route
+from router.translate import codecs, ir
+from router.translate.messages import strip_unsigned_thinking
 from router.types import AccessRecord, ClientRequest, FullAnswer, StreamAnswer
 from router.upstream import ProviderClient, UpstreamResponse
 
@@ -67,6 +70,7 @@ class Forwarder:
         failed_once: set[str] = set()  # failed transiently: only if nothing else in the tier is ready
         attempts = waits = 0
         fell_back = False
+        bodies = _Bodies(req)
         while attempts < cfg.max_attempts and waits <= cfg.max_attempts:
             if attempts:
                 await self._sleep(self._backoff(attempts))
@@ -79,7 +83,9 @@ class Forwarder:
                 waits += 1
                 await self._sleep(selection.wait_s)
                 continue
-            state = self._choose([s for s in selection.routes if s.route.key not in failed_once] or selection.routes)
+            state = self._choose(
+                [s for s in selection.routes if s.route.key not in failed_once] or selection.routes, req.fmt
+            )
             lease = self._pool.acquire(state)
             if lease is None:  # its half-open trial slots were taken meanwhile
                 exclude.add(state.route.key)
@@ -87,7 +93,7 @@ class Forwarder:
             attempts += 1
             started = self._clock.monotonic()
             try:
-                return await self._attempt(req, model.model.name, state, lease, deadline, record)
+                return await self._attempt(req, bodies, model.model.name, state, lease, deadline, record)
             except UpstreamError as exc:
                 verdict = classify(exc)
                 if verdict.breaker_failure:
@@ -108,14 +114,14 @@ class Forwarder:
                 if verdict.action is not Action.FAILOVER:
                     assert isinstance(exc, UpstreamStatusError)
                     record.provider = state.route.provider.name
-                    return _as_is(exc, state, model.model.name)
+                    return _as_is(exc, state, model.model.name, req.fmt)
                 self._forget(state.route.key, verdict, exclude, failed_once)
             except BaseException:
                 lease.finish(AttemptResult.NEUTRAL)  # client went away, or a bug: not the upstream's fault
                 raise
         raise NoRouteAvailable(self._no_route_message(req.model, record), self._pool.cooldown_end(model))
 
-    def _choose(self, states: list[RouteState]) -> RouteState:
+    def _choose(self, states: list[RouteState], fmt: Format) -> RouteState:
         # A breaker ready for its half-open trial counts as unmeasured: the trial is its
         # measurement, and its stale (timed-out) latency must not starve it.
         cands = [
@@ -124,6 +130,7 @@ class Forwarder:
                 ewma_s=s.ewma.value() if s.breaker.state is BreakerState.CLOSED else None,
                 inflight=s.inflight,
                 weight=s.route.weight,
+                native=s.route.upstream_format(fmt) == fmt,
             )
             for s in states
         ]
@@ -147,6 +154,7 @@ class Forwarder:
     async def _attempt(
         self,
         req: ClientRequest,
+        bodies: _Bodies,
         model: str,
         state: RouteState,
         lease: Lease,
@@ -156,19 +164,14 @@ class Forwarder:
         route = state.route
         provider = route.provider
         client = self._clients[provider.name]
-        # TODO(issue 4): when route.upstream_format(req.fmt) differs from req.fmt, translate the
-        # body here, the answer in _whole, and each stream event in the relay.
-        body = dict(req.body)
-        body["model"] = route.upstream_model
-        hide_usage = False
-        if req.stream and req.fmt == "openai-chat":
-            # Ask for the usage chunk to bill the stream; hide it from a client that did not.
-            options = body.get("stream_options")
-            options = options if isinstance(options, dict) else {}
-            hide_usage = options.get("include_usage") is not True
-            body["stream_options"] = {**options, "include_usage": True}
+        fmt = route.upstream_format(req.fmt)
+        assert fmt is not None, "select() offers only routes that can serve the client's format"
+        body, hide_usage = bodies.for_route(route, fmt)
+        translator = None
+        if fmt != req.fmt and req.stream:
+            translator = codecs.StreamTranslator(fmt, req.fmt, req.model, bodies.client_wants_usage)
         payload = orjson.dumps(body)
-        headers = client.request_headers(req.headers, req.fmt, req.request_id)
+        headers = client.request_headers(bodies.headers(fmt), fmt, req.request_id)
         t = provider.timeouts
         start = self._clock.monotonic()
         attempt_deadline = min(deadline, start + t.total_s)
@@ -177,20 +180,20 @@ class Forwarder:
         committed = False
         try:
             with anyio.move_on_after(first_by - start) as scope:
-                resp = await client.send(req.fmt, payload, headers)
+                resp = await client.send(fmt, payload, headers)
                 if not 200 <= resp.status < 300:
                     raise UpstreamStatusError(
                         f"upstream answered {resp.status}", resp.status, resp.headers(), await resp.read_all()
                     )
                 if not req.stream:
-                    answer = await self._whole(resp, req.fmt, provider.name, model)
+                    answer = await self._whole(resp, fmt, req, provider.name, model)
                     lease.observe_ttfb(self._clock.monotonic() - start)
                     lease.finish(AttemptResult.SUCCESS)
                     record.provider, record.ttfb_ms = provider.name, (self._clock.monotonic() - start) * 1000
                     return answer
-                meter = StreamMeter(req.fmt, estimate_input_tokens(len(payload)))
+                meter = StreamMeter(fmt, estimate_input_tokens(len(payload)))
                 relay = StreamRelay(
-                    resp, req.fmt, t, attempt_deadline, self._clock, provider.name, meter, hide_usage
+                    resp, fmt, t, attempt_deadline, self._clock, provider.name, meter, hide_usage, translator
                 )
                 await relay.prime()
                 committed = True
@@ -210,13 +213,20 @@ class Forwarder:
 
         return StreamAnswer(provider=provider.name, model=model, body=relay.body(finish), meter=meter)
 
-    async def _whole(self, resp: UpstreamResponse, fmt: Format, provider: str, model: str) -> FullAnswer:
+    async def _whole(
+        self, resp: UpstreamResponse, fmt: Format, req: ClientRequest, provider: str, model: str
+    ) -> FullAnswer:
         body = await resp.read_all()
         try:
             parsed = orjson.loads(body)  # a 200 that is not JSON is a broken provider, not an answer
         except orjson.JSONDecodeError:
             raise UpstreamProtocolError(f"{provider} answered 200 with a body that is not JSON") from None
         ctype = resp.header("content-type") or "application/json"
+        if fmt != req.fmt:
+            if not isinstance(parsed, dict):
+                raise UpstreamProtocolError(f"{provider} answered 200 with JSON that is not an object")
+            body = orjson.dumps(codecs.translate_answer(fmt, req.fmt, parsed, req.model))
+            ctype = "application/json"
         return FullAnswer(
             status=resp.status,
             body=body,
@@ -233,14 +243,56 @@ class Forwarder:
         return f"no provider could serve model '{model}'; tried: " + ", ".join(record.attempts)
 
 
-def _as_is(exc: UpstreamStatusError, state: RouteState, model: str) -> FullAnswer:
-    """An upstream client error (4xx), returned with its own status and body."""
+def _as_is(exc: UpstreamStatusError, state: RouteState, model: str, client: Format) -> FullAnswer:
+    """An upstream client error (4xx), returned with its own status and body (in the client's
+    envelope when the upstream spoke another format)."""
     keep = {k: v for k, v in exc.headers.items() if k in ("retry-after", "request-id")}
+    fmt = state.route.upstream_format(client)
+    translated = fmt is not None and fmt != client
     return FullAnswer(
         status=exc.upstream_status,
-        body=exc.body,
-        content_type=exc.headers.get("content-type", "application/json"),
+        body=codecs.translate_error(fmt, client, exc.upstream_status, exc.body) if translated and fmt else exc.body,
+        content_type="application/json" if translated else exc.headers.get("content-type", "application/json"),
         provider=state.route.provider.name,
         model=model,
         headers=keep,
     )
+
+
+# Client headers that belong to one wire format; not sent to a provider of another.
+_FORMAT_HEADER_PREFIXES = ("anthropic-", "openai-")
+class _Bodies:
+    """The upstream body for each route of one request: the client's own with `model` rewritten,
+    or a translation; the client's body is read into the IR at most once per request."""
+
+    __slots__ = ("_req", "_ir", "client_wants_usage")
+
+    def __init__(self, req: ClientRequest) -> None:
+        self._req = req
+        self._ir: ir.Request | None = None
+        options = req.body.get("stream_options") if req.fmt == "openai-chat" else None
+        self.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+
+    def for_route(self, route: Route, fmt: Format) -> tuple[dict[str, Any], bool]:
+        """(body, hide_usage): hide_usage when the router asked a chat upstream for the usage chunk."""
+        req = self._req
+        if fmt != req.fmt:
+            if self._ir is None:
+                self._ir = codecs.read_request(req.fmt, req.body)
+            return codecs.write_request(fmt, self._ir, route.upstream_model, route.options), False
+        body = dict(req.body)
+        body["model"] = route.upstream_model
+        codecs.drop_params(fmt, body, route.options.drop_params)
+        if fmt == "anthropic-messages":
+            body = strip_unsigned_thinking(body)
+        if req.stream and fmt == "openai-chat" and not self.client_wants_usage:
+            # Ask for the usage chunk to bill the stream; hide it from a client that did not.
+            options = body.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+            return body, True
+        return body, False
+
+    def headers(self, fmt: Format) -> Mapping[str, str]:
+        if fmt == self._req.fmt:
+            return self._req.headers
+        return {k: v for k, v in self._req.headers.items() if not k.startswith(_FORMAT_HEADER_PREFIXES)}

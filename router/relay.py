@@ -4,6 +4,10 @@
 response headers), so the attempt can still fail over. `body()` then yields the held bytes and
 every later event as it arrives. Once committed, a failure can no longer change the status: the
 stream ends with a well-formed error event in the client's format, never a silent truncation.
+
+Events are judged (opening, content, final, error) and metered in the upstream's format. What
+the client gets is the upstream's own bytes, or, when the client speaks another format, what a
+`StreamTranslator` makes of each event.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from router.envelopes import stream_error
 from router.errors import UpstreamError, UpstreamProtocolError
 from router.routing.breaker import AttemptResult
 from router.sse import SSEError, SSEEvent, SSEParser
+from router.translate.codecs import StreamTranslator
 from router.upstream import UpstreamResponse
 
 log = structlog.get_logger("router.relay")
@@ -54,6 +59,7 @@ class StreamRelay:
         provider: str,
         meter: StreamMeter,
         hide_usage: bool = False,
+        translator: StreamTranslator | None = None,
     ) -> None:
         self._resp = resp
         self._fmt = fmt
@@ -63,6 +69,7 @@ class StreamRelay:
         self._provider = provider
         self._meter = meter
         self._hide_usage = hide_usage  # chat: the usage chunk the router asked for, not the client
+        self._translator = translator  # None: the client speaks the upstream's format
         self._parser = SSEParser()
         self._held: list[bytes] = []
         self._pending: list[SSEEvent] = []  # events read in the same chunk as the first content
@@ -96,7 +103,7 @@ class StreamRelay:
                 self._note(obj)
                 if kind is EventKind.DONE:
                     raise UpstreamProtocolError("upstream stream ended before its first content event")
-                self._held.append(ev.raw)
+                self._held.append(self._out(obj, ev.raw))
                 if kind is not EventKind.PRELUDE:
                     self._after(kind)
                     self._pending = events[i + 1 :]
@@ -141,7 +148,9 @@ class StreamRelay:
                 yield self._error_tail(f"upstream {self._provider} closed the stream before it was complete")
             else:
                 result, reason = AttemptResult.SUCCESS, "ok"
-                if self._fmt == "openai-chat" and not self._done_sent:
+                if self._translator is not None:
+                    yield self._translator.finish()  # b"" when the upstream's own end was translated
+                elif self._fmt == "openai-chat" and not self._done_sent:
                     yield _DONE
         finally:
             self._resp.close()
@@ -186,8 +195,16 @@ class StreamRelay:
             self._after(kind)
             if self._hide_usage and kind is EventKind.TRAILER and is_usage_only_chunk(obj):
                 continue
-            out.append(ev.raw)
+            data = self._out(obj, ev.raw)
+            if data:
+                out.append(data)
         return out
+
+    def _out(self, obj: Any, raw: bytes) -> bytes:
+        """What the client gets for one upstream event."""
+        if self._translator is None:
+            return raw
+        return self._translator.feed("[DONE]" if obj is _DONE_MARK else obj)
 
     def _more_expected(self) -> bool:
         if self._done_sent or self._error_ended():
@@ -235,6 +252,8 @@ class StreamRelay:
                 self._response_id = resp["id"]
 
     def _error_tail(self, message: str, after_error: bool = False) -> bytes:
+        if self._translator is not None:
+            return self._translator.error(message)  # b"" when an upstream error was translated
         if after_error and self._fmt != "openai-responses":
             return b""
         return stream_error(

@@ -69,7 +69,9 @@ def config_factory(_fake_servers: Fakes) -> ConfigFactory:
     """A Config for the fake providers: `routes` maps a model to [(provider, priority), ...].
 
     Anonymous access is on unless `server={"allow_anonymous": False}`; `plans`, `keys`, `state`
-    and `ledger` are passed through as given, and `prices` maps a model name to its price.
+    and `ledger` are passed through as given, `prices` maps a model name to its price, and
+    `formats` a fake's name to the formats it is configured to speak (default: all three), and
+    `route_options` a fake's name to extra keys of its routes (thinking, drop_params, ...).
     """
 
     def make(
@@ -86,13 +88,15 @@ def config_factory(_fake_servers: Fakes) -> ConfigFactory:
         state: dict[str, Any] | None = None,
         ledger: dict[str, Any] | None = None,
         prices: dict[str, dict[str, Any]] | None = None,
+        formats: dict[str, list[str]] | None = None,
+        route_options: dict[str, dict[str, Any]] | None = None,
     ) -> Config:
         routes = routes or {"m": [("alpha", 0), ("beta", 0)]}
         providers = [
             {
                 "name": name,
                 "base_url": server_.url,
-                "formats": ALL_FORMATS,
+                "formats": (formats or {}).get(name, ALL_FORMATS),
                 "api_key": f"provider-key-{name}",
                 "timeouts": {"connect_s": 1, "first_token_s": 2, "idle_s": 2, "total_s": 10, **(timeouts or {})},
                 "health": {"interval_s": 30, "timeout_s": 1, **(health or {})},
@@ -103,7 +107,10 @@ def config_factory(_fake_servers: Fakes) -> ConfigFactory:
         models = [
             {
                 "name": model,
-                "routes": [{"provider": p, "model": f"{p}-{model}", "priority": prio} for p, prio in rs],
+                "routes": [
+                    {"provider": p, "model": f"{p}-{model}", "priority": prio, **(route_options or {}).get(p, {})}
+                    for p, prio in rs
+                ],
                 **({"price": prices[model]} if prices and model in prices else {}),
                 **((models_extra or {}).get(model, {})),
             }

@@ -8,8 +8,11 @@ Rules, in order:
    taken first, at random among such candidates, so every new route gets
    measured instead of starving behind routes that already have a good estimate.
 4. Otherwise power-of-two-choices: draw two distinct candidates uniformly with
-   `rng`; the lower `cost` wins. On an exact tie the native one wins (it skips a
-   format translation), else the first drawn.
+   `rng`; the lower `cost` wins. When one speaks the client's format natively and
+   the other needs a translation, costs within `NATIVE_TIE` of each other count as
+   equal and the native one wins (the translation costs CPU, and a few percent is
+   inside the noise of a latency estimate); otherwise an exact tie keeps the
+   first drawn. Rule 3 comes first, so an unmeasured route is never starved by it.
 
 ``cost = ewma_or_default * (inflight + 1) / weight``: the expected wait scaled by
 queue depth, so a fast route that is already busy loses to an idle slower one,
@@ -56,6 +59,9 @@ class Candidate(Generic[T]):
             raise ValueError(f"inflight must be >= 0, got {self.inflight!r}")
 
 
+NATIVE_TIE = 0.05  # relative cost difference within which a native route beats a translated one
+
+
 def cost(c: Candidate[T], default_rtt_s: float) -> float:
     """``ewma_or_default * (inflight + 1) / weight``; lower is better."""
     rtt = default_rtt_s if c.ewma_s is None else c.ewma_s
@@ -83,10 +89,7 @@ def choose(cands: Sequence[Candidate[T]], rng: random.Random) -> Candidate[T]:
     a, b = cands[i], cands[j]
     default_rtt_s = _default_rtt(cands)
     cost_a, cost_b = cost(a, default_rtt_s), cost(b, default_rtt_s)
-    if cost_a != cost_b:
-        return a if cost_a < cost_b else b
-    # Exact tie: prefer skipping a translation; otherwise keep the draw order,
-    # which is already uniformly random.
-    if b.native and not a.native:
-        return b
-    return a
+    if a.native != b.native and abs(cost_a - cost_b) <= NATIVE_TIE * max(cost_a, cost_b):
+        return a if a.native else b
+    # Otherwise the cheaper; an exact tie keeps the draw order, already uniformly random.
+    return b if cost_b < cost_a else a

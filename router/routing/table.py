@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from router.config import Config, Format, ModelConfig, ProviderConfig
 from router.translate import upstream_format
+from router.translate.ir import RequestOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +18,7 @@ class Route:
     upstream_model: str
     priority: int
     weight: float
+    options: RequestOptions = RequestOptions()  # how requests translated for it are written
 
     @property
     def key(self) -> str:
@@ -45,6 +47,7 @@ class RoutingTable:
                     upstream_model=r.model,
                     priority=r.priority,
                     weight=r.weight if r.weight is not None else config.provider(r.provider).weight,
+                    options=RequestOptions(r.thinking, frozenset(r.drop_params), r.default_max_tokens),
                 )
                 for r in m.routes
             ]

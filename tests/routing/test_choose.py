@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from router.routing.choose import DEFAULT_RTT_S, Candidate, choose, cost
+from router.routing.choose import DEFAULT_RTT_S, NATIVE_TIE, Candidate, choose, cost
 
 
 def _simulate(
@@ -133,6 +133,25 @@ def test_native_breaks_exact_tie() -> None:
     native = Candidate("native", 0.2, 1, 1.0, native=True)
     assert all(choose([foreign, native], rng) is native for _ in range(100))
     assert all(choose([native, foreign], rng) is native for _ in range(100))
+
+
+def test_native_wins_within_the_tie_tolerance_only() -> None:
+    """Costs within NATIVE_TIE count as a tie the native route wins; just past it, the cheaper wins."""
+    rng = random.Random(13)
+    inside = 0.2 * (1 - NATIVE_TIE / 2)
+    foreign = Candidate("foreign", inside, 0, 1.0, native=False)
+    native = Candidate("native", 0.2, 0, 1.0, native=True)
+    assert all(choose([foreign, native], rng) is native for _ in range(50))
+    outside = 0.2 * (1 - NATIVE_TIE * 1.5)
+    cheaper = Candidate("cheaper", outside, 0, 1.0, native=False)
+    assert all(choose([native, cheaper], rng) is cheaper for _ in range(50))
+
+
+def test_unmeasured_translated_route_is_still_tried_first() -> None:
+    """The native preference never starves a route that has not been measured yet."""
+    native = Candidate("native", 0.01, 0, 1.0, native=True)
+    fresh = Candidate("fresh", None, 0, 1.0, native=False)
+    assert choose([native, fresh], random.Random(14)) is fresh
 
 
 def test_tie_between_natives_is_first_drawn() -> None:

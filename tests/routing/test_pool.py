@@ -149,11 +149,12 @@ def test_excluded_cooling_route_gives_no_wait() -> None:
     assert _keys(sel.routes) == ["c/c-m"]
 
 
-def test_routes_that_do_not_speak_the_format_are_skipped() -> None:
-    """Only routes whose provider speaks the client's format are candidates (no translation yet)."""
+def test_routes_of_any_format_are_candidates_through_translation() -> None:
+    """A provider that does not speak the client's format still serves it, translated."""
     pool, _, model = _pool(_config(formats={"a": ["anthropic-messages"]}))
-    assert _keys(pool.select(model, "openai-chat", set(), 3.0).routes) == ["b/b-m"]
-    assert _keys(pool.select(model, "anthropic-messages", set(), 3.0).routes) == ["a/a-m", "b/b-m"]
+    assert _keys(pool.select(model, "openai-chat", set(), 3.0).routes) == ["a/a-m", "b/b-m"]
+    assert pool.routes["a/a-m"].route.upstream_format("openai-chat") == "anthropic-messages"
+    assert pool.routes["b/b-m"].route.upstream_format("openai-chat") == "openai-chat"
 
 
 def test_lease_counts_inflight_and_finish_is_idempotent() -> None:

@@ -1,0 +1,219 @@
+"""The official SDKs as clients of the router, in front of a fake provider that speaks only
+another format: all six directions, non-stream and stream (through the SDKs' own stream
+helpers), plain text, a tool-call round trip, and thinking/reasoning. The SDKs' parsed objects
+must come out whole: text, tool calls with JSON arguments, usage, stop reason."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from router.auth import hash_key
+
+KEY = "toc-sdk-" + "s" * 40
+FORMATS = ("openai-chat", "anthropic-messages", "openai-responses")
+PAIRS = [(c, u) for c in FORMATS for u in FORMATS if c != u]
+IDS = [f"{c}->{u}" for c, u in PAIRS]
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+@dataclass
+class Outcome:
+    """What a client saw, in neutral terms."""
+
+    text: str
+    stop: str  # "end", "tool_use", ...
+    calls: list[tuple[str, str, Any]]  # (id, name, parsed arguments)
+    thinking: str
+    input_tokens: int
+    output_tokens: int
+
+
+class Chat:
+    def __init__(self, url: str) -> None:
+        self.c = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=10)
+
+    def ask(self, stream: bool, text: str = "hi", tools: bool = False, think: bool = False,
+            history: list[dict[str, Any]] | None = None) -> Outcome:
+        kw: dict[str, Any] = {"model": "m", "messages": history or [{"role": "user", "content": text}]}
+        if tools:
+            kw["tools"] = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}]
+        if think:
+            kw["reasoning_effort"] = "high"
+        if stream:
+            with self.c.chat.completions.stream(**kw, stream_options={"include_usage": True}) as s:
+                for _ in s:
+                    pass
+                r = s.get_final_completion()
+        else:
+            r = self.c.chat.completions.create(**kw)
+        msg = r.choices[0].message
+        calls = [(t.id, t.function.name, json.loads(t.function.arguments)) for t in msg.tool_calls or []]
+        stop = {"stop": "end", "tool_calls": "tool_use", "length": "length"}[r.choices[0].finish_reason]
+        assert r.usage is not None
+        thinking = (msg.model_extra or {}).get("reasoning_content") or ""
+        return Outcome(msg.content or "", stop, calls, thinking, r.usage.prompt_tokens, r.usage.completion_tokens)
+
+    def answer_tool(self, stream: bool, first: Outcome) -> Outcome:
+        call_id, name, args = first.calls[0]
+        history = [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": first.text or None,
+             "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]},
+            {"role": "tool", "tool_call_id": call_id, "content": "sunny"},
+        ]  # fmt: skip
+        return self.ask(stream, tools=True, history=history)
+
+
+class Messages:
+    def __init__(self, url: str) -> None:
+        self.c = anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0, timeout=10)
+
+    def ask(self, stream: bool, text: str = "hi", tools: bool = False, think: bool = False,
+            history: list[dict[str, Any]] | None = None) -> Outcome:
+        kw: dict[str, Any] = {"model": "m", "max_tokens": 4096, "messages": history or [{"role": "user", "content": text}]}
+        if tools:
+            kw["tools"] = [{"name": "get_weather", "description": "weather", "input_schema": WEATHER}]
+        if think:
+            kw["thinking"] = {"type": "enabled", "budget_tokens": 2048}
+        if stream:
+            with self.c.messages.stream(**kw) as s:
+                for _ in s:
+                    pass
+                m = s.get_final_message()
+        else:
+            m = self.c.messages.create(**kw)
+        text_out = "".join(b.text for b in m.content if b.type == "text")
+        calls = [(b.id, b.name, b.input) for b in m.content if b.type == "tool_use"]
+        thinking = "".join(b.thinking for b in m.content if b.type == "thinking")
+        stop = {"end_turn": "end", "tool_use": "tool_use", "max_tokens": "length"}[m.stop_reason or ""]
+        return Outcome(text_out, stop, calls, thinking, m.usage.input_tokens, m.usage.output_tokens)
+
+    def answer_tool(self, stream: bool, first: Outcome) -> Outcome:
+        call_id, name, args = first.calls[0]
+        assistant: list[dict[str, Any]] = [{"type": "text", "text": first.text}] if first.text else []
+        assistant.append({"type": "tool_use", "id": call_id, "name": name, "input": args})
+        history = [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": assistant},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id, "content": "sunny"}]},
+        ]
+        return self.ask(stream, tools=True, history=history)
+
+
+class Responses:
+    def __init__(self, url: str) -> None:
+        self.c = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=10)
+
+    def ask(self, stream: bool, text: str = "hi", tools: bool = False, think: bool = False,
+            history: list[dict[str, Any]] | None = None) -> Outcome:
+        kw: dict[str, Any] = {"model": "m", "input": history or text}
+        if tools:
+            kw["tools"] = [{"type": "function", "name": "get_weather", "parameters": WEATHER, "strict": False}]
+        if think:
+            kw["reasoning"] = {"effort": "high", "summary": "auto"}
+        if stream:
+            with self.c.responses.stream(**kw) as s:
+                for _ in s:
+                    pass
+                r = s.get_final_response()
+        else:
+            r = self.c.responses.create(**kw)
+        calls = [(o.call_id, o.name, json.loads(o.arguments)) for o in r.output if o.type == "function_call"]
+        thinking = "".join(p.text for o in r.output if o.type == "reasoning" for p in o.summary)
+        stop = "tool_use" if calls else {"completed": "end", "incomplete": "length"}[r.status or ""]
+        assert r.usage is not None
+        return Outcome(r.output_text, stop, calls, thinking, r.usage.input_tokens, r.usage.output_tokens)
+
+    def answer_tool(self, stream: bool, first: Outcome) -> Outcome:
+        call_id, name, args = first.calls[0]
+        history = [
+            {"role": "user", "content": "weather?"},
+            {"type": "function_call", "call_id": call_id, "name": name, "arguments": json.dumps(args)},
+            {"type": "function_call_output", "call_id": call_id, "output": "sunny"},
+        ]
+        return self.ask(stream, tools=True, history=history)
+
+
+CLIENTS = {"openai-chat": Chat, "anthropic-messages": Messages, "openai-responses": Responses}
+
+
+@pytest.fixture
+def through(fakes, config_factory, router_server) -> Iterator[Any]:
+    """(client format, upstream format) -> an SDK driver whose only route speaks the upstream format."""
+
+    def make(client: str, upstream: str) -> Any:
+        config = config_factory(
+            {"m": [("alpha", 0)]},
+            formats={"alpha": [upstream]},
+            plans=[{"name": "p", "models": ["*"]}],
+            keys=[{"id": "sdk", "hash": hash_key(KEY), "plan": "p"}],
+            server={"allow_anonymous": False},
+            ledger={"enabled": False},
+        )
+        rs = router_server(config)
+        driver = CLIENTS[client](rs.url)
+        driver.fake = fakes["alpha"]
+        return driver
+
+    yield make
+
+
+def last_upstream(fake: Any) -> dict[str, Any]:
+    last = httpx.get(f"{fake.url}/_admin/last").json()
+    [(_, body)] = [(p, b) for p, b in last.items() if b is not None]
+    return body
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize(("client", "upstream"), PAIRS, ids=IDS)
+def test_text(through, client, upstream, stream):
+    d = through(client, upstream)
+    out = d.ask(stream)
+    assert out.text == "Hello from alpha." and out.stop == "end" and not out.calls
+    assert out.input_tokens > 0 and out.output_tokens > 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize(("client", "upstream"), PAIRS, ids=IDS)
+def test_tool_call_round_trip(through, client, upstream, stream):
+    d = through(client, upstream)
+    first = d.ask(stream, text="weather?", tools=True)
+    assert first.stop == "tool_use"
+    [(call_id, name, args)] = first.calls
+    assert call_id and name == "get_weather" and args == {"city": "Paris"}
+    second = d.answer_tool(stream, first)
+    assert second.text == "The tool said: sunny" and second.stop == "end"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize(("client", "upstream"), PAIRS, ids=IDS)
+def test_parallel_tool_calls(through, client, upstream, stream):
+    d = through(client, upstream)
+    out = d.ask(stream, text="weather, parallel please", tools=True)
+    assert len(out.calls) == 2 and len({c[0] for c in out.calls}) == 2
+    assert all(name == "get_weather" and args == {"city": "Paris"} for _, name, args in out.calls)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize(("client", "upstream"), PAIRS, ids=IDS)
+def test_thinking(through, client, upstream, stream):
+    d = through(client, upstream)
+    out = d.ask(stream, text="why is the sky blue", think=True)
+    assert out.thinking.startswith("Thinking about: why is the sky blue")
+    assert out.text == "Hello from alpha."
+    sent = last_upstream(d.fake)
+    if upstream == "anthropic-messages":
+        assert sent["thinking"]["type"] == "enabled" and sent["thinking"]["budget_tokens"] >= 1024
+        assert sent["max_tokens"] > sent["thinking"]["budget_tokens"]
+    elif upstream == "openai-chat":
+        assert sent["reasoning_effort"] in ("low", "medium", "high")
+    else:
+        assert sent["reasoning"]["effort"] in ("low", "medium", "high")
