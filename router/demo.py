@@ -120,9 +120,10 @@ def run_demo(config: Config, requests: int = 120) -> int:
     try:
         print(f"router listening on {server.url}; fake providers: " + ", ".join(f"{n} {f.url}" for n, f in fakes.items()))
         print(f"demo API key: {DEMO_KEY}   (try: curl -H 'authorization: Bearer {DEMO_KEY}' {server.url}/v1/models)")
+        speaks = {p.name: p.formats for p in config.providers}
         for name, personality in PERSONALITIES.items():
             if name in fakes:
-                print(f"   {name:<6} {personality}")
+                print(f"   {name:<6} {personality}  speaks {', '.join(speaks[name])}")
         _wait_ready(server.url)
         all_ok &= _run_phase("1. all up: latency-weighted choice favours fast; flaky's 503s fail over", server.url, models, requests)
         if "fast" in fakes:
