@@ -411,8 +411,11 @@ def test_shipped_configs_load() -> None:
     demo = load_config(CONFIG_DIR / "demo.yaml", env={})
     assert (demo.server.host, demo.server.port) == ("127.0.0.1", 8080)
     assert [p.base_url for p in demo.providers] == [f"http://127.0.0.1:{port}" for port in (9101, 9102, 9103)]
+    speaks = {p.name: p.formats for p in demo.providers}
+    assert speaks["slow"] == ("openai-chat",), "the demo's translated provider"
+    assert speaks["fast"] == speaks["flaky"] == ("openai-chat", "anthropic-messages", "openai-responses")
     for p in demo.providers:
-        assert p.formats == ("openai-chat", "anthropic-messages", "openai-responses") and p.api_key is None
+        assert p.api_key is None
         assert (p.health.interval_s, p.health.timeout_s) == (2.0, 1.0)
         assert (p.breaker.fail_max, p.breaker.reset_timeout_s) == (3, 5.0)
         assert p.timeouts == Timeouts(connect_s=1.0, first_token_s=2.0, idle_s=5.0, total_s=30.0)
