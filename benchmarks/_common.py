@@ -1,23 +1,26 @@
-"""Shared helpers for the benchmark scripts: subprocesses that are always cleaned up, free
-loopback ports, router config files, a bounded closed-loop load generator, percentiles and
-SSE tail inspection. Benchmarks only: nothing in `router/` imports this."""
+"""Shared helpers for the benchmark scripts: child processes that are always cleaned up (pinned to
+CPUs when asked), free loopback ports, the fake provider, Redis and the router started on the full
+request path (key, plan, budget, prices, ledger), and /proc readings (CPU time, peak memory).
+Benchmarks only: nothing in `router/` imports this."""
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import json
 import os
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -25,6 +28,13 @@ REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 ALL_FORMATS = ["openai-chat", "anthropic-messages", "openai-responses"]
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# A client key for the benchmarks' own throwaway routers (public, like the demo key: bench only).
+BENCH_KEY = "toc-bench-" + "0" * 38
+BENCH_AUTH = {"authorization": f"Bearer {BENCH_KEY}"}
+# Far out of reach on purpose: the benchmarks exercise the budget, rpm and concurrency checks on
+# every request, but must never be refused by them.
+BENCH_PLAN = {"budget": {"usd": 1_000_000_000, "window": "1d"}, "rpm": 100_000_000, "max_concurrent": 100_000}
+BENCH_PRICE = {"input_per_mtok": 1.25, "output_per_mtok": 10.0, "cached_input_per_mtok": 0.125}
 
 
 def free_port() -> int:
@@ -45,30 +55,27 @@ def install_sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGINT, _interrupt)
 
 
-async def interruptible(coro: Awaitable[Any]) -> Any:
-    """Await `coro`; SIGINT/SIGTERM cancel it cleanly (inside the event loop a signal handler
-    that raises would leave half-written requests behind) and surface as KeyboardInterrupt."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    hit: list[int] = []
+def cpu_plan(pin: bool) -> tuple[set[int] | None, set[int] | None, str]:
+    """(router CPUs, fake + load generator CPUs, a sentence saying so). Pinning keeps the router
+    on a core of its own, as in issue 5's reference measurements, so its numbers do not depend on
+    how the scheduler happened to share the two cores with the load."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not pin or len(cpus) < 2:
+        return None, None, "no CPU pinning (all processes share all CPUs)"
+    return {cpus[0]}, {cpus[1]}, f"router on CPU {cpus[0]}; fake provider(s) and load generator on CPU {cpus[1]}"
 
-    def on_signal(sig: int) -> None:
-        hit.append(sig)
-        task.cancel()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
+@contextmanager
+def workdir(prefix: str, keep: bool) -> Iterator[Path]:
+    """A temporary directory for configs, logs and the ledger; kept (and named) with keep=True."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        return await coro
-    except asyncio.CancelledError:
-        if hit:
-            raise KeyboardInterrupt(f"signal {hit[0]}") from None
-        raise
+        yield path
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        install_sigterm_as_interrupt()  # remove_signal_handler left SIG_DFL behind
+        if keep:
+            print(f"logs, configs and ledger kept in {path}", file=sys.stderr)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class Processes:
@@ -80,33 +87,48 @@ class Processes:
         self.log_dir = log_dir
         self.procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
 
-    def start(self, name: str, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        python: bool = True,
+        cpus: set[int] | None = None,
+        pipes: bool = False,
+    ) -> subprocess.Popen[bytes]:
+        """Start `argv` (a `python` module/script unless python=False), stdout and stderr to
+        `<log_dir>/<name>.log`, or stdin/stdout as pipes (stderr still to the log) with pipes=True.
+        `cpus` pins it before exec, so every thread and child it makes inherits the pinning."""
         log_path = self.log_dir / f"{name}.log"
-        log = open(log_path, "wb")  # never a pipe: an unread pipe would block the child
+        log = open(log_path, "wb")  # never an unread pipe: it would block the child
+        affinity = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
         try:
             proc = subprocess.Popen(
-                [sys.executable, *argv],
+                [sys.executable, *argv] if python else list(argv),
                 cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if pipes else log,
+                stderr=log if pipes else subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=affinity,
             )
         finally:
             log.close()
         self.procs.append((name, proc, log_path))
         return proc
 
-    def log_tail(self, proc: subprocess.Popen[bytes], lines: int = 30) -> str:
-        for _, p, path in self.procs:
-            if p is proc:
-                try:
-                    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-                except OSError:
-                    return ""
-        return ""
+    def log_path(self, proc: subprocess.Popen[bytes]) -> Path | None:
+        return next((path for _, p, path in self.procs if p is proc), None)
 
-    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    def log_tail(self, proc: subprocess.Popen[bytes], lines: int = 30) -> str:
+        path = self.log_path(proc)
+        try:
+            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path else ""
+        except OSError:
+            return ""
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+        """SIGTERM, wait (bounded), then SIGKILL. The router lets in-flight requests finish."""
         if proc.poll() is None:
             try:
                 proc.send_signal(signal.SIGTERM)
@@ -126,7 +148,7 @@ class Processes:
                     proc.send_signal(signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + 10.0
         for _, proc, _ in self.procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
@@ -150,9 +172,9 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
-def http_post_json(url: str, data: Any, timeout: float = 5.0) -> tuple[int, Any]:
+def http_post_json(url: str, data: Any, timeout: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     req = urllib.request.Request(
-        url, data=json.dumps(data).encode(), headers={"content-type": "application/json"}, method="POST"
+        url, data=json.dumps(data).encode(), headers={"content-type": "application/json", **(headers or {})}, method="POST"
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -162,7 +184,7 @@ def http_post_json(url: str, data: Any, timeout: float = 5.0) -> tuple[int, Any]
 
 
 def wait_http_ok(
-    url: str, procs: Processes, proc: subprocess.Popen[bytes], what: str, timeout: float = 20.0
+    url: str, procs: Processes, proc: subprocess.Popen[bytes], what: str, timeout: float = 30.0
 ) -> None:
     """Poll `url` until it answers 200; fail fast if `proc` died; bounded by `timeout`."""
     deadline = time.monotonic() + timeout
@@ -181,29 +203,57 @@ def wait_http_ok(
     raise RuntimeError(f"{what} not ready at {url} after {timeout:.0f}s ({last}):\n{procs.log_tail(proc)}")
 
 
-def start_fake(procs: Processes, name: str, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m router fake-upstream` on a free port; returns (process, base url) once it answers."""
-    port = free_port()
-    proc = procs.start(f"fake-{name}", ["-m", "router", "fake-upstream", "--port", str(port), "--name", name, *extra])
+def start_fake(
+    procs: Processes, name: str, *extra: str, port: int = 0, cpus: set[int] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m router fake-upstream` on `port` (0: a free one); (process, base url) once it answers."""
+    port = port or free_port()
+    argv = ["-m", "router", "fake-upstream", "--port", str(port), "--name", name, *extra]
+    proc = procs.start(f"fake-{name}", argv, cpus=cpus)
     url = f"http://{HOST}:{port}"
     wait_http_ok(url + "/v1/models", procs, proc, f"fake provider {name}")
     return proc, url
+
+
+def start_redis(procs: Processes) -> tuple[str, int]:
+    """A throwaway redis-server child on a free port (no persistence): (URL, pid) once it answers."""
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+    proc = procs.start("redis", argv, python=False)
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode}:\n{procs.log_tail(proc)}")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(64).startswith(b"+PONG"):
+                    return f"redis://{HOST}:{port}/0", proc.pid
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not answer PING within 10 s")
 
 
 def write_router_config(
     path: Path,
     port: int,
     providers: dict[str, str],
-    model: str,
+    models: dict[str, list[str]],
     *,
+    ledger_path: Path,
+    state: dict[str, Any] | None = None,
     timeouts: dict[str, float] | None = None,
     breaker: dict[str, Any] | None = None,
     routing: dict[str, Any] | None = None,
     log_level: str = "info",
     max_connections: int = 256,
 ) -> None:
-    """One model routed to every provider in `providers` (name -> base url), all priority 0.
-    Health probes run once at start (readiness) and then only every hour."""
+    """The full request path: one key on a plan with a budget, an rpm and a concurrency limit
+    (all out of reach), prices on every model, the ledger on, JSON logs at `log_level`.
+    `models` maps a public name to its providers (all priority 0); the upstream model id is the
+    public name, so a body sent through the router and one sent directly are the same bytes.
+    Health probes run once at start (readiness), then hourly: the faults used here never touch
+    /v1/models, so probes would only add noise."""
     doc = {
         "server": {"host": HOST, "port": port},
         "routing": routing or {},
@@ -213,7 +263,7 @@ def write_router_config(
                 "name": name,
                 "base_url": url,
                 "formats": ALL_FORMATS,
-                "api_key": f"bench-key-{name}",
+                "api_key": f"bench-upstream-key-{name}",
                 "timeouts": {"connect_s": 2, "first_token_s": 30, "idle_s": 30, "total_s": 120, **(timeouts or {})},
                 "health": {"interval_s": 3600, "timeout_s": 2},
                 "breaker": {"fail_max": 5, "reset_timeout_s": 30, **(breaker or {})},
@@ -221,151 +271,97 @@ def write_router_config(
             }
             for name, url in providers.items()
         ],
-        "models": [{"name": model, "routes": [{"provider": n, "model": f"{n}-model"} for n in providers]}],
+        "models": [
+            {"name": m, "price": BENCH_PRICE, "routes": [{"provider": p, "model": m, "priority": 0} for p in ps]}
+            for m, ps in models.items()
+        ],
+        "plans": [{"name": "bench", "models": ["*"], **BENCH_PLAN}],
+        "keys": [{"id": "bench", "hash": "sha256:" + hashlib.sha256(BENCH_KEY.encode()).hexdigest(), "plan": "bench"}],
+        "state": state or {"backend": "memory"},
+        "ledger": {"path": str(ledger_path), "enabled": True},
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-def start_router(procs: Processes, config_path: Path, port: int, name: str = "router") -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m router serve` (uvloop + httptools); returns once /health/ready is 200."""
-    proc = procs.start(name, ["-m", "router", "serve", "--config", str(config_path), "--port", str(port)])
+def start_router(
+    procs: Processes,
+    config_path: Path,
+    port: int,
+    *,
+    name: str = "router",
+    workers: int = 1,
+    cpus: set[int] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m router serve` (uvloop + httptools); returns once /health/ready is 200. With
+    several workers, also waits until every worker process is up (readiness is per worker)."""
+    argv = ["-m", "router", "serve", "--config", str(config_path), "--port", str(port), "--workers", str(workers)]
+    proc = procs.start(name, argv, cpus=cpus)
     url = f"http://{HOST}:{port}"
     wait_http_ok(url + "/health/ready", procs, proc, "router")
+    if workers > 1:
+        deadline = time.monotonic() + 30
+        while len(process_tree(proc.pid)) < workers + 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(workers * 8):  # readiness of every worker: the kernel spreads connections
+            wait_http_ok(url + "/health/ready", procs, proc, "router")
     return proc, url
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc); 0.0 where unavailable."""
+def router_errors(log: Path) -> list[str]:
+    """Error lines and tracebacks a router wrote to its log."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return []
+    return [ln for ln in text.splitlines() if '"level":"error"' in ln or "Traceback" in ln]
+
+
+# --- /proc readings -------------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
-        return 0.0
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime (fields 14 and 15)
+        return None
+    return stat[stat.rindex(b")") + 2 :].split()  # the name may hold spaces: split after it
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted sequence (q in 0..100); nan when empty."""
-    if not sorted_values:
-        return float("nan")
-    k = max(0, min(len(sorted_values) - 1, int(round(q / 100 * len(sorted_values) + 0.5)) - 1))
-    return sorted_values[k]
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc); 0.0 where unavailable."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK if fields else 0.0  # utime, stime
 
 
-# --- load generation ----------------------------------------------------------------------------
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (uvicorn's worker processes), by scanning /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat_fields(int(entry))) is not None:
+            parents[int(entry)] = int(fields[1])  # ppid
+    tree, frontier = [pid], [pid]
+    while frontier:
+        kids = [c for c, p in parents.items() if p in frontier]
+        tree += kids
+        frontier = kids
+    return tree
 
 
-@dataclass(slots=True)
-class Sample:
-    ok: bool
-    latency_s: float
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class LoadResult:
-    samples: list[Sample]
-    elapsed_s: float
-    exceptions: dict[str, int]
-
-    @property
-    def ok(self) -> int:
-        return sum(1 for s in self.samples if s.ok)
-
-    def latencies_ms(self, only_ok: bool = True) -> list[float]:
-        return sorted(s.latency_s * 1000 for s in self.samples if s.ok or not only_ok)
-
-
-async def run_load(
-    one: Callable[[], Awaitable[Sample]],
-    concurrency: int,
-    *,
-    seconds: float | None = None,
-    requests: int | None = None,
-) -> LoadResult:
-    """A closed loop: `concurrency` workers each send one request after the other, until
-    `seconds` have passed (no new request starts after that) or `requests` have been started.
-    Exceptions are counted by type and recorded as failed samples."""
-    if seconds is None and requests is None:
-        raise ValueError("give seconds or requests")
-    samples: list[Sample] = []
-    exceptions: dict[str, int] = {}
-    remaining = [requests if requests is not None else -1]
-    start = time.perf_counter()
-    end = start + seconds if seconds is not None else float("inf")
-
-    async def worker() -> None:
-        while time.perf_counter() < end:
-            if remaining[0] == 0:
-                return
-            remaining[0] -= 1
-            t0 = time.perf_counter()
-            try:
-                samples.append(await one())
-            except Exception as exc:  # noqa: BLE001 - counted, the run goes on
-                key = type(exc).__name__
-                exceptions[key] = exceptions.get(key, 0) + 1
-                samples.append(Sample(False, time.perf_counter() - t0, {"exception": key}))
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return LoadResult(samples, time.perf_counter() - start, exceptions)
-
-
-def new_event_loop_policy() -> None:
-    """uvloop for the load generator too (less client CPU on the shared cores), if installed."""
+def vm_hwm_mib(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a process in MiB; nan where unavailable."""
     try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
-# --- SSE inspection -----------------------------------------------------------------------------
-
-
-def last_sse_event(body: bytes) -> tuple[str | None, bytes] | None:
-    """(event name, joined data) of the last event in an SSE body, or None if it has none."""
-    events = [e for e in body.replace(b"\r\n", b"\n").split(b"\n\n") if e.strip()]
-    for raw in reversed(events):
-        name: str | None = None
-        data: list[bytes] = []
-        for line in raw.split(b"\n"):
-            if line.startswith(b"event:"):
-                name = line[6:].strip().decode(errors="replace")
-            elif line.startswith(b"data:"):
-                data.append(line[5:].lstrip(b" "))
-        if name is not None or data:
-            return name, b"\n".join(data)
-    return None
-
-
-def stream_outcome(body: bytes) -> str:
-    """How an SSE answer ended: "complete" (chat [DONE], message_stop, response.completed),
-    "error" (its last event is an error event: chat `{"error":...}`, anthropic `error`,
-    responses `error`/`response.failed`), or "truncated" (anything else)."""
-    last = last_sse_event(body)
-    if last is None:
-        return "truncated"
-    name, data = last
-    if data == b"[DONE]":
-        return "complete"
-    try:
-        obj = json.loads(data)
-    except ValueError:
-        return "truncated"
-    kind = obj.get("type") if isinstance(obj, dict) else None
-    if kind in ("message_stop", "response.completed") or name in ("message_stop", "response.completed"):
-        return "complete"
-    if kind in ("error", "response.failed") or (isinstance(obj, dict) and obj.get("error") and kind is None):
-        return "error"
-    return "truncated"
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths)) + " |"]
-    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    lines += ["| " + " | ".join(c.rjust(w) for c, w in zip(row, widths)) + " |" for row in cells[1:]]
-    return "\n".join(lines)
+def read_json_line(stream: IO[bytes]) -> Any:
+    line = stream.readline()
+    if not line:
+        raise RuntimeError("the load generator exited (see its log)")
+    return json.loads(line)

@@ -21,7 +21,10 @@ import timeit
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import markdown_table  # noqa: E402
+from _common import REPO  # noqa: E402
+from _report import markdown_table  # noqa: E402
+
+sys.path.insert(0, str(REPO))  # the router of this checkout, whatever the venv's editable install points at
 
 from router.routing.choose import Candidate, choose  # noqa: E402
 

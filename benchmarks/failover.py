@@ -1,263 +1,266 @@
-"""Failover under injected faults: three fake providers behind the router, one of them broken
-in a different way per phase, and what the client sees.
+"""Failover under load (issue 5): three fake providers behind one router, steady load, and a
+timeline of faults; what the clients saw, and how fast the router stopped and resumed sending.
 
-Phases (the fault is always on provider `alpha`; `beta` and `gamma` stay healthy):
-  a. healthy   - no fault
-  b. 503       - alpha answers 503 to every completion request
-  c. hang      - alpha never answers; the router gives up after first_token_s (default 0.5 s)
-  d. reset     - alpha resets the connection after the first content delta of a stream
+Timeline (seconds, times --scale): 0 all healthy; 10 `alpha` answers 503 to everything; 20 `beta`
+also hangs before its first byte (the router gives up after first_token_s); 30 both recover; 40 end.
+`gamma` stays healthy throughout, so the target is zero client errors for the whole run.
 
-Each phase starts a fresh router (`python -m router serve`, so breakers and latency estimates
-start from zero) and sends `--requests` streaming requests with `--concurrency` workers, reading
-every stream to its end. The fake providers are child processes too, steered through their
-/_admin endpoints. Failover happens before the first content byte only: in phase d the stream
-is already committed to alpha when it breaks, so the client gets a stream that ends with an error
-event - the designed behaviour, counted separately. Breakers open after `--breaker-fail-max`
-consecutive failures, which is what caps the failovers and the broken streams.
+The load generator (its own process) runs `--concurrency` closed-loop clients, alternating
+non-stream and stream chat requests, and records every request: start, latency, status, the
+provider that served (x-router-provider) and the attempts (x-router-attempts). Meanwhile this
+script samples each fake's request counter (/_admin/stats) every 100 ms: that shows every
+attempt the router made, including the ones that failed over. The router runs the full path
+(key, plan, budget, prices, ledger); its breaker reset and EWMA half-life scale with --scale.
 
-    .venv/bin/python benchmarks/failover.py
-    .venv/bin/python benchmarks/failover.py --requests 500 --format anthropic --json /tmp/failover.json
+    .ci/run bench failover                 # ~45 s
+    .ci/run bench failover --scale 0.25    # ~12 s
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import datetime
 import json
-import os
-import platform
 import sys
-import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    Processes,
-    Sample,
-    free_port,
-    http_get,
-    http_post_json,
-    install_sigterm_as_interrupt,
-    interruptible,
-    markdown_table,
-    new_event_loop_policy,
-    percentile,
-    run_load,
-    start_fake,
-    start_router,
-    stream_outcome,
-    write_router_config,
-)
+    BENCH_AUTH, Processes, free_port, http_get, http_post_json, install_sigterm_as_interrupt, workdir, router_errors,
+    start_fake, start_router, write_router_config,
+)  # fmt: skip
+from _loadgen import LoadGen  # noqa: E402
+from _report import (  # noqa: E402
+    MachineLoad, add_output_args, load_note, markdown_table, meta_line, percentile, pyplot, run_meta, save_chart,
+    write_json,
+)  # fmt: skip
 
 PROVIDERS = ("alpha", "beta", "gamma")
-FAULTY = "alpha"
+COLORS = {"alpha": "tab:red", "beta": "tab:orange", "gamma": "tab:green", "": "black"}
 MODEL = "m"
-PHASES: list[tuple[str, str, dict[str, Any]]] = [
-    ("a", "all healthy", {}),
-    ("b", "alpha 503 on everything", {"status": 503}),
-    ("c", "alpha hangs", {"hang": True}),
-    ("d", "alpha resets mid-stream", {"reset_after_chunks": 1}),
-]
 _MSG = [{"role": "user", "content": "Say hello."}]
-FORMATS = {
-    "chat": ("/v1/chat/completions", {"messages": _MSG, "stream": True}, {}),
-    "anthropic": ("/v1/messages", {"max_tokens": 64, "messages": _MSG, "stream": True}, {"anthropic-version": "2023-06-01"}),
-    "responses": ("/v1/responses", {"input": "Say hello.", "stream": True}, {}),
-}
+REQUESTS = [  # alternating: half non-stream, half stream
+    {"path": "/v1/chat/completions", "body": {"model": MODEL, "messages": _MSG, "max_tokens": 16}, "end_marker": '"stop"'},
+    {"path": "/v1/chat/completions", "body": {"model": MODEL, "messages": _MSG, "max_tokens": 16, "stream": True},
+     "end_marker": "[DONE]"},
+]  # fmt: skip
+# (time at scale 1, label, {provider: faults}); the phases are the spans between them
+EVENTS: list[tuple[float, str, dict[str, dict[str, Any]]]] = [
+    (10.0, "alpha 503", {"alpha": {"status": 503}}),
+    (20.0, "beta hangs", {"beta": {"hang": True}}),
+    (30.0, "both recover", {"alpha": {"status": None}, "beta": {"hang": False}}),
+]
+END = 40.0
+PHASE_NAMES = ["healthy", "alpha 503", "alpha 503 + beta hangs", "recovered"]
+SAMPLE_S = 0.1
 
 
-def make_request(session: aiohttp.ClientSession, router_url: str, fmt: str):  # type: ignore[no-untyped-def]
-    path, body, extra = FORMATS[fmt]
-    url = router_url + path
-    payload = json.dumps({"model": MODEL, **body}).encode()
-    headers = {"content-type": "application/json", **extra}
-
-    async def one() -> Sample:
-        t0 = time.perf_counter()
-        async with session.post(url, data=payload, headers=headers) as resp:
-            data = b"".join([chunk async for chunk in resp.content.iter_any()])
-            status = resp.status
-            provider = resp.headers.get("x-router-provider")
-            attempts = int(resp.headers.get("x-router-attempts", "0") or 0)
-        latency = time.perf_counter() - t0
-        outcome = stream_outcome(data) if status == 200 else f"http_{status}"
-        info = {"status": status, "provider": provider, "attempts": attempts, "outcome": outcome}
-        if outcome != "complete":
-            info["tail"] = data[-300:].decode(errors="replace")
-        return Sample(outcome == "complete", latency, info)
-
-    return one
+def attempts_count(url: str) -> int:
+    status, body = http_get(url + "/_admin/stats", timeout=1.0)
+    reqs = json.loads(body)["requests"] if status == 200 else {}
+    return sum(v for k, v in reqs.items() if k != "/v1/models")
 
 
-def upstream_counts(fakes: dict[str, str]) -> dict[str, int]:
-    """Completion requests each fake provider received (every attempt the router made)."""
-    out = {}
-    for name, url in fakes.items():
-        status, body = http_get(url + "/_admin/stats")
-        reqs = json.loads(body)["requests"] if status == 200 else {}
-        out[name] = sum(v for k, v in reqs.items() if k.startswith("/v1/") and k != "/v1/models")
-    return out
+def drive(args: argparse.Namespace, gen: LoadGen, fakes: dict[str, str], url: str) -> tuple[dict[str, Any], list[Any], float]:
+    """Run the load and the fault timeline; sample the fakes' counters every 100 ms."""
+    warmup = 1.0
+    start_at = time.monotonic() + warmup + 1.0  # the generator warms up (connections, EWMAs) first
+    gen.start(url, REQUESTS, args.concurrency, END * args.scale, warmup_s=warmup, headers=BENCH_AUTH,
+              first_marker='"H', record="full", start_at=start_at)  # fmt: skip
+    pending = list(EVENTS)
+    applied: list[tuple[float, str]] = []
+    samples: list[tuple[float, dict[str, int]]] = []
+    tick = start_at
+    while tick < start_at + END * args.scale:
+        time.sleep(max(0.0, tick - time.monotonic()))
+        while pending and time.monotonic() >= start_at + pending[0][0] * args.scale:
+            # counters right before the fault, so the fault's counts hold none of the healthy traffic
+            samples.append((time.monotonic() - start_at, {n: attempts_count(u) for n, u in fakes.items()}))
+            _, label, faults = pending.pop(0)
+            for name, f in faults.items():
+                status, answer = http_post_json(fakes[name] + "/_admin/faults", f)
+                if status != 200:
+                    raise RuntimeError(f"{name}: /_admin/faults {f}: HTTP {status} {answer!r}")
+            applied.append((time.monotonic() - start_at, label))
+            print(f"  t={applied[-1][0]:5.2f}s {label}", file=sys.stderr)
+        samples.append((time.monotonic() - start_at, {n: attempts_count(u) for n, u in fakes.items()}))
+        tick += SAMPLE_S
+    result = gen.result()
+    result["events"] = applied
+    return result, samples, start_at
 
 
-def set_faults(fakes: dict[str, str], base: dict[str, Any], fault: dict[str, Any]) -> None:
-    for name, url in fakes.items():
-        for path, data in (("/_admin/reset", {}), ("/_admin/faults", {**base, **(fault if name == FAULTY else {})})):
-            status, answer = http_post_json(url + path, data)
-            if status != 200:
-                raise RuntimeError(f"{name}{path}: HTTP {status} {answer!r}")
+def analyse(result: dict[str, Any], samples: list[Any], start_at: float, scale: float) -> dict[str, Any]:
+    recs = [[r[0] - start_at, *r[1:]] for r in result["records"]]  # t, lat, ttfb, status, provider, attempts, stream, ok
+    ev = [t for t, _ in result["events"]]
+    bounds = [0.0, *ev, END * scale + 60]  # requests started at the very end still count in the last phase
+    phases: list[dict[str, Any]] = []
+    for i, name in enumerate(PHASE_NAMES[: len(bounds) - 1]):
+        rs = [r for r in recs if bounds[i] <= r[0] < bounds[i + 1]]
+        lat = sorted(r[1] * 1000 for r in rs if r[7])
+        errors = [r for r in rs if not r[7]]
+        served = {p: sum(1 for r in rs if r[4] == p and r[7]) for p in PROVIDERS}
+        phases.append({"phase": name, "requests": len(rs), "errors": len(errors),
+                       "error_rate": len(errors) / len(rs) if rs else float("nan"),
+                       "failed_over": sum(1 for r in rs if r[5] > 1), "p50_ms": percentile(lat, 50),
+                       "p99_ms": percentile(lat, 99), "max_ms": lat[-1] if lat else float("nan"), "served": served,
+                       "slow": sum(1 for x in lat if x >= 500),
+                       "statuses": sorted({r[3] for r in errors})})  # fmt: skip
+    for ph in phases:
+        ph["added_p50_ms"] = ph["p50_ms"] - phases[0]["p50_ms"]
+        ph["added_p99_ms"] = ph["p99_ms"] - phases[0]["p99_ms"]
+    quiet = 1.0 * scale  # a gap this long in a provider's attempts = the router stopped sending to it
+    timing = {}
+    for name, fault_i in (("alpha", 0), ("beta", 1)):
+        if len(ev) <= fault_i:
+            continue
+        t_fault, t_rec = ev[fault_i], ev[2] if len(ev) > 2 else END * scale
+        hits = [t for (t, c), (_, c0) in zip(samples[1:], samples) if c[name] > c0[name] and t_fault <= t < t_rec]
+        during = samples_delta(samples, name, t_fault, t_rec)
+        stop = t_fault
+        for a, b in zip([t_fault, *hits], [*hits, t_rec]):
+            stop = a
+            if b - a >= quiet:
+                break
+        after = [r for r in recs if r[0] >= t_rec and r[4] == name and r[7]]
+        timing[name] = {"attempts_during_fault": during, "stopped_after_s": stop - t_fault,
+                        "attempts_after_stop": samples_delta(samples, name, stop + SAMPLE_S, t_rec),
+                        "first_served_after_recovery_s": after[0][0] - t_rec if after else None,
+                        "share_back_after_s": share_back(recs, name, t_rec, 1 / 6)}  # fmt: skip
+    return {"phases": phases, "timing": timing, "records": recs, "samples": samples, "events": result["events"],
+            "errors_total": sum(p["errors"] for p in phases), "requests_total": len(recs),
+            "loadgen_errors": result["errors"], "first_failure": result["first_failure"]}  # fmt: skip
 
 
-async def run_phase(args: argparse.Namespace, router_url: str) -> tuple[list[Sample], float, dict[str, int]]:
-    timeout = aiohttp.ClientTimeout(total=30)
-    connector = aiohttp.TCPConnector(limit=args.concurrency)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        result = await run_load(make_request(session, router_url, args.format), args.concurrency, requests=args.requests)
-    return result.samples, result.elapsed_s, result.exceptions
+def samples_delta(samples: list[Any], name: str, t0: float, t1: float) -> int:
+    inside = [c[name] for t, c in samples if t0 <= t <= t1]
+    before = [c[name] for t, c in samples if t < t0]
+    return (inside[-1] - (before[-1] if before else inside[0])) if inside else 0
 
 
-def summarize(phase: str, title: str, samples: list[Sample], elapsed: float, exceptions: dict[str, int],
-              upstream: dict[str, int], breaker: str) -> dict[str, Any]:  # fmt: skip
-    n = len(samples)
-    outcomes = Counter(s.info.get("outcome", s.info.get("exception", "?")) for s in samples)
-    served = Counter(s.info.get("provider") for s in samples if s.info.get("status") == 200)
-    attempts = Counter(s.info.get("attempts", 0) for s in samples if "attempts" in s.info)
-    lat = sorted(s.latency_s * 1000 for s in samples)
-    first_bad = next((s.info for s in samples if not s.ok), None)
-    return {
-        "phase": phase,
-        "title": title,
-        "requests": n,
-        "complete": outcomes.get("complete", 0),
-        "success_rate": outcomes.get("complete", 0) / n if n else float("nan"),
-        "http_200": sum(1 for s in samples if s.info.get("status") == 200),
-        "stream_error_end": outcomes.get("error", 0),
-        "truncated": outcomes.get("truncated", 0),
-        "outcomes": dict(outcomes),
-        "exceptions": exceptions,
-        "failed_over": sum(c for a, c in attempts.items() if a > 1),
-        "attempts": {str(k): v for k, v in sorted(attempts.items())},
-        "served_by": {p: served.get(p, 0) for p in PROVIDERS},
-        "upstream_requests": upstream,
-        "faulty_breaker_at_end": breaker,
-        "p50_ms": percentile(lat, 50),
-        "p99_ms": percentile(lat, 99),
-        "max_ms": lat[-1] if lat else float("nan"),
-        "elapsed_s": round(elapsed, 3),
-        "first_failure": first_bad,
-    }
+def share_back(recs: list[Any], name: str, t0: float, share: float, window: float = 1.0) -> float | None:
+    """Seconds after t0 until `name` served >= `share` of the requests started in a 1 s window."""
+    t = t0
+    while t + window <= recs[-1][0]:
+        win = [r for r in recs if t <= r[0] < t + window and r[7]]
+        if win and sum(1 for r in win if r[4] == name) / len(win) >= share:
+            return t + window - t0
+        t += 0.1
+    return None
 
 
-def print_report(results: dict[str, Any]) -> None:
-    meta = results["meta"]
-    print(
-        f"\nFailover: {meta['requests']} streaming {meta['format']} requests per phase, concurrency "
-        f"{meta['concurrency']}, first_token_s {meta['first_token_s']}, breaker fail_max {meta['breaker_fail_max']}, "
-        f"fake latency {meta['fake_latency_ms']} ms, {meta['nproc']} CPUs, Python {meta['python']}\n"
-    )
-    headers = [
-        "phase", "success", "HTTP 200", "error-ended streams", "failed over", "served a/b/g",
-        "upstream tries a/b/g", f"{FAULTY} breaker", "p50 ms", "p99 ms",
-    ]  # fmt: skip
-    rows = []
-    for r in results["phases"]:
-        rows.append([
-            f"{r['phase']}. {r['title']}",
-            f"{r['success_rate'] * 100:.1f}% ({r['complete']}/{r['requests']})",
-            r["http_200"],
-            r["stream_error_end"],
-            r["failed_over"],
-            "/".join(str(r["served_by"][p]) for p in PROVIDERS),
-            "/".join(str(r["upstream_requests"][p]) for p in PROVIDERS),
-            r["faulty_breaker_at_end"],
-            f"{r['p50_ms']:.1f}",
-            f"{r['p99_ms']:.1f}",
-        ])  # fmt: skip
-    print(markdown_table(headers, rows))
-    print("\nattempts per request (x-router-attempts -> count):")
-    for r in results["phases"]:
-        other = {k: v for k, v in r["outcomes"].items() if k not in ("complete", "error")}
-        extra = f"; other outcomes {other}" if other else ""
-        print(f"  {r['phase']}: {r['attempts']}{extra}")
-    for r in results["phases"]:
-        if r["first_failure"]:
-            print(f"\nfirst failure in phase {r['phase']}: {r['first_failure']}")
+def print_report(res: dict[str, Any], meta: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"\nFailover | {meta_line(meta)}\n{args.concurrency} concurrent clients, half streams; fakes answer after "
+          f"{args.fake_latency_ms:g} ms; router first_token_s {args.first_token_s:g}, breaker fail_max 5 / reset "
+          f"{args.breaker_reset_s * args.scale:g} s, EWMA half-life {args.half_life_s * args.scale:g} s; events at "
+          + ", ".join(f"{t:.2f} s ({lbl})" for t, lbl in res["events"]))  # fmt: skip
+    rows = [[p["phase"], p["requests"], p["errors"], f"{p['error_rate']:.2%}", p["failed_over"], f"{p['p50_ms']:.1f}",
+             f"{p['p99_ms']:.1f}", f"{p['added_p50_ms']:+.1f}", f"{p['added_p99_ms']:+.1f}", f"{p['max_ms']:.0f}", p["slow"],
+             "/".join(str(p["served"][n]) for n in PROVIDERS)] for p in res["phases"]]  # fmt: skip
+    print("\n" + markdown_table(["phase", "requests", "errors", "error rate", "failed over", "p50 ms", "p99 ms",
+                                 "added p50 ms", "added p99 ms", "max ms", ">= 0.5 s", "served a/b/g"], rows))  # fmt: skip
+    print("(phases by request start: a request that started just before an event and reached the provider after it "
+          "counts in the earlier phase)")
+
+    def fmt(v: float | None) -> str:
+        return "never (in this run)" if v is None else f"{v:.2f} s"
+
+    rows = [[n, t["attempts_during_fault"], f"{t['stopped_after_s']:.2f} s", t["attempts_after_stop"],
+             fmt(t["first_served_after_recovery_s"]), fmt(t["share_back_after_s"])] for n, t in res["timing"].items()]  # fmt: skip
+    print("\n" + markdown_table(["bad provider", "attempts during fault", "router stopped sending after",
+                                 "attempts after that (breaker trials)", "first served after recovery",
+                                 "share >= 1/6 again after"], rows))  # fmt: skip
+    verdict = "PASS" if res["errors_total"] == 0 else "MISS"
+    print(f"\nTarget: zero client errors while any provider is healthy (all run): {res['errors_total']} of "
+          f"{res['requests_total']} -> {verdict}")
+    if res["first_failure"]:
+        print(f"first failure: {res['first_failure'][:300]}")
+
+
+def chart(res: dict[str, Any], path: str, scale: float) -> None:
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
+    recs = res["records"]
+    for name in (*PROVIDERS, ""):
+        pts = [(r[0], r[1] * 1000) for r in recs if r[4] == name and r[7]]
+        if pts:
+            ax1.scatter(*zip(*pts), s=2, alpha=0.25, color=COLORS[name], label=f"served by {name}", rasterized=True)
+    bad = [(r[0], r[1] * 1000) for r in recs if not r[7]]
+    if bad:
+        ax1.scatter(*zip(*bad), s=20, marker="x", color="black", label="client error")
+    bin_s = 0.25
+    n_bins = int(END * scale / bin_s)  # whole bins only: a last partial one would look like a drop
+    bins: list[list[Any]] = [[] for _ in range(n_bins)]
+    for r in recs:
+        if 0 <= r[0] < n_bins * bin_s:
+            bins[int(r[0] / bin_s)].append(r)
+    xs = [(i + 0.5) * bin_s for i in range(n_bins)]
+    for q, style in ((50, "-"), (99, "--")):
+        ys = [percentile(sorted(r[1] * 1000 for r in b if r[7]), q) if b else float("nan") for b in bins]
+        ax1.plot(xs, ys, style, color="tab:blue", lw=1.2, label=f"p{q} per {bin_s:g} s")
+    ax1.set_yscale("log")
+    ax1.set_ylabel("latency ms (log)")
+    ax1.legend(loc="upper left", fontsize=8, markerscale=4)
+    shares = {p: [sum(1 for r in b if r[4] == p) / max(1, len(b)) for b in bins] for p in PROVIDERS}
+    ax2.stackplot(xs, *shares.values(), labels=list(shares), colors=[COLORS[p] for p in shares], alpha=0.8)
+    ax2.set_ylabel(f"share of requests served, per {bin_s:g} s")
+    ax2.set_xlabel("seconds since the start of the load")
+    ax2.legend(loc="lower left", fontsize=8)
+    for ax in (ax1, ax2):
+        for t, lbl in res["events"]:
+            ax.axvline(t, color="black", ls=":", lw=1)
+            ax.text(t, 1.0, f" {lbl}", transform=ax.get_xaxis_transform(), fontsize=8, va="top")
+    fig.suptitle("failover: latency and traffic share over time", fontsize=10)
+    save_chart(fig, path)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--requests", type=int, default=200, help="requests per phase (default 200)")
-    p.add_argument("--concurrency", type=int, default=8, help="closed-loop workers (default 8)")
-    p.add_argument("--format", default="chat", choices=list(FORMATS), help="client wire format (default chat)")
-    p.add_argument("--phases", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
-    p.add_argument("--first-token-s", type=float, default=0.5, help="router timeouts.first_token_s (default 0.5)")
-    p.add_argument("--breaker-fail-max", type=int, default=5, help="router breaker.fail_max (default 5)")
-    p.add_argument("--fake-latency-ms", type=float, default=20, help="healthy time to first byte (default 20)")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", type=float, default=1.0, help="shrink (or stretch) the 40 s timeline (default 1)")
+    p.add_argument("--concurrency", type=int, default=32, help="closed-loop clients (default 32)")
+    p.add_argument("--fake-latency-ms", type=float, default=20, help="the fakes' time to first byte (default 20)")
+    p.add_argument("--first-token-s", type=float, default=1.0, help="router timeouts.first_token_s (default 1)")
+    p.add_argument("--breaker-reset-s", type=float, default=5.0, help="router breaker reset_timeout_s at scale 1 (default 5)")
+    p.add_argument("--half-life-s", type=float, default=2.0, help="router ewma_half_life_s at scale 1 (default 2)")
+    add_output_args(p, "failover")
     args = p.parse_args(argv)
-    if args.requests < 1 or args.concurrency < 1:
-        p.error("--requests and --concurrency must be >= 1")
+    if args.scale <= 0 or args.concurrency < 1:
+        p.error("--scale must be > 0 and --concurrency >= 1")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    wanted = {x.strip() for x in args.phases.split(",")}
-    phases = [ph for ph in PHASES if ph[0] in wanted]
     install_sigterm_as_interrupt()
-    new_event_loop_policy()
-    results: dict[str, Any] = {"phases": []}
-    router_errors: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="router-failover-") as tmp, Processes(Path(tmp)) as procs:
+    meta, load = run_meta(), MachineLoad()
+    with workdir("router-failover-", args.keep_logs) as tmp, Processes(tmp) as procs:
         try:
-            fakes = {name: start_fake(procs, name)[1] for name in PROVIDERS}
-            base = {"latency_ms": args.fake_latency_ms}
-            for phase, title, fault in phases:
-                set_faults(fakes, base, fault)
-                port = free_port()
-                cfg = Path(tmp) / f"router-{phase}.yaml"
-                write_router_config(
-                    cfg, port, fakes, MODEL,
-                    timeouts={"first_token_s": args.first_token_s, "idle_s": 2, "total_s": 10},
-                    breaker={"fail_max": args.breaker_fail_max, "reset_timeout_s": 30},
-                    log_level="warning",
-                )  # fmt: skip
-                router, router_url = start_router(procs, cfg, port, name=f"router-{phase}")
-                print(f"phase {phase}: {title} (router {router_url})", file=sys.stderr)
-                samples, elapsed, exceptions = asyncio.run(interruptible(run_phase(args, router_url)))
-                status, body = http_get(router_url + "/health/ready")
-                breaker = json.loads(body)["providers"][FAULTY]["breaker"] if body else "?"
-                upstream = upstream_counts(fakes)
-                procs.stop(router)
-                log = (Path(tmp) / f"router-{phase}.log").read_text(errors="replace")
-                router_errors += [f"{phase}: {ln}" for ln in log.splitlines() if '"level":"error"' in ln or "Traceback" in ln]
-                results["phases"].append(summarize(phase, title, samples, elapsed, exceptions, upstream, breaker))
+            fakes = {n: start_fake(procs, n, "--latency-ms", str(args.fake_latency_ms))[1] for n in PROVIDERS}
+            cfg, port = Path(tmp) / "router.yaml", free_port()
+            write_router_config(
+                cfg, port, fakes, {MODEL: list(PROVIDERS)}, ledger_path=Path(tmp) / "ledger.jsonl",
+                timeouts={"first_token_s": args.first_token_s},
+                breaker={"fail_max": 5, "reset_timeout_s": args.breaker_reset_s * args.scale},
+                routing={"ewma_half_life_s": args.half_life_s * args.scale},
+            )  # fmt: skip
+            router, url = start_router(procs, cfg, port)
+            gen = LoadGen(procs)
+            result, samples, start_at = drive(args, gen, fakes, url)
+            errors = router_errors(procs.log_path(router) or Path())
         except KeyboardInterrupt:
             print("\ninterrupted; stopping the child processes", file=sys.stderr)
             return 130
-    results["meta"] = {
-        "date": datetime.date.today().isoformat(),
-        "nproc": os.cpu_count(),
-        "python": platform.python_version(),
-        "requests": args.requests,
-        "concurrency": args.concurrency,
-        "format": args.format,
-        "first_token_s": args.first_token_s,
-        "breaker_fail_max": args.breaker_fail_max,
-        "fake_latency_ms": args.fake_latency_ms,
-        "router_errors_in_log": router_errors[:20],
-    }
-    print_report(results)
-    if router_errors:
-        print(f"\nWARNING: {len(router_errors)} error line(s) in the router logs, first: {router_errors[0][:500]}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-        print(f"\nwrote {args.json}")
+    res = analyse(result, samples, start_at, args.scale)
+    print_report(res, meta, args)
+    note = load_note(load.finish())
+    print(f"({note})" + (f"\nWARNING: {len(errors)} error line(s) in the router log: {errors[0][:300]}" if errors else ""))
+    out = {k: v for k, v in res.items() if k not in ("records", "samples")}
+    write_json(args.json, {"meta": meta, "args": vars(args), "machine_load": note, **out,
+                           "records": res["records"], "samples": res["samples"]})  # fmt: skip
+    chart(res, args.chart, args.scale)
     return 0
 
 

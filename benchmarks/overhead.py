@@ -1,291 +1,394 @@
-"""Router overhead: the same load against the fake provider directly and through the router,
-interleaved in one run, reported as ratios.
+"""Router overhead (issue 5): the same workload sent directly to the fake provider and through
+the router, interleaved in one run, with every target of issue 5 printed as PASS or MISS.
 
-Starts two child processes: a fake provider (`python -m router fake-upstream`) and the router
-(`python -m router serve`, uvloop + httptools) with one provider and one model. The load
-generator (aiohttp, this process) runs a closed loop of `--concurrency` workers. Every scenario
-runs `--rounds` times against each target, alternating which target goes first, for
-`--seconds / --rounds` per run, so a drift of the machine hits both targets alike.
+The router runs the full request path: a real key, a plan with a budget, an rpm and a concurrency
+limit (all out of reach), prices, the ledger, info logs to a file. Child processes: one fake
+provider (20 stream chunks 5 ms apart; non-stream answers at once), the load generator (aiohttp
+on uvloop, its own process, see _loadgen.py) and the router: first 1 worker (memory state),
+pinned to CPU 0 with the fake and the load generator on CPU 1; then 1 and 2 workers on Redis
+state (a redis-server child), nothing pinned, so 2 workers can use both cores.
 
-    .venv/bin/python benchmarks/overhead.py
-    .venv/bin/python benchmarks/overhead.py --concurrency 1 --scenarios chat,chat-stream
-    .venv/bin/python benchmarks/overhead.py --json /tmp/overhead.json
+Phases, each run against `direct` and the router in turn, which goes first alternating per round:
+  c1, c8, c64   non-stream chat, small JSON body, 1 / 8 / 64 concurrent: latency, req/s
+  s32           32 concurrent chat streams: time to first content byte, total stream time
+
+    .ci/run bench overhead                  # ~60 s
+    .ci/run bench overhead --quick          # ~20 s smoke run
+    .ci/run bench overhead --target http://127.0.0.1:4000 --fake-port 9300 --target-key sk-...
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import datetime
-import json
+import math
 import os
-import platform
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    LoadResult,
-    Processes,
-    Sample,
-    cpu_seconds,
-    free_port,
-    install_sigterm_as_interrupt,
-    interruptible,
-    markdown_table,
-    new_event_loop_policy,
-    percentile,
-    run_load,
-    start_fake,
-    start_router,
-    write_router_config,
-)
+    BENCH_AUTH, Processes, cpu_plan, free_port, install_sigterm_as_interrupt, workdir, process_tree, router_errors,
+    start_fake, start_redis, start_router, vm_hwm_mib, write_router_config,
+)  # fmt: skip
+from _loadgen import LoadGen  # noqa: E402
+from _report import (  # noqa: E402
+    MachineLoad, Target, add_output_args, load_note, markdown_table, median, meta_line, percentile, pyplot, run_meta, save_chart, target,
+    targets_table, write_json,
+)  # fmt: skip
 
-MODEL = "bench"  # the router's public model name; the fake echoes whatever model it gets
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    path: str
-    body: dict[str, Any]
-    marker: bytes  # must occur near the end of a good answer
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def stream(self) -> bool:
-        return bool(self.body.get("stream"))
-
-
+MODEL = "bench"
+# >= 20 characters, so none of the 20 stream pieces is empty; starts with "H", the first-byte marker
+TEXT = "Hello from the benchmark fake provider, in twenty small pieces."
+FIRST_MARKER = '"H'  # a JSON string starting with the answer text: the first content delta
 _MSG = [{"role": "user", "content": "Say hello."}]
-_ANTHROPIC_HEADERS = (("anthropic-version", "2023-06-01"),)
-SCENARIOS = {
-    s.name: s
-    for s in (
-        Scenario("chat", "/v1/chat/completions", {"messages": _MSG}, b'"finish_reason":"stop"'),
-        Scenario("chat-stream", "/v1/chat/completions", {"messages": _MSG, "stream": True}, b"data: [DONE]"),
-        Scenario("anthropic", "/v1/messages", {"max_tokens": 64, "messages": _MSG}, b'"stop_reason":"end_turn"', _ANTHROPIC_HEADERS),
-        Scenario(
-            "anthropic-stream",
-            "/v1/messages",
-            {"max_tokens": 64, "messages": _MSG, "stream": True},
-            b"event: message_stop",
-            _ANTHROPIC_HEADERS,
-        ),
-        Scenario("responses", "/v1/responses", {"input": "Say hello."}, b'"status":"completed"'),
-        Scenario("responses-stream", "/v1/responses", {"input": "Say hello.", "stream": True}, b"event: response.completed"),
-    )
+# include_usage in both directions, so direct and routed streams carry the same events
+BODIES = {
+    False: {"model": MODEL, "messages": _MSG, "max_tokens": 16},
+    True: {"model": MODEL, "messages": _MSG, "max_tokens": 16, "stream": True, "stream_options": {"include_usage": True}},
 }
-DEFAULT_SCENARIOS = "chat,chat-stream,anthropic-stream,responses"
 
 
-def make_request(session: aiohttp.ClientSession, base_url: str, sc: Scenario, model: str):  # type: ignore[no-untyped-def]
-    url = base_url + sc.path
-    payload = json.dumps({"model": model, **sc.body}).encode()
-    headers = {"content-type": "application/json", "authorization": "Bearer client-key", **dict(sc.headers)}
+@dataclass(frozen=True, slots=True)
+class Phase:
+    name: str
+    concurrency: int
+    stream: bool
+    seconds: float  # per run, before --scale
 
-    async def one() -> Sample:
-        t0 = time.perf_counter()
-        async with session.post(url, data=payload, headers=headers) as resp:
-            body = b"".join([chunk async for chunk in resp.content.iter_any()])  # the whole stream
-            status = resp.status
-        latency = time.perf_counter() - t0
-        ok = status == 200 and sc.marker in body[-600:]
-        return Sample(ok, latency, {} if ok else {"status": status, "tail": body[-200:].decode(errors="replace")})
 
-    return one
+PHASES = {p.name: p for p in (Phase("c1", 1, False, 1.0), Phase("c8", 8, False, 1.0), Phase("c64", 64, False, 1.5),
+                              Phase("s32", 32, True, 1.5))}  # fmt: skip
 
 
 @dataclass
-class Acc:
-    """One (scenario, target) pair, accumulated over the rounds."""
+class Runs:
+    """Every run of one (phase, target) pair: latencies pooled, req/s per run, CPU summed."""
 
+    rps: list[float] = field(default_factory=list)
+    lat: list[float] = field(default_factory=list)
+    ttfb: list[float] = field(default_factory=list)
     ok: int = 0
     failed: int = 0
+    target_cpu_s: float = 0.0
+    client_core_cpu_s: float = 0.0  # fake + load generator: are they saturating their core?
     elapsed_s: float = 0.0
-    cpu_router_s: float = 0.0
-    cpu_fake_s: float = 0.0
-    cpu_client_s: float = 0.0
-    first_failure: dict[str, Any] | None = None
+    first_failure: str | None = None
+    cpu_by_pid: list[float] = field(default_factory=list)  # target pids, the fake, then any extra (redis)
 
-    def __post_init__(self) -> None:
-        self.latencies_ms: list[float] = []
-
-    def add(self, r: LoadResult, cpu_router: float, cpu_fake: float, cpu_client: float) -> None:
-        self.ok += r.ok
-        self.failed += len(r.samples) - r.ok
-        self.elapsed_s += r.elapsed_s
-        self.latencies_ms += r.latencies_ms()
-        self.cpu_router_s += cpu_router
-        self.cpu_fake_s += cpu_fake
-        self.cpu_client_s += cpu_client
-        if self.first_failure is None:
-            bad = next((s for s in r.samples if not s.ok), None)
-            if bad is not None:
-                self.first_failure = bad.info
+    def add(self, r: dict[str, Any], n_target_pids: int, fake_index: int) -> None:
+        self.cpu_by_pid = [a + b for a, b in zip(self.cpu_by_pid, r["cpu_s"])] if self.cpu_by_pid else list(r["cpu_s"])
+        self.rps.append(r["rps"])
+        self.lat += r["lat_ms"]
+        self.ttfb += r["ttfb_ms"]
+        self.ok += r["ok"]
+        self.failed += r["failed"]
+        self.target_cpu_s += sum(r["cpu_s"][:n_target_pids])
+        self.client_core_cpu_s += r["cpu_s"][fake_index] + r["loadgen_cpu_s"]
+        self.elapsed_s += r["elapsed_s"]
+        self.first_failure = self.first_failure or r["first_failure"]
 
     def summary(self) -> dict[str, Any]:
-        lat = sorted(self.latencies_ms)
-        n = max(1, self.ok)
+        lat, ttfb = sorted(self.lat), sorted(self.ttfb)
         return {
-            "ok": self.ok,
-            "failed": self.failed,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "rps": self.ok / self.elapsed_s if self.elapsed_s else 0.0,
-            "p50_ms": percentile(lat, 50),
-            "p99_ms": percentile(lat, 99),
-            "mean_ms": sum(lat) / len(lat) if lat else float("nan"),
-            "router_cpu_us_per_req": self.cpu_router_s / n * 1e6,
-            "fake_cpu_us_per_req": self.cpu_fake_s / n * 1e6,
-            "client_cpu_us_per_req": self.cpu_client_s / n * 1e6,
+            "rps": median(self.rps), "rps_runs": [round(x) for x in self.rps], "ok": self.ok, "failed": self.failed,
+            "p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90), "p99_ms": percentile(lat, 99),
+            "ttfb_p50_ms": percentile(ttfb, 50), "cpu_s_per_1000": self.target_cpu_s / max(1, self.ok) * 1000,
+            "client_core_busy": self.client_core_cpu_s / self.elapsed_s if self.elapsed_s else float("nan"),
             "first_failure": self.first_failure,
-        }
+            "cpu_us_per_req_by_pid": [round(c / max(1, self.ok) * 1e6) for c in self.cpu_by_pid],
+        }  # fmt: skip
 
 
-async def measure(args: argparse.Namespace, fake_url: str, router_url: str, fake_pid: int, router_pid: int) -> dict[str, Any]:
-    names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = [n for n in names if n not in SCENARIOS]
-    if unknown:
-        raise SystemExit(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
-    targets = {"direct": (fake_url, "bench-model"), "router": (router_url, MODEL)}
-    per_run = args.seconds / args.rounds
-    acc = {(n, t): Acc() for n in names for t in targets}
-    connector = aiohttp.TCPConnector(limit=args.concurrency * 2, limit_per_host=args.concurrency, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        if args.warmup > 0:  # open the keep-alive connections of both targets once
-            for base, model in targets.values():
-                await run_load(make_request(session, base, SCENARIOS[names[0]], model), args.concurrency, seconds=args.warmup)
-        for rnd in range(args.rounds):
-            for i, name in enumerate(names):
-                order = ["direct", "router"] if (rnd + i) % 2 == 0 else ["router", "direct"]
-                for target in order:
-                    base, model = targets[target]
-                    one = make_request(session, base, SCENARIOS[name], model)
-                    c0 = (cpu_seconds(router_pid), cpu_seconds(fake_pid), time.process_time())
-                    result = await run_load(one, args.concurrency, seconds=per_run)
-                    c1 = (cpu_seconds(router_pid), cpu_seconds(fake_pid), time.process_time())
-                    acc[(name, target)].add(result, c1[0] - c0[0], c1[1] - c0[1], c1[2] - c0[2])
-                    if result.exceptions:
-                        print(f"  {name}/{target}: exceptions {result.exceptions}", file=sys.stderr)
-                    print(
-                        f"  round {rnd + 1}/{args.rounds} {name:<17} {target:<6} "
-                        f"{result.ok / result.elapsed_s:8.0f} req/s  ({len(result.samples) - result.ok} failed)",
-                        file=sys.stderr,
-                    )
+def run_suite(gen: LoadGen, targets: dict[str, tuple[str, list[int]]], phases: list[Phase], fake_pid: int,
+              args: argparse.Namespace, label: str, extra_pids: tuple[int, ...] = ()) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Every phase against every target, `args.rounds` times, the order rotating each round."""
+    runs = {(p.name, t): Runs() for p in phases for t in targets}
+    names = list(targets)
+    for rnd in range(args.rounds):
+        for i, ph in enumerate(phases):
+            shift = (rnd + i) % len(names)
+            for t in names[shift:] + names[:shift]:
+                url, pids = targets[t]
+                headers = args.target_headers if t == "target" else BENCH_AUTH
+                r = gen.run(url, [{"path": "/v1/chat/completions", "body": BODIES[ph.stream]}], ph.concurrency,
+                            ph.seconds * args.scale, warmup_s=args.warmup, headers=headers, cpu_pids=[*pids, fake_pid, *extra_pids],
+                            first_marker=FIRST_MARKER if ph.stream else "", end_marker="[DONE]" if ph.stream else "")  # fmt: skip
+                runs[(ph.name, t)].add(r, len(pids), len(pids))
+                print(f"  {label} round {rnd + 1}/{args.rounds} {ph.name:<4} {t:<10} {r['rps']:7.0f} req/s"
+                      f"  p50 {percentile(r['lat_ms'], 50):7.2f} ms  failed {r['failed']}", file=sys.stderr)  # fmt: skip
+    out: dict[str, dict[str, Any]] = {}
+    for ph in phases:
+        d = runs[(ph.name, "direct")].summary()
+        out[ph.name] = {"direct": d}
+        for t in names[1:]:
+            s = runs[(ph.name, t)].summary()
+            s["added_p50_ms"], s["added_p90_ms"], s["added_p99_ms"] = (s[k] - d[k] for k in ("p50_ms", "p90_ms", "p99_ms"))
+            s["added_ttfb_p50_ms"] = s["ttfb_p50_ms"] - d["ttfb_p50_ms"]
+            s["total_ratio"] = s["p50_ms"] / d["p50_ms"] if d["p50_ms"] else float("nan")
+            s["rps_ratio"] = s["rps"] / d["rps"] if d["rps"] else float("nan")
+            s["cpu_labels"] = [*(f"pid {p}" for p in targets[t][1]), "fake", *("redis-server" for _ in extra_pids)]
+            out[ph.name][t] = s
+    return out
+
+
+def memory(pid: int) -> list[dict[str, Any]]:
+    """VmHWM of the router and of each of its worker processes (uvicorn's supervisor, if any, first)."""
     rows = []
-    for name in names:
-        d, r = acc[(name, "direct")].summary(), acc[(name, "router")].summary()
-        rows.append(
-            {
-                "scenario": name,
-                "direct": d,
-                "router": r,
-                "throughput_ratio": r["rps"] / d["rps"] if d["rps"] else float("nan"),
-                "added_p50_ms": r["p50_ms"] - d["p50_ms"],
-                "added_p99_ms": r["p99_ms"] - d["p99_ms"],
-            }
-        )
-    return {"scenarios": rows}
+    for p in process_tree(pid):
+        try:
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        role = "main" if p == pid else "resource tracker" if "resource_tracker" in cmd else "worker"
+        rows.append({"pid": p, "role": role, "vm_hwm_mib": vm_hwm_mib(p)})
+    return rows
+
+
+def pin(pid: int, cpus: set[int] | None = None) -> None:
+    """Pin every thread of `pid` to `cpus` (None: all of ours); affinity is per thread."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cpus or os.sched_getaffinity(0))
+
+
+def measure_all(args: argparse.Namespace, procs: Processes, tmp: Path, results: dict[str, Any]) -> None:
+    router_cpus, client_cpus, pinning = cpu_plan(not args.no_pin)
+    fake, fake_url = start_fake(procs, "bench", "--chunks", "20", "--chunk-delay-ms", "5", "--text", TEXT,
+                                port=args.fake_port, cpus=client_cpus)  # fmt: skip
+    gen = LoadGen(procs, cpus=client_cpus)
+    results["pinning"] = pinning
+    print(f"fake provider {fake_url} (pid {fake.pid}); {pinning}", file=sys.stderr)
+    # 1. what the load generator reaches against the fake alone: the ceiling of every routed number
+    cal = gen.run(fake_url, [{"path": "/v1/chat/completions", "body": BODIES[False]}], 64, 2.0 * args.scale,
+                  warmup_s=args.warmup, cpu_pids=[fake.pid])  # fmt: skip
+    results["calibration"] = {"rps": cal["rps"], "client_core_busy": (cal["cpu_s"][0] + cal["loadgen_cpu_s"]) / cal["elapsed_s"],
+                              "loadgen_cpu_us_per_req": cal["loadgen_cpu_s"] / max(1, cal["ok"]) * 1e6,
+                              "fake_cpu_us_per_req": cal["cpu_s"][0] / max(1, cal["ok"]) * 1e6}  # fmt: skip
+    print(f"load generator + fake alone: {cal['rps']:.0f} req/s at 64 concurrent", file=sys.stderr)
+    direct: tuple[str, list[int]] = (fake_url, [])
+    if args.target:
+        wait_for_target(args, fake_url)
+        pids = process_tree(args.target_pid) if args.target_pid else []
+        for pid in pids if router_cpus else []:
+            pin(pid, router_cpus)
+        if router_cpus and not pids:
+            pinning = pinning.split("; ")[1] + "; the target is not pinned (pass --target-pid, or start it under taskset)"
+        results["pinning"] = pinning.replace("router on", f"target pid(s) {pids} on")
+        results["suites"] = {"target": run_suite(gen, {"direct": direct, "target": (args.target, pids)}, list(PHASES.values()),
+                                                 fake.pid, args, "target")}  # fmt: skip
+        if args.target_pid:
+            results["memory"] = {"target": memory(args.target_pid)}
+        return
+    ledger = tmp / "ledger.jsonl"
+    models = {MODEL: ["bench"]}
+    # 2. one worker, memory state, on a core of its own
+    cfg = tmp / "router-1w.yaml"
+    port = free_port()
+    write_router_config(cfg, port, {"bench": fake_url}, models, ledger_path=ledger)
+    r1, url1 = start_router(procs, cfg, port, name="router-1w", cpus=router_cpus)
+    results["suites"] = {"1 worker": run_suite(gen, {"direct": direct, "router": (url1, [r1.pid])}, list(PHASES.values()),
+                                               fake.pid, args, "1w")}  # fmt: skip
+    results["memory"] = {"1 worker": memory(r1.pid)}
+    results["router_errors"] = router_errors(procs.log_path(r1) or Path())
+    procs.stop(r1)
+    if args.no_workers2:
+        return
+    # 3. Redis state, nothing pinned: 1 worker (the baseline for scaling) and 2 workers, interleaved
+    for pid in (fake.pid, gen.pid):
+        pin(pid)
+    results["pinning_redis"] = "Redis runs: nothing pinned (router workers, fake, load generator, redis-server share all CPUs)"
+    redis_url, redis_pid = start_redis(procs)
+    state = {"backend": "redis", "url": redis_url}
+    targets: dict[str, tuple[str, list[int]]] = {"direct": direct}
+    started = {}
+    for workers in (1, 2):
+        cfg, port = tmp / f"router-redis-{workers}w.yaml", free_port()
+        write_router_config(cfg, port, {"bench": fake_url}, models, ledger_path=ledger, state=state)
+        proc, url = start_router(procs, cfg, port, name=f"router-redis-{workers}w", workers=workers)
+        targets[f"redis {workers}w"] = (url, process_tree(proc.pid))
+        started[workers] = proc
+    results["suites"]["redis"] = run_suite(gen, targets, [PHASES["c64"]], fake.pid, args, "redis", (redis_pid,))
+    results["processes"] = {t: pids for t, (_, pids) in targets.items()}
+    results["memory"]["2 workers"] = memory(started[2].pid)
+    for proc in started.values():
+        results["router_errors"] += router_errors(procs.log_path(proc) or Path())
+
+
+def wait_for_target(args: argparse.Namespace, fake_url: str) -> None:
+    """The gateway under test must be pointed at the fake first: say where, then poll (bounded)."""
+    from _common import http_post_json
+
+    print(f"\nPoint the gateway at {fake_url} (OpenAI chat completions; model {MODEL!r}); waiting up to "
+          f"{args.target_wait_s:.0f} s for {args.target}/v1/chat/completions to answer 200 ...", file=sys.stderr)  # fmt: skip
+    deadline = time.monotonic() + args.target_wait_s
+    while time.monotonic() < deadline:
+        try:
+            status, _ = http_post_json(args.target + "/v1/chat/completions", BODIES[False], headers=args.target_headers)
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{args.target} did not answer 200 within {args.target_wait_s:.0f} s")
+
+
+def evaluate(results: dict[str, Any]) -> list[Target]:
+    """Issue 5's targets against what was measured (MISS/PASS; n/a when not measured)."""
+    nan = float("nan")
+    s = results["suites"]
+    one = s.get("1 worker") or s.get("target", {})
+    who = "router" if "1 worker" in s else "target"
+
+    def g(ph: str, k: str) -> float:
+        return float(one.get(ph, {}).get(who, {}).get(k, nan))
+
+    mem = [m["vm_hwm_mib"] for ms in results.get("memory", {}).values() for m in ms if m["role"] in ("main", "worker")]
+    redis = s.get("redis", {}).get("c64", {})
+    scale = redis.get("redis 2w", {}).get("rps", nan) / g("c64", "rps") if redis else nan
+    scale_redis = redis["redis 2w"]["rps"] / redis["redis 1w"]["rps"] if redis else nan
+    ceiling = results["calibration"]["rps"]
+    cpu = g("c64", "cpu_s_per_1000")
+    return [
+        target("throughput, 64 concurrent, 1 worker", ">= 3,500 req/s", g("c64", "rps"), g("c64", "rps") >= 3500, " req/s",
+               f"ceiling (load generator + fake alone) {ceiling:,.0f} req/s" + (f"; {who} CPU {cpu:.3f} s/1k req = at most "
+               f"{1000 / cpu:,.0f} req/s per core" if cpu > 0 else "")),
+        target("added latency p50, 1 at a time", "<= 0.5 ms", g("c1", "added_p50_ms"), g("c1", "added_p50_ms") <= 0.5, " ms"),
+        target("added latency p99, 1 at a time", "<= 3 ms", g("c1", "added_p99_ms"), g("c1", "added_p99_ms") <= 3, " ms"),
+        target("added latency p50, 8 concurrent", "<= 2 ms", g("c8", "added_p50_ms"), g("c8", "added_p50_ms") <= 2, " ms"),
+        target("stream added TTFB p50, 32 concurrent", "<= 2 ms", g("s32", "added_ttfb_p50_ms"), g("s32", "added_ttfb_p50_ms") <= 2, " ms"),
+        target("stream total time vs direct (p50)", "<= 1.03x", g("s32", "total_ratio"), g("s32", "total_ratio") <= 1.03, "x"),
+        target("peak memory per process", "<= 80 MiB", max(mem, default=nan), max(mem, default=nan) <= 80, " MiB"),
+        target("2 workers vs 1 worker (req/s)", ">= 1.7x", scale, scale >= 1.7, "x",
+               f"2 workers (Redis, unpinned) / 1 worker (memory, own CPU); / 1 worker on Redis: {scale_redis:.2f}x"
+               if redis else ""),
+    ]  # fmt: skip
 
 
 def print_report(results: dict[str, Any]) -> None:
-    meta = results["meta"]
-    print(
-        f"\nRouter overhead: concurrency {meta['concurrency']}, {meta['seconds']} s per scenario and target "
-        f"({meta['rounds']} interleaved rounds), fake latency {meta['fake_latency_ms']} ms, "
-        f"{meta['nproc']} CPUs, Python {meta['python']}, router log level {meta['router_log_level']}\n"
-    )
-    headers = [
-        "scenario", "req/s direct", "req/s router", "ratio", "p50 direct ms", "p50 router ms", "added p50 ms",
-        "p99 direct ms", "p99 router ms", "router CPU us/req", "failed d/r",
-    ]  # fmt: skip
+    cal = results["calibration"]
+    print(f"\nRouter overhead | {meta_line(results['meta'])}\n{results['pinning']}")
+    if "pinning_redis" in results:
+        print(results["pinning_redis"])
+    print(f"Load generator + fake provider alone: {cal['rps']:,.0f} req/s at 64 concurrent, their core "
+          f"{cal['client_core_busy']:.0%} busy (load generator {cal['loadgen_cpu_us_per_req']:.0f} us/req, fake "
+          f"{cal['fake_cpu_us_per_req']:.0f} us/req): no routed figure below can exceed this.")  # fmt: skip
+    heads = ["suite", "phase", "target", "req/s", "vs direct", "p50 ms", "p90 ms", "p99 ms", "added p50", "added p90",
+             "added p99", "TTFB p50", "added TTFB", "CPU s/1k req", "client core", "failed"]  # fmt: skip
     rows = []
-    for s in results["scenarios"]:
-        d, r = s["direct"], s["router"]
-        rows.append([
-            s["scenario"], f"{d['rps']:.0f}", f"{r['rps']:.0f}", f"{s['throughput_ratio']:.2f}",
-            f"{d['p50_ms']:.2f}", f"{r['p50_ms']:.2f}", f"{s['added_p50_ms']:+.2f}",
-            f"{d['p99_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['router_cpu_us_per_req']:.0f}",
-            f"{d['failed']}/{r['failed']}",
-        ])  # fmt: skip
-    print(markdown_table(headers, rows))
-    for s in results["scenarios"]:
-        for target in ("direct", "router"):
-            if s[target]["first_failure"]:
-                print(f"\nfirst failure, {s['scenario']} {target}: {s[target]['first_failure']}")
+    for suite, phases in results["suites"].items():
+        for ph, by_target in phases.items():
+            for t, m in by_target.items():
+
+                def f(k: str, fmt: str = "{:.2f}") -> str:
+                    return "" if t == "direct" or k not in m or math.isnan(m[k]) else fmt.format(m[k])
+
+                rows.append([suite, ph, t, f"{m['rps']:,.0f}", f("rps_ratio"), f"{m['p50_ms']:.2f}", f"{m['p90_ms']:.2f}",
+                             f"{m['p99_ms']:.2f}", f("added_p50_ms", "{:+.2f}"), f("added_p90_ms", "{:+.2f}"),
+                             f("added_p99_ms", "{:+.2f}"), "" if math.isnan(m["ttfb_p50_ms"]) else f"{m['ttfb_p50_ms']:.2f}",
+                             f("added_ttfb_p50_ms", "{:+.2f}"), f("cpu_s_per_1000", "{:.3f}"),
+                             f"{m['client_core_busy']:.0%}", m["failed"]])  # fmt: skip
+    print("\n" + markdown_table(heads, rows))
+    for suite, phases in results["suites"].items():
+        for ph, by_target in phases.items():
+            for t, m in by_target.items():
+                if t != "direct" and len(m.get("cpu_labels", [])) > 2:  # several router processes, or redis
+                    by = ", ".join(f"{lbl} {v}" for lbl, v in zip(m["cpu_labels"], m["cpu_us_per_req_by_pid"]))
+                    print(f"CPU us per request, {suite} {ph} {t}: {by}")
+    if results.get("memory"):
+        mem_rows = [[k, m["role"], m["pid"], f"{m['vm_hwm_mib']:.1f}"] for k, ms in results["memory"].items() for m in ms]
+        print("\nPeak memory (VmHWM)\n" + markdown_table(["router", "process", "pid", "MiB"], mem_rows))
+    print("\nTargets of issue 5\n" + targets_table(results["targets"]))
+    for suite, phases in results["suites"].items():
+        for ph, by_target in phases.items():
+            for t, m in by_target.items():
+                if m["first_failure"]:
+                    print(f"first failure, {suite} {ph} {t}: {m['first_failure'][:300]}")
+    if results.get("router_errors"):
+        print(f"WARNING: {len(results['router_errors'])} error line(s) in the router logs: {results['router_errors'][0][:300]}")
+
+
+def chart(results: dict[str, Any], path: str) -> None:
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [1, 1.3]})
+    first = next(iter(results["suites"]))
+    who = "target" if first == "target" else "router"
+    phases = [p for p in ("c1", "c8", "c64") if p in results["suites"][first]]
+    for i, q in enumerate(("p50", "p90", "p99")):
+        vals = [results["suites"][first][p][who][f"added_{q}_ms"] for p in phases]
+        ax1.bar([x + (i - 1) * 0.27 for x in range(len(phases))], vals, 0.27, label=q)
+    for x, qi, goal in ((0, 0, 0.5), (0, 2, 3.0), (1, 0, 2.0)):  # issue 5's latency targets, where it set them
+        if x < len(phases):
+            xq = x + (qi - 1) * 0.27
+            ax1.plot([xq - 0.14, xq + 0.14], [goal, goal], color="tab:red", lw=2, label="target" if x == qi == 0 else None)
+    ax1.set_xticks(range(len(phases)), [f"{PHASES[p].concurrency} concurrent" for p in phases])
+    ax1.set_yscale("symlog", linthresh=1)
+    ax1.set_ylabel("added latency, ms (vs direct)")
+    ax1.set_title(f"Added latency, non-stream ({first})")
+    ax1.legend()
+    bars: list[tuple[str, float, str]] = []
+    for suite, phases_ in results["suites"].items():
+        for t, m in phases_.get("c64", {}).items():
+            where = "pinned" if suite in ("1 worker", "target") else "unpinned"
+            names = {"direct": f"direct\n({where})", "router": "router, 1 worker\nmemory, own CPU",
+                     "redis 1w": "router, 1 worker\nredis, unpinned", "redis 2w": "router, 2 workers\nredis, unpinned"}  # fmt: skip
+            bars.append((names.get(t, t), m["rps"], "tab:gray" if t == "direct" else "tab:blue"))
+    ax2.bar_label(ax2.bar(range(len(bars)), [b[1] for b in bars], color=[b[2] for b in bars]), fmt="{:,.0f}", fontsize=8)
+    ax2.set_xticks(range(len(bars)), [b[0] for b in bars], fontsize=7)
+    ax2.axhline(3500, color="tab:red", ls="--", lw=1, label="target 3,500 req/s")
+    ax2.set_ylabel("req/s at 64 concurrent")
+    ax2.set_title("Saturated throughput, direct vs router")
+    ax2.legend()
+    fig.suptitle(f"router overhead, commit {results['meta']['commit']}, {results['pinning']}", fontsize=9)
+    save_chart(fig, path)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--concurrency", type=int, default=32, help="closed-loop workers (default 32)")
-    p.add_argument("--seconds", type=float, default=3.0, help="measured seconds per scenario and target (default 3)")
-    p.add_argument("--rounds", type=int, default=2, help="interleaved runs the seconds are split into (default 2)")
-    p.add_argument("--scenarios", default=DEFAULT_SCENARIOS, help=f"comma-separated, of: {', '.join(SCENARIOS)}")
-    p.add_argument("--warmup", type=float, default=0.5, help="seconds of unmeasured load per target at start")
-    p.add_argument("--fake-latency-ms", type=float, default=0, help="fake provider's time to first byte (default 0)")
-    p.add_argument("--fake-chunks", type=int, default=4, help="content deltas per fake stream (default 4)")
-    p.add_argument("--router-log-level", default="info", choices=["debug", "info", "warning", "error"],
-                   help="info (default) includes one access log line per request, as in production")  # fmt: skip
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="one round, shorter runs (~20 s smoke run)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every run's length (default 1)")
+    p.add_argument("--warmup", type=float, default=0.25, help="unrecorded seconds before each run (default 0.25)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    p.add_argument("--no-workers2", action="store_true", help="skip the Redis 1- and 2-worker runs")
+    p.add_argument("--target", metavar="URL", help="measure this OpenAI-compatible gateway instead of starting the router")
+    p.add_argument("--target-key", default="", help="bearer token for --target")
+    p.add_argument("--target-pid", type=int, help="--target's process id: pin it to CPU 0, report its CPU and peak memory")
+    p.add_argument("--target-wait-s", type=float, default=120, help="how long to wait for --target to answer (default 120)")
+    p.add_argument("--fake-port", type=int, default=0, help="fake provider port (default: a free one)")
+    add_output_args(p, "overhead")
     args = p.parse_args(argv)
-    if args.concurrency < 1 or args.seconds <= 0 or args.rounds < 1:
-        p.error("--concurrency and --rounds must be >= 1, --seconds > 0")
+    if args.quick:
+        args.rounds, args.scale = 1, args.scale * 0.6
+    if args.rounds < 1 or args.scale <= 0:
+        p.error("--rounds must be >= 1 and --scale > 0")
+    args.target = args.target.rstrip("/") if args.target else None
+    args.target_headers = {"authorization": f"Bearer {args.target_key}"} if args.target_key else {}
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     install_sigterm_as_interrupt()
-    new_event_loop_policy()
-    with tempfile.TemporaryDirectory(prefix="router-bench-") as tmp, Processes(Path(tmp)) as procs:
+    results: dict[str, Any] = {"meta": run_meta(), "args": {k: v for k, v in vars(args).items() if k != "target_headers"}}
+    t0, load = time.monotonic(), MachineLoad()
+    with workdir("router-bench-", args.keep_logs) as tmp, Processes(tmp) as procs:
         try:
-            fake_args = ["--latency-ms", str(args.fake_latency_ms), "--chunks", str(args.fake_chunks)]
-            fake, fake_url = start_fake(procs, "bench", *fake_args)
-            port = free_port()
-            cfg = Path(tmp) / "router.yaml"
-            write_router_config(
-                cfg, port, {"bench": fake_url}, MODEL,
-                breaker={"fail_max": 1000, "reset_timeout_s": 1}, log_level=args.router_log_level,
-                max_connections=max(100, args.concurrency * 2),
-            )  # fmt: skip
-            router, router_url = start_router(procs, cfg, port)
-            print(f"fake provider {fake_url} (pid {fake.pid}), router {router_url} (pid {router.pid})", file=sys.stderr)
-            results = asyncio.run(interruptible(measure(args, fake_url, router_url, fake.pid, router.pid)))
-            for name, proc in (("router", router), ("fake provider", fake)):
-                if proc.poll() is not None:
-                    print(f"WARNING: {name} exited during the run:\n{procs.log_tail(proc)}", file=sys.stderr)
-            errors = [ln for ln in (Path(tmp) / "router.log").read_text(errors="replace").splitlines()
-                      if '"level":"error"' in ln or "Traceback" in ln]  # fmt: skip
-            if errors:
-                print(f"WARNING: {len(errors)} error line(s) in the router log, first: {errors[0][:500]}", file=sys.stderr)
+            measure_all(args, procs, Path(tmp), results)
         except KeyboardInterrupt:
             print("\ninterrupted; stopping the child processes", file=sys.stderr)
             return 130
-    results["meta"] = {
-        "date": datetime.date.today().isoformat(),
-        "nproc": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "concurrency": args.concurrency,
-        "seconds": args.seconds,
-        "rounds": args.rounds,
-        "warmup_s": args.warmup,
-        "fake_latency_ms": args.fake_latency_ms,
-        "fake_chunks": args.fake_chunks,
-        "router_log_level": args.router_log_level,
-        "router_errors_in_log": len(errors),
-    }
+    results["run_time_s"] = round(time.monotonic() - t0, 1)
+    results["machine_load"] = load.finish()
+    results["targets"] = evaluate(results)
     print_report(results)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-        print(f"\nwrote {args.json}")
+    print(f"(run time {results['run_time_s']} s; {load_note(results['machine_load'])})")
+    results["targets"] = [dict(zip(("name", "goal", "measured", "verdict", "note"), t.row())) for t in results["targets"]]
+    write_json(args.json, results)
+    chart(results, args.chart)
     return 0
 
 
