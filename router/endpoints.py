@@ -1,6 +1,7 @@
-"""HTTP handlers. For the three API endpoints: authenticate, read and check the body, check the
-plan and admit the request against its limits, forward it, and turn the answer (or error) into
-a response in the client's own format, carrying the key's rate-limit headers."""
+"""HTTP handlers. For the three API endpoints (raw ASGI apps: they are the hot path):
+authenticate, read and check the body, check the plan and admit the request against its limits,
+forward it, and turn the answer (or error) into a response in the client's own format, carrying
+the key's rate-limit headers. The GET endpoints are ordinary Starlette handlers."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 
 import orjson
 import structlog
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from router.accounting import reserve_usd
 from router.auth import Authenticator, Principal
@@ -20,11 +22,38 @@ from router.failover import Forwarder
 from router.limits import Grant, Limits
 from router.metering import Metering
 from router.parse import parse_request
-from router.responses import SSE_HEADERS, SSEResponse, error_response, limit_headers, read_body
+from router.responses import (
+    SSE_HEADERS,
+    ClientGone,
+    error_response,
+    limit_headers,
+    raw_limit_headers,
+    read_body,
+    send_error,
+    send_sse,
+    send_whole,
+)
 from router.routing.pool import Pool
 from router.types import AccessRecord, FullAnswer
 
 log = structlog.get_logger("router.endpoints")
+
+__all__ = ["ApiEndpoint", "Endpoints", "error_response"]
+
+
+class ApiEndpoint:
+    """The ASGI app of one API endpoint. A class rather than a method so that Starlette's Route
+    mounts it as an ASGI app (it wraps plain functions in its Request/Response machinery), and
+    the front dispatcher can call it straight."""
+
+    __slots__ = ("_endpoints", "fmt")
+
+    def __init__(self, endpoints: Endpoints, fmt: Format) -> None:
+        self._endpoints = endpoints
+        self.fmt: Format = fmt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._endpoints.proxy(scope, receive, send, self.fmt)
 
 
 class Endpoints:
@@ -49,30 +78,24 @@ class Endpoints:
         self._ready = ready
         self._max_body = max_body_bytes
         self._created = created
-
-    async def chat_completions(self, request: Request) -> Response:
-        return await self._proxy(request, "openai-chat")
-
-    async def messages(self, request: Request) -> Response:
-        return await self._proxy(request, "anthropic-messages")
-
-    async def responses(self, request: Request) -> Response:
-        return await self._proxy(request, "openai-responses")
+        self.chat_completions = ApiEndpoint(self, "openai-chat")
+        self.messages = ApiEndpoint(self, "anthropic-messages")
+        self.responses = ApiEndpoint(self, "openai-responses")
 
     def _principal(self, headers: dict[str, str], record: AccessRecord) -> Principal:
         principal = self._auth.authenticate(headers.get("authorization"), headers.get("x-api-key"))
         record.key_id = principal.key_id
         return principal
 
-    async def _proxy(self, request: Request, fmt: Format) -> Response:
-        record: AccessRecord = request.scope["state"]["access"]
-        # From the raw list: dict(request.headers) would rescan the list once per key.
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+    async def proxy(self, scope: Scope, receive: Receive, send: Send, fmt: Format) -> None:
+        record: AccessRecord = scope["state"]["access"]
+        # From the raw list, once: a Headers object would rescan the list once per key.
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         principal: Principal | None = None
         grant: Grant | None = None
         try:
             principal = self._principal(headers, record)
-            raw = await read_body(request, self._max_body)
+            raw = await read_body(receive, headers.get("content-length"), self._max_body)
             req = parse_request(fmt, raw, headers, record.request_id)
             record.model, record.stream = req.model, req.stream
             routes = self._pool.table.get(req.model)
@@ -84,27 +107,42 @@ class Endpoints:
             grant = await self._limits.admit(principal, req.request_id, cost)
             answer = await self._forwarder.forward(req, record)
         except RouterError as exc:
-            return await self._error(fmt, exc, principal, grant, record)
-        except ClientDisconnect:
+            await self._error(send, fmt, exc, principal, grant, record)
+            return
+        except ClientGone:
             if grant is not None:
                 await self._metering.nothing(grant, 499, record)
-            return Response(status_code=499)
+            await send_whole(send, 499, [], b"", None)
+            return
         except Exception:
             log.exception("internal_error")
-            return await self._error(fmt, InternalError("internal error; see the router log"), principal, grant, record)
+            await self._error(send, fmt, InternalError("internal error; see the router log"), principal, grant, record)
+            return
         # How many attempts it took: a client (or the demo) can see failover happen.
-        routed = {"x-router-provider": answer.provider, "x-router-attempts": str(len(record.attempts) + 1)}
+        out = [
+            (b"x-router-provider", answer.provider.encode("latin-1")),
+            (b"x-router-attempts", b"%d" % (len(record.attempts) + 1)),
+        ]
         if isinstance(answer, FullAnswer):
             remaining = await self._metering.whole(grant, answer, record)
-            out = {**routed, **answer.headers, **limit_headers(remaining, grant.window_end)}
-            return Response(answer.body, answer.status, headers=out, media_type=answer.content_type)
+            out += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
+            raw_limit_headers(remaining, grant.window_end, out)
+            await send_whole(send, answer.status, out, answer.body, answer.content_type.encode("latin-1"))
+            return
         # A stream's cost is not known when its headers leave: what was left before it.
-        out = {**routed, **SSE_HEADERS, **limit_headers(grant.remaining_usd, grant.window_end)}
-        return SSEResponse(self._metering.stream(grant, answer, record), headers=out)
+        out += SSE_HEADERS
+        raw_limit_headers(grant.remaining_usd, grant.window_end, out)
+        stream = answer
+
+        async def settle() -> object:
+            return await self._metering.stream_end(grant, stream, record)
+
+        await send_sse(send, receive, out, answer.body, settle)
 
     async def _error(
-        self, fmt: Format, exc: RouterError, principal: Principal | None, grant: Grant | None, record: AccessRecord
-    ) -> Response:
+        self, send: Send, fmt: Format, exc: RouterError, principal: Principal | None, grant: Grant | None,
+        record: AccessRecord,
+    ) -> None:  # fmt: skip
         if exc.status >= 500:
             log.warning("request_failed", code=exc.code, message=exc.message)
         headers: dict[str, str] = {}
@@ -113,7 +151,7 @@ class Endpoints:
             headers = limit_headers(remaining, grant.window_end)
         elif principal is not None:
             headers = limit_headers(*await self._limits.status(principal))
-        return error_response(fmt, exc, headers)
+        await send_error(send, fmt, exc, headers)
 
     async def models(self, request: Request) -> Response:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}

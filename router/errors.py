@@ -20,7 +20,7 @@ where it came from (client, upstream or router) and whether another route may be
     ├── LimitsUnavailable              503: the shared state store is unreachable (fail_closed)
     └── InternalError                  500: a bug; the message never carries a traceback
 
-Foreign exceptions (aiohttp, yaml, redis) are translated to these at the edge where they occur.
+Foreign exceptions (the HTTP transport's, yaml, redis) are translated to these at the edge where they occur.
 """
 
 from __future__ import annotations

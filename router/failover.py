@@ -122,6 +122,8 @@ class Forwarder:
         raise NoRouteAvailable(self._no_route_message(req.model, record), self._pool.cooldown_end(model))
 
     def _choose(self, states: list[RouteState], fmt: Format) -> RouteState:
+        if len(states) == 1:
+            return states[0]  # what choose() answers for one candidate, without building it
         # A breaker ready for its half-open trial counts as unmeasured: the trial is its
         # measurement, and its stale (timed-out) latency must not starve it.
         cands = [

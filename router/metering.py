@@ -5,10 +5,6 @@ stream cut short, estimated from what it delivered."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import anyio
-
 from router.accounting import Usage, cost_usd, usage_fields
 from router.clock import Clock
 from router.config import Price
@@ -32,19 +28,11 @@ class Metering:
         """Release the reservation of a request that got no answer (an error)."""
         return await self._settle(grant, record.model, None, status, record)
 
-    def stream(self, grant: Grant, answer: StreamAnswer, record: AccessRecord) -> AsyncIterator[bytes]:
-        return self._metered(grant, answer, record)
-
-    async def _metered(self, grant: Grant, answer: StreamAnswer, record: AccessRecord) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in answer.body:
-                yield chunk
-        finally:
-            # The relay's own cleanup first (it frees the route), then the bill: shielded, so a
-            # client that disconnected is billed for what it was sent.
-            with anyio.CancelScope(shield=True):
-                await answer.body.aclose()  # type: ignore[attr-defined]
-                await self._settle(grant, answer.model, answer.meter.usage(), 200, record)
+    async def stream_end(self, grant: Grant, answer: StreamAnswer, record: AccessRecord) -> float | None:
+        """Settle a stream once it has ended, however it ended, with the usage it reported or
+        the estimate of what it delivered. The caller closes `answer.body` first (that frees
+        the route) and shields both from cancellation."""
+        return await self._settle(grant, answer.model, answer.meter.usage(), 200, record)
 
     async def _settle(
         self, grant: Grant, model: str | None, usage: Usage | None, status: int, record: AccessRecord

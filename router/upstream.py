@@ -1,22 +1,22 @@
-"""One attempt's I/O against one provider, over that provider's pooled aiohttp session.
+"""One attempt's I/O against one provider, over that provider's pool of keep-alive connections.
 
-This is the only module that talks to upstreams on the data path, and the only place where
-aiohttp's exceptions exist: they are mapped to `router.errors` here (as httpx maps httpcore's).
-aiohttp rather than httpx: on this machine its pool measured 10-30x faster for pass-through.
+This is the only module that talks to upstreams on the data path, and the only place where the
+transport's exceptions are seen: they are mapped to `router.errors` here (as httpx maps
+httpcore's). The transport is `http1.py`, not httpx (whose pool measured 10-30x slower than
+aiohttp's for pass-through on this machine) nor aiohttp (whose request machinery measured about
+a quarter of the router's CPU per request; see http1.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 
-import aiohttp
-
+from router import http1
 from router.config import Format, ProviderConfig
 from router.errors import UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
 
 # RFC 9110 7.6.1 hop-by-hop headers, plus what the router replaces (credentials, framing,
-# encoding: aiohttp decompresses, so the client must not see the upstream's encoding).
+# encoding: the transport decompresses, so the client must not see the upstream's encoding).
 _DROP_REQUEST_HEADERS = frozenset(
     {
         "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
@@ -39,34 +39,31 @@ class UpstreamResponse:
 
     __slots__ = ("status", "_resp")
 
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+    def __init__(self, resp: http1.Response) -> None:
         self.status = resp.status
         self._resp = resp
 
     def header(self, name: str) -> str | None:
-        return self._resp.headers.get(name)
+        return self._resp.header(name)
 
     def headers(self) -> dict[str, str]:
-        return {k.lower(): v for k, v in self._resp.headers.items()}
+        return {k.lower(): v for k, v in self._resp.headers}
 
     async def read_all(self) -> bytes:
         try:
-            return await self._resp.read()
-        except (aiohttp.ClientError, OSError) as exc:
+            return await self._resp.read_all()
+        except (http1.TransportError, OSError) as exc:
             raise _map(exc, "reading the answer") from None
 
     async def read(self) -> bytes:
         """The next bytes of the body as they arrive; b"" at its end."""
         try:
-            return await self._resp.content.readany()
-        except (aiohttp.ClientError, OSError) as exc:
+            return await self._resp.read()
+        except (http1.TransportError, OSError) as exc:
             raise _map(exc, "reading the stream") from None
 
     def close(self) -> None:
-        if self._resp.content.at_eof():
-            self._resp.release()
-        else:
-            self._resp.close()
+        self._resp.close()
 
 
 class ProviderClient:
@@ -74,33 +71,19 @@ class ProviderClient:
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: http1.Pool | None = None
 
     async def start(self) -> None:
         cfg = self.config
-        connector = aiohttp.TCPConnector(
-            limit=cfg.pool.max_connections,
-            keepalive_timeout=cfg.pool.keepalive_s,
-            ttl_dns_cache=300,
-        )
         # Only connect is bounded here; first-token, idle and total are the router's own
-        # deadlines (anyio scopes in failover/relay), since aiohttp's read timeout cannot
-        # tell "thinking before the first token" from "stalled mid-stream".
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=cfg.timeouts.connect_s)
-        # No cookie jar: upstream cookies mean nothing to a gateway, and filtering them costs
-        # time on every request.
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=timeout,
-            raise_for_status=False,
-            trust_env=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        # deadlines (anyio scopes in failover/relay), which tell "thinking before the first
+        # token" from "stalled mid-stream".
+        self._pool = http1.Pool(cfg.base_url, cfg.pool.max_connections, cfg.pool.keepalive_s, cfg.timeouts.connect_s)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     def request_headers(
         self, client_headers: Mapping[str, str], fmt: Format, request_id: str
@@ -123,30 +106,24 @@ class ProviderClient:
 
     async def send(self, fmt: Format, body: bytes, headers: dict[str, str]) -> UpstreamResponse:
         """POST to the format's path; returns once the status line and headers have arrived."""
-        if self._session is None:
+        if self._pool is None:
             raise UpstreamConnectError(f"provider {self.config.name} is not started")
-        url = self.config.base_url + PATHS[fmt]
         try:
-            resp = await self._session.post(url, data=body, headers=headers, allow_redirects=False)
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            resp = await http1.post(self._pool, PATHS[fmt], headers, body)
+        except (http1.TransportError, OSError) as exc:
             raise _map(exc, "connecting") from None
         return UpstreamResponse(resp)
 
 
 def _map(exc: BaseException, during: str) -> UpstreamError:
-    """aiohttp's exceptions, in the router's terms."""
-    # Order matters: ServerTimeoutError is itself an asyncio.TimeoutError.
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+    """The transport's exceptions, in the router's terms."""
+    if isinstance(exc, http1.ConnectTimeout):
         return UpstreamTimeout(f"connect timeout while {during}", phase="connect")
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return UpstreamTimeout(f"read timeout while {during}", phase="idle")
-    if isinstance(exc, asyncio.TimeoutError):
-        return UpstreamTimeout(f"connect timeout while {during}", phase="connect")
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, http1.ConnectFailed):
         return UpstreamConnectError(f"cannot connect: {exc.os_error.strerror or exc}")
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
+    if isinstance(exc, http1.Disconnected):
         return UpstreamReset(f"upstream closed the connection while {during}")
-    if isinstance(exc, aiohttp.ClientPayloadError):
+    if isinstance(exc, http1.PayloadError):
         return UpstreamReset(f"upstream connection broke while {during}")
     return UpstreamConnectError(f"upstream connection error while {during}: {type(exc).__name__}")
 

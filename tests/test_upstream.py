@@ -1,16 +1,15 @@
-"""Tests for router.upstream: the headers sent upstream and to probes, the mapping of aiohttp's
-exceptions to router errors, and UpstreamResponse's read/close over a stand-in aiohttp response."""
+"""Tests for router.upstream: the headers sent upstream and to probes, the mapping of the
+transport's (router.http1) exceptions to router errors, and UpstreamResponse's read/close over a
+stand-in transport response."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
-from types import SimpleNamespace
 from typing import Any
 
-import aiohttp
 import pytest
 
+from router import http1
 from router.config import ProviderConfig
 from router.errors import UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
 from router.upstream import PATHS, ProviderClient, UpstreamResponse, _map, probe_headers
@@ -149,35 +148,24 @@ def test_paths_per_format() -> None:
 
 # --- exception mapping --------------------------------------------------------------------------
 
-_CONN_KEY = SimpleNamespace(host="p.invalid", port=443, ssl=True)
-
 
 def test_map_connect_timeout() -> None:
-    """aiohttp's connect timeout (and a bare asyncio timeout) are connect-phase timeouts."""
-    for exc in (aiohttp.ConnectionTimeoutError("x"), asyncio.TimeoutError()):
-        err = _map(exc, "connecting")
-        assert isinstance(err, UpstreamTimeout) and err.phase == "connect"
-        assert err.message == "connect timeout while connecting"
+    """The transport's connect timeout is a connect-phase timeout."""
+    err = _map(http1.ConnectTimeout("x"), "connecting")
+    assert isinstance(err, UpstreamTimeout) and err.phase == "connect"
+    assert err.message == "connect timeout while connecting"
 
 
-def test_map_read_timeout_is_idle() -> None:
-    """A socket read timeout is an idle-phase timeout, not a connect one."""
-    err = _map(aiohttp.SocketTimeoutError("x"), "reading the stream")
-    assert isinstance(err, UpstreamTimeout) and err.phase == "idle"
-
-
-def test_map_connector_error_names_the_os_error() -> None:
+def test_map_connect_failure_names_the_os_error() -> None:
     """A refused connection reports the OS reason."""
-    exc = aiohttp.ClientConnectorError(_CONN_KEY, ConnectionRefusedError(111, "Connection refused"))  # type: ignore[arg-type]
-    err = _map(exc, "connecting")
+    err = _map(http1.ConnectFailed(ConnectionRefusedError(111, "Connection refused"), "p.invalid:443"), "connecting")
     assert type(err) is UpstreamConnectError
     assert err.message == "cannot connect: Connection refused"
 
 
-def test_map_connector_error_without_strerror() -> None:
+def test_map_connect_failure_without_strerror() -> None:
     """An OS error with no strerror still gives a readable message."""
-    exc = aiohttp.ClientConnectorError(_CONN_KEY, OSError("no route"))  # type: ignore[arg-type]
-    err = _map(exc, "connecting")
+    err = _map(http1.ConnectFailed(OSError("no route"), "p.invalid:443"), "connecting")
     assert type(err) is UpstreamConnectError and err.message.startswith("cannot connect: ")
     assert "p.invalid" in err.message
 
@@ -185,9 +173,9 @@ def test_map_connector_error_without_strerror() -> None:
 @pytest.mark.parametrize(
     ("exc", "kind", "message"),
     [
-        (aiohttp.ServerDisconnectedError(), UpstreamReset, "upstream closed the connection while reading the stream"),
-        (aiohttp.ClientPayloadError("bad chunk"), UpstreamReset, "upstream connection broke while reading the stream"),
-        (aiohttp.ClientOSError(104, "reset"), UpstreamConnectError, "upstream connection error while reading the stream: ClientOSError"),
+        (http1.Disconnected("x"), UpstreamReset, "upstream closed the connection while reading the stream"),
+        (http1.PayloadError("bad chunk"), UpstreamReset, "upstream connection broke while reading the stream"),
+        (http1.ProtocolError("bad"), UpstreamConnectError, "upstream connection error while reading the stream: ProtocolError"),
         (ConnectionResetError(104, "reset"), UpstreamConnectError, "upstream connection error while reading the stream: ConnectionResetError"),
     ],
 )
@@ -198,41 +186,32 @@ def test_map_connection_errors(exc: BaseException, kind: type[UpstreamError], me
     assert err.retryable and err.source == "upstream"
 
 
-# --- UpstreamResponse over a stand-in aiohttp response ------------------------------------------
+# --- UpstreamResponse over a stand-in transport response ----------------------------------------
 
 
-class _Content:
-    def __init__(self, chunks: list[bytes | BaseException], eof: bool = False) -> None:
-        self._chunks = chunks
-        self.eof = eof
+class _Resp:
+    """Just what UpstreamResponse uses of http1.Response."""
 
-    async def readany(self) -> bytes:
+    def __init__(self, chunks: list[bytes | BaseException] | None = None, body: bytes | BaseException = b"{}") -> None:
+        self.status = 201
+        self.headers = [("Content-Type", "application/json"), ("Retry-After", "3")]
+        self._chunks = chunks or []
+        self._body = body
+        self.calls: list[str] = []
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    async def read(self) -> bytes:
         item = self._chunks.pop(0) if self._chunks else b""
         if isinstance(item, BaseException):
             raise item
         return item
 
-    def at_eof(self) -> bool:
-        return self.eof
-
-
-class _Resp:
-    """Just what UpstreamResponse uses of aiohttp.ClientResponse."""
-
-    def __init__(self, chunks: list[bytes | BaseException] | None = None, body: bytes | BaseException = b"{}") -> None:
-        self.status = 201
-        self.headers = {"Content-Type": "application/json", "Retry-After": "3"}
-        self.content = _Content(chunks or [])
-        self._body = body
-        self.calls: list[str] = []
-
-    async def read(self) -> bytes:
+    async def read_all(self) -> bytes:
         if isinstance(self._body, BaseException):
             raise self._body
         return self._body
-
-    def release(self) -> None:
-        self.calls.append("release")
 
     def close(self) -> None:
         self.calls.append("close")
@@ -259,8 +238,8 @@ async def test_read_yields_chunks_then_empty() -> None:
 
 @pytest.mark.anyio
 async def test_read_maps_transport_errors() -> None:
-    """A reset mid-stream surfaces as UpstreamConnectError, not an aiohttp exception."""
-    up = _wrap(_Resp([b"a", aiohttp.ClientPayloadError("cut")]))
+    """A reset mid-stream surfaces as UpstreamReset, not a transport exception."""
+    up = _wrap(_Resp([b"a", http1.PayloadError("cut")]))
     await up.read()
     with pytest.raises(UpstreamReset, match="broke while reading the stream"):
         await up.read()
@@ -268,20 +247,17 @@ async def test_read_maps_transport_errors() -> None:
 
 @pytest.mark.anyio
 async def test_read_all_maps_transport_errors() -> None:
-    """read_all() of a body whose connection drops raises UpstreamConnectError."""
+    """read_all() of a body whose connection drops raises UpstreamReset."""
     with pytest.raises(UpstreamReset, match="closed the connection while reading the answer"):
-        await _wrap(_Resp(body=aiohttp.ServerDisconnectedError())).read_all()
+        await _wrap(_Resp(body=http1.Disconnected("gone"))).read_all()
     assert await _wrap(_Resp(body=b'{"ok":1}')).read_all() == b'{"ok":1}'
 
 
-def test_close_releases_a_finished_body_and_discards_a_half_read_one() -> None:
-    """close(): a body read to its end returns the connection to the pool; otherwise it is dropped."""
-    done = _Resp()
-    done.content.eof = True
-    _wrap(done).close()
-    half = _Resp([b"more"])
-    _wrap(half).close()
-    assert done.calls == ["release"] and half.calls == ["close"]
+def test_close_hands_the_connection_back_to_the_transport() -> None:
+    """close() is the transport response's close (which reuses a finished connection, see test_http1)."""
+    resp = _Resp()
+    _wrap(resp).close()
+    assert resp.calls == ["close"]
 
 
 # --- ProviderClient lifecycle -------------------------------------------------------------------

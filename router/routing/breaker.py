@@ -23,6 +23,11 @@ class BreakerState(str, enum.Enum):
     HALF_OPEN = "half-open"  # a few trial requests decide between closed and open
 
 
+# pybreaker's state name -> ours: a dict lookup, where BreakerState(name) costs an Enum call on
+# every admit and record.
+_BY_NAME = {s.value: s for s in BreakerState}
+
+
 class AttemptResult(enum.Enum):
     """What one admitted attempt says about the upstream."""
 
@@ -112,7 +117,7 @@ class Breaker:
     @property
     def state(self) -> BreakerState:
         """The real state; OPEN stays OPEN after the reset timeout until `admit` moves it."""
-        return BreakerState(self._cb.current_state)
+        return _BY_NAME[self._cb.current_state]
 
     @property
     def fail_counter(self) -> int:
@@ -160,6 +165,10 @@ class Breaker:
             # make pybreaker consult the wall clock to decide on half-opening.
             return
         if state is BreakerState.HALF_OPEN and not current_trial:
+            return
+        if state is BreakerState.CLOSED and result is AttemptResult.SUCCESS and self._cb.fail_counter == 0:
+            # All pybreaker would do is reset a counter that is already zero (under a lock, on
+            # every request): skip it.
             return
         try:
             self._cb.call(_succeed if result is AttemptResult.SUCCESS else _fail)

@@ -6,6 +6,7 @@ coroutine step at a time. Rules are numbered in `router/state/base.py`.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -53,6 +54,9 @@ class MemoryBackend:
         self._windows: dict[str, _Window] = {}
         self._rpm: dict[str, deque[float]] = {}
         self._leases: dict[str, dict[str, float]] = {}  # key_id -> lease name -> expiry
+        # key_id -> no lease of the key expires before this: the expiry scan (a walk over every
+        # lease in flight) runs only once something may have expired, not on every admission.
+        self._lease_floor: dict[str, float] = {}
 
     async def admit(
         self, key_id: str, spec: LimitSpec, reserve_usd: float, request_id: str, now: float
@@ -63,8 +67,10 @@ class MemoryBackend:
         while log and log[0] <= now - RPM_WINDOW_S:
             log.popleft()
         leases = self._leases.setdefault(key_id, {})
-        for member in [m for m, expiry in leases.items() if expiry <= now]:
-            del leases[member]
+        if now >= self._lease_floor.get(key_id, math.inf):
+            for member in [m for m, expiry in leases.items() if expiry <= now]:
+                del leases[member]
+            self._lease_floor[key_id] = min(leases.values(), default=math.inf)
         # The admission that must leave the last minute before one more fits (None with rpm 0).
         pivot = log[len(log) - spec.rpm] if spec.rpm and len(log) >= spec.rpm else None
         used = window.spent + window.reserved if window is not None else 0
@@ -78,7 +84,9 @@ class MemoryBackend:
         if spec.rpm is not None:
             log.append(now)
         if spec.max_concurrent is not None:
-            leases[lease_member(leases, request_id)] = now + spec.lease_s
+            expiry = leases[lease_member(leases, request_id)] = now + spec.lease_s
+            if expiry < self._lease_floor.get(key_id, math.inf):
+                self._lease_floor[key_id] = expiry
         return answer
 
     async def settle(
@@ -120,6 +128,7 @@ class MemoryBackend:
         self._windows.clear()
         self._rpm.clear()
         self._leases.clear()
+        self._lease_floor.clear()
 
     def _open_window(self, key_id: str, spec: LimitSpec, now: float) -> _Window | None:
         """The key's open window, or None (an expired one is left for the next admission to replace)."""
