@@ -47,6 +47,13 @@ class ServerConfig:
     port: int = 8080
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     allow_anonymous: bool = False  # serve requests without an API key (private deployments only)
+    # Bearer tokens of the operator endpoints, stored like client keys ("sha256:" + hex); None: open.
+    metrics_token: str | None = None  # GET /metrics (Prometheus scrapes it)
+    admin_token: str | None = None  # GET /status.json (the status page's data)
+    # SIGTERM: readiness turns 503 at once; new requests are served for drain_grace_s (the gateway
+    # notices), then in-flight requests and streams get up to drain_timeout_s to finish.
+    drain_grace_s: float = 5.0
+    drain_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,7 @@ def parse_document(data: object, source: str = "<memory>", env: Mapping[str, str
     top.done(None)
     _cross_check(providers, models, problems)
     _check_access(models, plans, keys, problems)
+    _check_tokens(server, keys, problems)
     if not keys and top.data.get("keys") in (None, []) and not server.allow_anonymous:
         problems.append(f"keys: {_NO_KEYS}")
     # A missing variable is the cause: drop the follow-on complaint about the value it left behind.
@@ -91,6 +92,10 @@ def _server(r: Reader) -> ServerConfig:
         port=r.integer("port", d.port, ge=0, le=65535),
         max_body_bytes=r.integer("max_body_bytes", d.max_body_bytes, ge=1024),
         allow_anonymous=r.flag("allow_anonymous", d.allow_anonymous),
+        metrics_token=_hash(r, "metrics_token", required=False) or None,
+        admin_token=_hash(r, "admin_token", required=False) or None,
+        drain_grace_s=r.number("drain_grace_s", d.drain_grace_s, ge=0),
+        drain_timeout_s=r.number("drain_timeout_s", d.drain_timeout_s, ge=0),
     ))  # fmt: skip
 
 
@@ -245,15 +250,22 @@ def _plan(r: Reader) -> PlanConfig:
     return r.done(PlanConfig(name, tuple(globs), budget, rpm, r.integer("max_concurrent", None, ge=1)))
 
 
-def _key(r: Reader) -> KeyConfig:
-    key_id = r.name("id")
-    digest = r.string("hash", "", required=True)  # never echoed: it may be a key pasted by mistake
+def _hash(r: Reader, key: str, required: bool) -> str:
+    """A secret's config form, 'sha256:' + 64 lowercase hex digits; "" when absent or invalid."""
+    digest = r.string(key, "", required=required)  # never echoed: it may be a secret pasted by mistake
     if digest and not _HASH.fullmatch(digest):
         if _HASH.fullmatch(digest.lower()):
-            r.fail("hash", "must be in lowercase hex (the same hash, lowercased)")
+            r.fail(key, "must be in lowercase hex (the same hash, lowercased)")
         else:
-            r.fail("hash", f"must be 'sha256:' followed by 64 lowercase hex digits, as `router keys new` prints "
-                           f"(got {len(digest)} characters; the key itself never goes in the config)")  # fmt: skip
+            r.fail(key, f"must be 'sha256:' followed by 64 lowercase hex digits, as `router keys new` prints "
+                        f"(got {len(digest)} characters; the key itself never goes in the config)")  # fmt: skip
+        return ""
+    return digest
+
+
+def _key(r: Reader) -> KeyConfig:
+    key_id = r.name("id")
+    digest = _hash(r, "hash", required=True)
     return r.done(KeyConfig(key_id, digest, r.string("plan", "", required=True)))
 
 
@@ -356,3 +368,15 @@ def _check_access(
     for i, k in enumerate(keys):
         if k.plan and k.plan not in plan_names:
             problems.append(f"keys[{i}].plan: unknown plan {k.plan!r}")
+
+
+def _check_tokens(server: ServerConfig, keys: tuple[KeyConfig, ...], problems: list[str]) -> None:
+    """An operator token must be a secret of its own: one shared with a client key (or with the
+    other token) would let that client read what the token guards."""
+    digests = [k.hash for k in keys]
+    tokens = (("metrics_token", server.metrics_token), ("admin_token", server.admin_token))
+    for name, digest in tokens:
+        if digest is not None and digest in digests:
+            problems.append(f"server.{name}: same hash as keys[{digests.index(digest)}]; use a token of its own")
+    if server.metrics_token is not None and server.metrics_token == server.admin_token:
+        problems.append("server.admin_token: same hash as server.metrics_token; use a token of its own")

@@ -556,6 +556,46 @@ def test_key_hash_format() -> None:
     assert not any("s3cr3t" in p or H1[7:20] in p for p in found)
 
 
+def test_operator_tokens() -> None:
+    """server.metrics_token and server.admin_token are optional hashes in the keys' form."""
+    assert (ServerConfig().metrics_token, ServerConfig().admin_token) == (None, None)
+    cfg = parse_config(minimal(server={"allow_anonymous": True, "metrics_token": H1, "admin_token": H2}), env={})
+    assert (cfg.server.metrics_token, cfg.server.admin_token) == (H1, H2)
+    cfg = parse_config(minimal(server={"allow_anonymous": True, "metrics_token": None}), env={})
+    assert cfg.server.metrics_token is None
+    doc = minimal(server={"allow_anonymous": True, "admin_token": "${ADMIN_HASH}"})
+    cfg = parse_config(doc, env={"ADMIN_HASH": H2})
+    assert cfg.server.admin_token == H2
+
+
+def test_operator_token_format() -> None:
+    """The same checks and messages as a key's hash; the value is never echoed."""
+    secret = "metrics-" + "s3cr3t" * 5
+    found = problems(minimal(server={"allow_anonymous": True, "metrics_token": secret, "admin_token": H1.upper()}))
+    assert found == [
+        "server.metrics_token: must be 'sha256:' followed by 64 lowercase hex digits, as `router keys new` prints "
+        "(got 38 characters; the key itself never goes in the config)",
+        "server.admin_token: must be in lowercase hex (the same hash, lowercased)",
+    ]
+    assert not any("s3cr3t" in p or H1[7:20] in p or H1[7:20].upper() in p for p in found)
+    assert problems(minimal(server={"allow_anonymous": True, "admin_token": 42})) == [
+        "server.admin_token: expected a string, got 42"
+    ]
+
+
+def test_operator_tokens_are_secrets_of_their_own() -> None:
+    """A token equal to a client key's hash would let that client in; so would one token for both."""
+    found = problems(with_access(server={"metrics_token": H2, "admin_token": H1}))
+    assert found == [
+        "server.metrics_token: same hash as keys[1]; use a token of its own",
+        "server.admin_token: same hash as keys[0]; use a token of its own",
+    ]
+    h3 = "sha256:" + hashlib.sha256(b"operator").hexdigest()
+    assert problems(with_access(server={"metrics_token": h3, "admin_token": h3})) == [
+        "server.admin_token: same hash as server.metrics_token; use a token of its own"
+    ]
+
+
 def test_key_plan_must_exist() -> None:
     """A key naming no configured plan is reported at keys[i].plan."""
     doc = with_access()
