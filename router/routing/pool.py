@@ -96,17 +96,40 @@ class Pool:
 
     def __init__(self, table: RoutingTable, clock: Clock, half_life_s: float) -> None:
         self.table = table
+        self._clock = clock
+        self._half_life_s = half_life_s
         self.providers: dict[str, ProviderState] = {}
         self.routes: dict[str, RouteState] = {}
+        self._build(table, {}, {})
+
+    def _build(self, table: RoutingTable, old_providers: dict[str, ProviderState],
+               old_routes: dict[str, RouteState]) -> None:
+        providers: dict[str, ProviderState] = {}
+        routes: dict[str, RouteState] = {}
         for route in table.routes():
             p = route.provider
-            ps = self.providers.get(p.name)
+            ps = providers.get(p.name) or old_providers.get(p.name)
             if ps is None:
                 ps = ProviderState(
                     p.name, HealthState(p.health.unhealthy_after, p.health.healthy_after), p.health.enabled
                 )
-                self.providers[p.name] = ps
-            self.routes[route.key] = RouteState(route, ps, clock, half_life_s)
+            ps.probe_enabled = p.health.enabled
+            providers[p.name] = ps
+            state = old_routes.get(route.key)
+            if state is not None and state.provider is ps and state.route.provider.breaker == p.breaker:
+                state.route = route  # weight and translation options may have changed; the signals stay
+            else:
+                state = RouteState(route, ps, self._clock, self._half_life_s)
+            routes[route.key] = state
+        self.table, self.providers, self.routes = table, providers, routes
+
+    def reconfigure(self, table: RoutingTable) -> list[str]:
+        """Swap in a new table, keeping the live state (EWMA, breaker, cooldown, in-flight,
+        health) of every route and provider that still exists. Returns the new providers' names.
+        Requests in flight hold the old table's objects and finish on them."""
+        before = set(self.providers)
+        self._build(table, self.providers, self.routes)
+        return [name for name in self.providers if name not in before]
 
     def select(
         self, model: ModelRoutes, fmt: Format, exclude: set[str], max_wait_s: float
@@ -123,7 +146,9 @@ class Pool:
             for route in tier:
                 if route.key in exclude or route.upstream_format(fmt) is None:
                     continue
-                state = self.routes[route.key]
+                state = self.routes.get(route.key)
+                if state is None:
+                    continue  # removed by a reload while this request was in flight
                 if state.available():
                     ready.append(state)
                 elif state.cooldown.active() and state.provider.health.healthy and state.breaker.available():
@@ -138,12 +163,8 @@ class Pool:
 
     def cooldown_end(self, model: ModelRoutes) -> float | None:
         """Seconds until the first of the model's cooled-down routes is back, if any."""
-        ends = [
-            self.routes[r.key].cooldown.remaining()
-            for tier in model.tiers
-            for r in tier
-            if self.routes[r.key].cooldown.active()
-        ]
+        states = [self.routes.get(r.key) for tier in model.tiers for r in tier]
+        ends = [s.cooldown.remaining() for s in states if s is not None and s.cooldown.active()]
         return min(ends) if ends else None
 
     def acquire(self, state: RouteState) -> Lease | None:
@@ -151,7 +172,8 @@ class Pool:
         return None if ticket is None else Lease(state, ticket)
 
     def available_routes(self, model: ModelRoutes) -> int:
-        return sum(1 for tier in model.tiers for r in tier if self.routes[r.key].available())
+        states = [self.routes.get(r.key) for tier in model.tiers for r in tier]
+        return sum(1 for s in states if s is not None and s.available())
 
     def snapshot(self) -> dict[str, Any]:
         """The /health/ready body: provider health, each route's breaker, EWMA and load."""

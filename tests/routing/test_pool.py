@@ -278,3 +278,23 @@ def test_breaker_flips_are_logged_once_each() -> None:
     flips = [(e["log_level"], e["old"], e["new"]) for e in logs if e["event"] == "breaker_state_changed"]
     assert flips == [("warning", "closed", "open"), ("info", "open", "half-open"), ("info", "half-open", "closed")]
     assert all(e["route"] == "a/a-m" for e in logs)
+
+
+def test_reconfigure_keeps_live_state_of_routes_that_still_exist() -> None:
+    """A reload keeps EWMA, breaker, in-flight and health of surviving routes; new ones start
+    fresh; removed ones leave the pool, and an in-flight request on the old table skips them."""
+    pool, _, old_model = _pool(_config(routes=[("a", 0), ("b", 0)]))
+    a = pool.routes["a/a-m"]
+    a.ewma.observe(0.25)
+    lease = pool.acquire(a)
+    assert lease is not None
+    pool.providers["b"].health.record(False)
+    added = pool.reconfigure(RoutingTable(_config(routes=[("a", 0), ("c", 1)])))
+    assert added == ["c"]
+    assert pool.routes["a/a-m"] is a and a.inflight == 1 and a.ewma.value() == pytest.approx(0.25)
+    assert set(pool.routes) == {"a/a-m", "c/c-m"} and set(pool.providers) == {"a", "c"}
+    assert _keys(pool.select(old_model, "openai-chat", set(), 3.0).routes) == ["a/a-m"], "b is gone"
+    lease.finish(AttemptResult.SUCCESS)
+    assert a.inflight == 0
+    new_model = pool.table.get("m")
+    assert new_model is not None and [r.key for tier in new_model.tiers for r in tier] == ["a/a-m", "c/c-m"]
