@@ -38,6 +38,13 @@ from router.routing.table import RoutingTable
 from router.state import make_backend
 from router.state.base import StateBackend
 from router.upstream import ProviderClient, probe_headers
+from router.drain import PROCESS_DRAIN, Drain
+from router.metrics import Metrics
+from router.reload import register as register_reload
+from router.reload import watch as watch_config
+from router.runtime import Runtime, _plan_of, _prices
+from router.serve import install_signal_handlers
+from router.status import StatusBoard
 
 ProbeFactory = Callable[[ProviderConfig, httpx.AsyncClient], Probe]
 
@@ -58,12 +65,16 @@ def http_probe(cfg: ProviderConfig, client: httpx.AsyncClient) -> Probe:
 
 
 class Readiness:
-    """Ready once every probed provider has had its first probe and one provider is healthy."""
+    """Ready once every probed provider has had its first probe and one provider is healthy;
+    never while draining (SIGTERM), so the gateway in front stops sending at once."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, drain: Drain | None = None) -> None:
         self._pool = pool
+        self._drain = drain
 
     def __call__(self) -> bool:
+        if self._drain is not None and self._drain.draining:
+            return False
         states = self._pool.providers.values()
         first_round = all(p.health.probed for p in states if p.probe_enabled)
         return first_round and any(p.health.healthy for p in states)
@@ -85,21 +96,29 @@ def create_app(
     rng: random.Random | None = None,
     probe_factory: ProbeFactory = http_probe,
     backend: StateBackend | None = None,
+    drain: Drain | None = None,
+    config_path: str | None = None,
+    handle_signals: bool = False,
 ) -> Starlette:
+    """`config_path`: the file a reload re-reads; `handle_signals`: SIGTERM drains and SIGHUP
+    reloads (`router serve`; never in tests that run servers in threads)."""
     clock = clock or SystemClock()
     if config.server.allow_anonymous:
         # Loud on purpose: an open router spends the operator's provider credit for anyone.
         structlog.get_logger("router.app").warning(
             "anonymous_access_on", keys=len(config.keys), note="requests without a key are served, unlimited"
         )
+    drain = drain or Drain()
     table = RoutingTable(config)
     pool = Pool(table, clock, config.routing.ewma_half_life_s)
     clients = {p.name: ProviderClient(p) for p in config.providers}
-    forwarder = Forwarder(pool, clients, config.routing, clock, rng)
     state = backend or make_backend(config.state)
     limits = Limits(config, state, clock)
+    metrics = Metrics.from_config(config, pool)
+    board = StatusBoard(pool, limits, config, clock)
+    forwarder = Forwarder(pool, clients, config.routing, clock, rng, metrics=metrics, board=board, drain=drain)
     ledger = Ledger(config.ledger.path if config.ledger.enabled else None)
-    metering = Metering(limits, ledger, {m.name: m.price for m in config.models}, clock)
+    metering = Metering(limits, ledger, _prices(config), clock, metrics, _plan_of(config))
     endpoints = Endpoints(
         forwarder,
         pool,
@@ -107,31 +126,49 @@ def create_app(
         limits,
         metering,
         config.accounting,
-        Readiness(pool),
+        Readiness(pool, drain),
         config.server.max_body_bytes,
         int(time.time()),
+        metrics,
     )
+    live = Runtime(config, clock, pool, clients, forwarder, endpoints, metering, metrics, board, state, probe_factory)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for c in clients.values():
             await c.start()
+        restore_signals = (
+            install_signal_handlers(drain, config.server.drain_grace_s, config.server.drain_timeout_s)
+            if handle_signals else (lambda: None)
+        )  # fmt: skip
+        unregister = register_reload(lambda: live.reload(config_path)) if config_path else (lambda: None)
         async with httpx.AsyncClient() as probe_client, anyio.create_task_group() as tg:
-            for p in config.providers:
-                if p.health.enabled and p.name in pool.providers:
-                    probe = probe_factory(p, probe_client)
-                    tg.start_soon(
-                        probe_loop, p.name, pool.providers[p.name].health, probe, p.health.interval_s, p.health.timeout_s
-                    )
+            live.start(tg, probe_client)
+            tg.start_soon(metrics.run_publisher)
+            if config_path and config.server.watch_config:
+                tg.start_soon(watch_config, config_path, lambda: live.reload(config_path))
             try:
                 yield
             finally:
+                unregister()
+                restore_signals()
                 tg.cancel_scope.cancel()
                 with anyio.CancelScope(shield=True):
-                    for c in clients.values():
-                        await c.aclose()
-                    await state.aclose()
+                    await live.aclose()
                     ledger.close()
+                    metrics.close()
+
+    async def metrics_endpoint(request: Request) -> Response:
+        status, headers, body = metrics.render(request.headers.get("authorization"), request.headers.get("accept"))
+        return Response(body, status, headers=headers)
+
+    async def status_json(request: Request) -> Response:
+        status, headers, body = await live.board.render_json(request.headers.get("authorization"))
+        return Response(body, status, headers=headers)
+
+    async def status_page(request: Request) -> Response:
+        status, headers, body = live.board.render_page()
+        return Response(body, status, headers=headers)
 
     routes = [
         Route("/v1/chat/completions", endpoints.chat_completions, methods=["POST"]),
@@ -140,6 +177,9 @@ def create_app(
         Route("/v1/models", endpoints.models, methods=["GET"]),
         Route("/health/live", endpoints.live, methods=["GET"]),
         Route("/health/ready", endpoints.ready, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/status", status_page, methods=["GET"]),
+        Route("/status.json", status_json, methods=["GET"]),
     ]
     hot = {"/v1/chat/completions": endpoints.chat_completions, "/v1/messages": endpoints.messages,
            "/v1/responses": endpoints.responses}  # fmt: skip
@@ -147,20 +187,23 @@ def create_app(
         hot=hot,
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(AccessMiddleware)],
+        middleware=[Middleware(AccessMiddleware, metrics=metrics)],
         exception_handlers={404: _http_error, 405: _http_error},
     )
     app.state.pool = pool
     app.state.config = config
     app.state.limits = limits
+    app.state.runtime = live
+    app.state.drain = drain
     return app
 
 
 def app_from_env() -> Starlette:
     """uvicorn factory for `router serve` (each worker process builds its own app)."""
-    config = load_config(os.environ["ROUTER_CONFIG"])
+    path = os.environ["ROUTER_CONFIG"]
+    config = load_config(path)
     configure(config.log.level, config.log.format)
-    app = create_app(config)
+    app = create_app(config, drain=PROCESS_DRAIN, config_path=path, handle_signals=True)
     # Everything built so far (modules, config, the app) lives as long as the process: moved out
     # of the collector's generations, full collections stop re-walking it (they measured tens of
     # ms each under load, a tail-latency spike).

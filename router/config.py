@@ -54,6 +54,7 @@ class ServerConfig:
     # notices), then in-flight requests and streams get up to drain_timeout_s to finish.
     drain_grace_s: float = 5.0
     drain_timeout_s: float = 60.0
+    watch_config: bool = False  # reload when the config file changes (besides SIGHUP)
 
 
 @dataclass(frozen=True, slots=True)

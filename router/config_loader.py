@@ -96,6 +96,7 @@ def _server(r: Reader) -> ServerConfig:
         admin_token=_hash(r, "admin_token", required=False) or None,
         drain_grace_s=r.number("drain_grace_s", d.drain_grace_s, ge=0),
         drain_timeout_s=r.number("drain_timeout_s", d.drain_timeout_s, ge=0),
+        watch_config=r.flag("watch_config", d.watch_config),
     ))  # fmt: skip
 
 

@@ -21,6 +21,7 @@ from router.errors import InternalError, RouterError, UnknownModel
 from router.failover import Forwarder
 from router.limits import Grant, Limits
 from router.metering import Metering
+from router.metrics import Metrics
 from router.parse import parse_request
 from router.responses import (
     SSE_HEADERS,
@@ -68,7 +69,9 @@ class Endpoints:
         ready: Callable[[], bool],
         max_body_bytes: int,
         created: int,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._forwarder = forwarder
         self._pool = pool
         self._auth = auth
@@ -145,6 +148,8 @@ class Endpoints:
     ) -> None:  # fmt: skip
         if exc.status >= 500:
             log.warning("request_failed", code=exc.code, message=exc.message)
+        elif exc.status in (402, 429) and self._metrics is not None and principal is not None:
+            self._metrics.refused(principal.plan.name if principal.plan else None, exc.status)
         headers: dict[str, str] = {}
         if grant is not None:
             remaining = await self._metering.nothing(grant, exc.status, record)

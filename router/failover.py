@@ -26,7 +26,10 @@ from router.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
+from router.drain import Drain
+from router.metrics import Metrics, outcome_of
 from router.relay import StreamRelay
+from router.status import StatusBoard
 from router.routing.breaker import AttemptResult, BreakerState
 from router.routing.choose import Candidate, choose
 from router.routing.pool import Lease, Pool, RouteState
@@ -52,7 +55,13 @@ class Forwarder:
         clock: Clock,
         rng: random.Random | None = None,
         sleep: Sleep = anyio.sleep,
+        metrics: Metrics | None = None,
+        board: StatusBoard | None = None,
+        drain: Drain | None = None,
     ) -> None:
+        self._metrics = metrics
+        self._board = board
+        self._drain = drain
         self._pool = pool
         self._clients = clients
         self._cfg = routing
@@ -93,9 +102,13 @@ class Forwarder:
             attempts += 1
             started = self._clock.monotonic()
             try:
-                return await self._attempt(req, bodies, model.model.name, state, lease, deadline, record)
+                answer = await self._attempt(req, bodies, model.model.name, state, lease, deadline, record)
+                self._served(state, "ok")
+                return answer
             except UpstreamError as exc:
                 verdict = classify(exc)
+                if self._metrics is not None:
+                    self._metrics.attempt(state.route.provider.name, outcome_of(exc))
                 if verdict.breaker_failure:
                     # A route that fails fast must not look fast (nor stay "unmeasured", which
                     # choose() would try first): a failure costs at least FAILURE_PENALTY_S.
@@ -103,6 +116,10 @@ class Forwarder:
                 lease.finish(AttemptResult.FAILURE if verdict.breaker_failure else AttemptResult.SUCCESS)
                 if verdict.action is not Action.CLIENT_ERROR:
                     record.attempts.append(f"{state.route.key}:{verdict.reason}")
+                    if self._metrics is not None:
+                        self._metrics.failover(verdict.reason)
+                    if self._board is not None:
+                        self._board.note_failover(model.model.name, state.route.key, verdict.reason)
                 if verdict.cooldown_s:
                     state.cooldown.start(verdict.cooldown_s)
                 if verdict.action is Action.CONTEXT_FALLBACK and not fell_back and model.model.context_fallback:
@@ -114,12 +131,22 @@ class Forwarder:
                 if verdict.action is not Action.FAILOVER:
                     assert isinstance(exc, UpstreamStatusError)
                     record.provider = state.route.provider.name
+                    if self._board is not None:
+                        self._board.note_served(state.route.key)
                     return _as_is(exc, state, model.model.name, req.fmt)
                 self._forget(state.route.key, verdict, exclude, failed_once)
-            except BaseException:
+            except BaseException as exc:
                 lease.finish(AttemptResult.NEUTRAL)  # client went away, or a bug: not the upstream's fault
+                if self._metrics is not None:
+                    self._metrics.attempt(state.route.provider.name, outcome_of(exc))
                 raise
         raise NoRouteAvailable(self._no_route_message(req.model, record), self._pool.cooldown_end(model))
+
+    def _served(self, state: RouteState, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.attempt(state.route.provider.name, outcome)
+        if self._board is not None:
+            self._board.note_served(state.route.key)
 
     def _choose(self, states: list[RouteState], fmt: Format) -> RouteState:
         if len(states) == 1:
@@ -195,7 +222,8 @@ class Forwarder:
                     return answer
                 meter = StreamMeter(fmt, estimate_input_tokens(len(payload)))
                 relay = StreamRelay(
-                    resp, fmt, t, attempt_deadline, self._clock, provider.name, meter, hide_usage, translator
+                    resp, fmt, t, attempt_deadline, self._clock, provider.name, meter, hide_usage, translator,
+                    self._drain,
                 )
                 await relay.prime()
                 committed = True

@@ -9,12 +9,18 @@ from router.accounting import Usage, cost_usd, usage_fields
 from router.clock import Clock
 from router.config import Price
 from router.ledger import Ledger
+from router.metrics import Metrics
 from router.limits import Grant, Limits
 from router.types import AccessRecord, FullAnswer, StreamAnswer
 
 
 class Metering:
-    def __init__(self, limits: Limits, ledger: Ledger, prices: dict[str, Price | None], clock: Clock) -> None:
+    def __init__(
+        self, limits: Limits, ledger: Ledger, prices: dict[str, Price | None], clock: Clock,
+        metrics: Metrics | None = None, plan_of: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        self._metrics = metrics
+        self._plan_of = plan_of or {}  # key id -> plan name, for the metrics' plan label
         self._limits = limits
         self._ledger = ledger
         self._prices = prices
@@ -54,4 +60,6 @@ class Metering:
             fields.update(usage_fields(usage))
         self._ledger.record(fields)
         record.cost_usd = cost
+        if self._metrics is not None:
+            self._metrics.usage(self._plan_of.get(grant.key_id), model, usage, cost)
         return remaining

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router.config import Format
 from router.envelopes import error_body
+from router.metrics import Metrics
 from router.types import AccessRecord
 
 log = structlog.get_logger("router.access")
@@ -29,8 +30,9 @@ def _request_id(scope: Scope) -> str:
 
 
 class AccessMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,10 +45,13 @@ class AccessMiddleware:
         structlog.contextvars.bind_contextvars(request_id=rid)
         header = (b"x-request-id", rid.encode())
 
+        first_byte: list[float] = []
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 record.status = message["status"]
                 message["headers"] = [*message.get("headers", ()), header]
+                first_byte.append(time.perf_counter())
             await send(message)
 
         start = time.perf_counter()
@@ -65,4 +70,8 @@ class AccessMiddleware:
             await send_with_id({"type": "http.response.body", "body": body})
         finally:
             if not scope["path"].startswith(_QUIET_PREFIX):
-                log.info("request", **record.fields(), total_ms=round((time.perf_counter() - start) * 1000, 1))
+                total = time.perf_counter() - start
+                log.info("request", **record.fields(), total_ms=round(total * 1000, 1))
+                if self._metrics is not None:
+                    ttfb = first_byte[0] - start if first_byte else None
+                    self._metrics.request(scope["path"], record.model, record.provider, record.status, total, ttfb)

@@ -23,6 +23,7 @@ from router.accounting import StreamMeter, is_usage_only_chunk
 from router.classify import EventKind, event_kind
 from router.clock import Clock
 from router.config import Format, Timeouts
+from router.drain import Drain
 from router.envelopes import stream_error
 from router.errors import UpstreamError, UpstreamProtocolError
 from router.routing.breaker import AttemptResult
@@ -60,7 +61,11 @@ class StreamRelay:
         meter: StreamMeter,
         hide_usage: bool = False,
         translator: StreamTranslator | None = None,
+        drain: Drain | None = None,
     ) -> None:
+        self._drain = drain
+        self._aborted: str | None = None  # why the router ended the stream itself (shutdown)
+        self._wait: anyio.CancelScope | None = None  # the current read's timeout scope
         self._resp = resp
         self._fmt = fmt
         self._timeouts = timeouts
@@ -113,6 +118,8 @@ class StreamRelay:
         """The client's bytes. Calls `finish(result, reason)` exactly once, at the end:
         SUCCESS for a complete stream, FAILURE for a truncated one, NEUTRAL if the client left."""
         result, reason = AttemptResult.NEUTRAL, "client_disconnected"
+        if self._drain is not None:
+            self._drain.register(self)
         try:
             out = self._held
             if self._pending:
@@ -124,6 +131,10 @@ class StreamRelay:
                 if failure is not None:
                     if self._complete:
                         break  # the answer was whole; what came after it does not matter
+                    if self._aborted is not None:  # not the upstream's fault
+                        result, reason = AttemptResult.NEUTRAL, "router_shutdown"
+                        yield self._error_tail(self._aborted)
+                        return
                     result, reason = AttemptResult.FAILURE, failure
                     yield self._error_tail(f"upstream {self._provider} failed mid-stream: {failure}")
                     return
@@ -153,8 +164,17 @@ class StreamRelay:
                 elif self._fmt == "openai-chat" and not self._done_sent:
                     yield _DONE
         finally:
+            if self._drain is not None:
+                self._drain.unregister(self)
             self._resp.close()
             finish(result, reason)
+
+    def abort(self, reason: str) -> None:
+        """End the stream now with an error event (the router is shutting down): wakes the
+        pending read; the body loop writes the tail."""
+        self._aborted = reason
+        if self._wait is not None:
+            self._wait.cancel()
 
     async def _next_chunk(self) -> tuple[bytes, str | None]:
         """The next chunk, or a failure reason: a stall past idle_s, the deadline, a reset."""
@@ -163,12 +183,19 @@ class StreamRelay:
         wait = min(self._timeouts.idle_s, left)
         if wait <= 0:
             return b"", "timeout_total"
+        if self._aborted is not None:
+            return b"", "router_shutdown"
         chunk = b""
         with anyio.move_on_after(wait) as scope:
+            self._wait = scope
             try:
                 chunk = await self._resp.read()
             except UpstreamError as exc:
                 return b"", exc.code
+            finally:
+                self._wait = None
+        if self._aborted is not None:
+            return b"", "router_shutdown"
         if scope.cancelled_caught:
             return b"", "timeout_idle" if wait < left else "timeout_total"
         return chunk, None

@@ -17,7 +17,7 @@ import structlog
 
 log = structlog.get_logger("router.reload")
 
-Reloader = Callable[[], Awaitable[None]]
+Reloader = Callable[[], Awaitable[object]]
 _reloaders: list[Reloader] = []
 _tasks: set[asyncio.Task[None]] = set()  # strong references until each reload has run
 

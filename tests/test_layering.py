@@ -67,6 +67,7 @@ LAYERS: dict[str, int] = {
     "router.app": 7,
     "router.cli": 7,
     "router.serve": 7,
+    "router.runtime": 7,
     "router.reload": 7,
     "router.__main__": 7,
     "router.threaded": 7,
@@ -95,7 +96,7 @@ CONFINED: dict[str, tuple[str, ...]] = {
         "router.fake_upstream",
     ),
     # app builds the health probe callable; demo drives traffic; the fake's admin client.
-    "httpx": ("router.app", "router.demo", "router.fake_upstream"),
+    "httpx": ("router.app", "router.runtime", "router.demo", "router.fake_upstream"),
     # The metrics module is the one place that knows the exposition library.
     "prometheus_client": ("router.metrics",),
     # Not in the brief, but the same idea: only the process and thread wiring runs a server.
