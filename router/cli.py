@@ -7,6 +7,7 @@ import datetime
 import os
 import secrets
 import signal
+import tempfile
 import sys
 import time
 
@@ -22,8 +23,6 @@ def _load(path: str) -> Config | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     config = _load(args.config)
     if config is None:
         return 2
@@ -36,29 +35,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     os.environ["ROUTER_CONFIG"] = os.path.abspath(args.config)
-    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal under the handler
-    # that was in place before it started; this one turns that into a clean exit 0.
+    # uvicorn shuts down gracefully, then re-raises the signal under the handler that was in
+    # place before it started; this one turns that into a clean exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
-    uvicorn.run(
-        "router.app:app_from_env",
-        factory=True,
-        host=args.host or config.server.host,
-        port=args.port if args.port is not None else config.server.port,
-        workers=args.workers,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,  # the router writes its own access line
-        proxy_headers=False,  # nothing reads the client address; skip the per-request rewrite
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    from router.serve import run
+
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    if args.workers > 1:
+        # Counters of all workers, summed at scrape time (prometheus-client's multiprocess mode).
+        with tempfile.TemporaryDirectory(prefix="router-metrics-") as metrics_dir:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+            run(config, host, port, args.workers)
+    else:
+        run(config, host, port, args.workers)
     return 0
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """SIGHUP to a running `router serve` (the parent of several workers passes it on)."""
+    try:
+        os.kill(args.pid, signal.SIGHUP)
+    except ProcessLookupError:
+        print(f"no process {args.pid}", file=sys.stderr)
+        return 1
+    except PermissionError:
+        print(f"not allowed to signal process {args.pid}", file=sys.stderr)
+        return 1
+    print(f"asked process {args.pid} to reload its config; its log says whether the new file was taken")
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -158,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=cmd_serve)
+    reload = sub.add_parser("reload", help="make a running router re-read its config (SIGHUP)")
+    reload.add_argument("--pid", type=int, required=True)
+    reload.set_defaults(func=cmd_reload)
     check = sub.add_parser("check", help="validate a config and print the routing table")
     check.add_argument("--config", required=True)
     check.set_defaults(func=cmd_check)

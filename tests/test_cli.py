@@ -36,7 +36,7 @@ def test_keys_new_prints_a_key_and_the_entry_holding_its_hash(capsys: pytest.Cap
 def _config_file(tmp_path: Path, ledger: Path, state: str = "{backend: memory}", port: int = 0) -> Path:
     path = tmp_path / "router.yaml"
     path.write_text(
-        f"server: {{host: 127.0.0.1, port: {port}}}\n"
+        f"server: {{host: 127.0.0.1, port: {port}, drain_grace_s: 0.2}}\n"
         f"state: {state}\n"
         f"ledger: {{path: '{ledger}'}}\n"
         "providers:\n  - {name: a, base_url: 'http://127.0.0.1:9', formats: [openai-chat], health: {enabled: false}}\n"

@@ -1,0 +1,169 @@
+"""Operating the router: `router serve` in a real subprocess stopped with SIGTERM (drain) and
+reloaded with SIGHUP, and /metrics after real traffic, parsed with prometheus-client's parser."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from router.auth import hash_key
+from tests.conftest import CHAT
+from tests.redis_server import free_port
+
+KEY = "toc-ops-" + "o" * 40
+AUTH = {"authorization": f"Bearer {KEY}"}
+
+
+def write_config(path: Path, fakes: Any, providers: list[str], ledger: Path, port: int, **server: Any) -> None:
+    server_yaml = ", ".join(f"{k}: {v}" for k, v in {"host": "127.0.0.1", "port": port, **server}.items())
+    lines = [f"server: {{{server_yaml}}}", f"ledger: {{path: '{ledger}'}}", "providers:"]
+    for name in providers:
+        lines.append(f"  - {{name: {name}, base_url: '{fakes[name].url}', formats: [openai-chat],"
+                     " health: {interval_s: 30, timeout_s: 1}}")  # fmt: skip
+    routes = ", ".join(f"{{provider: {n}, model: {n}-m}}" for n in providers)
+    lines += [
+        "models:", f"  - {{name: m, routes: [{routes}], price: {{input_per_mtok: 1, output_per_mtok: 2}}}}",
+        "plans:", "  - {name: pro, models: ['*']}",
+        "keys:", f"  - {{id: ops, hash: '{hash_key(KEY)}', plan: pro}}",
+    ]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+
+
+class Serve:
+    """`python -m router serve` on a free port; stderr (the JSON log) kept for the test."""
+
+    def __init__(self, config: Path, port: int, log: Path) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self._log = log.open("wb")
+        self.log_path = log
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "router", "serve", "--config", str(config)],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL, stderr=self._log,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while not self.ready():
+            assert self.proc.poll() is None, self.log()
+            assert time.monotonic() < deadline, "router did not become ready"
+            time.sleep(0.05)
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.base}/health/ready", timeout=0.5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Any]:
+    started: list[Serve] = []
+
+    def start(config: Path, port: int) -> Serve:
+        s = Serve(config, port, tmp_path / f"router-{len(started)}.log")
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def test_sigterm_drains_a_stream_then_exits_0(fakes, tmp_path, serve):
+    """Readiness turns 503 at once; the stream in flight completes; exit 0; the ledger has it."""
+    fakes.set("alpha", chunks=10, chunk_delay_ms=100)
+    port, ledger = free_port(), tmp_path / "usage.jsonl"
+    write_config(tmp_path / "r.yaml", fakes, ["alpha"], ledger, port, drain_grace_s=0.3, drain_timeout_s=10)
+    s = serve(tmp_path / "r.yaml", port)
+    with httpx.Client(base_url=s.base, headers=AUTH, timeout=10) as client:
+        with client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith("data: ")
+            s.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.1)
+            assert httpx.get(f"{s.base}/health/ready", timeout=2).status_code == 503, "not ready while draining"
+            rest = list(lines)
+    assert "data: [DONE]" in rest
+    assert s.proc.wait(timeout=15) == 0
+    [record] = [orjson.loads(x) for x in ledger.read_bytes().splitlines()]
+    assert record["status"] == 200 and record["output_tokens"] > 0
+
+
+def test_drain_timeout_ends_open_streams_with_an_error_event(fakes, tmp_path, serve):
+    fakes.set("alpha", chunks=50, chunk_delay_ms=200)
+    port = free_port()
+    write_config(tmp_path / "r.yaml", fakes, ["alpha"], tmp_path / "u.jsonl", port, drain_grace_s=0.1, drain_timeout_s=0.5)
+    s = serve(tmp_path / "r.yaml", port)
+    with httpx.Client(base_url=s.base, headers=AUTH, timeout=15) as client:
+        with client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as stream:
+            lines = stream.iter_lines()
+            next(lines)
+            s.proc.send_signal(signal.SIGTERM)
+            rest = [x for x in lines if x]
+    assert rest[-1].startswith('data: {"error"') and "shutting down" in rest[-1]
+    assert s.proc.wait(timeout=15) == 0
+
+
+def test_sighup_reload_adds_a_provider_and_a_broken_file_is_refused(fakes, tmp_path, serve):
+    port = free_port()
+    config = tmp_path / "r.yaml"
+    write_config(config, fakes, ["alpha"], tmp_path / "u.jsonl", port)
+    s = serve(config, port)
+    with httpx.Client(base_url=s.base, headers=AUTH, timeout=10) as client:
+        assert client.post("/v1/chat/completions", json=CHAT).headers["x-router-provider"] == "alpha"
+        write_config(config, fakes, ["beta"], tmp_path / "u.jsonl", port)
+        s.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while client.post("/v1/chat/completions", json=CHAT).headers.get("x-router-provider") != "beta":
+            assert time.monotonic() < deadline, s.log()
+            time.sleep(0.05)
+        config.write_text("providers: [\n")  # broken YAML
+        s.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "config_reload_failed" not in s.log():
+            assert time.monotonic() < deadline, s.log()
+            time.sleep(0.05)
+        r = client.post("/v1/chat/completions", json=CHAT)
+        assert r.status_code == 200 and r.headers["x-router-provider"] == "beta", "the old config still serves"
+    failed = [orjson.loads(x) for x in s.log().splitlines() if "config_reload_failed" in x]
+    assert failed and str(config) in failed[0]["error"]
+
+
+def test_metrics_after_real_traffic(fakes, config_factory, router_server):
+    rs = router_server(config_factory({"m": [("alpha", 0)]}, prices={"m": {"input_per_mtok": 1, "output_per_mtok": 2}}))
+    for _ in range(3):
+        assert rs.post("/v1/chat/completions", CHAT).status_code == 200
+    assert rs.post("/v1/chat/completions", {**CHAT, "model": "nope"}).status_code == 404
+    text = rs.client.get("/metrics").text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text) for s in fam.samples
+    }  # fmt: skip
+    ok = [v for (n, labels), v in samples.items() if n.endswith("requests_total") and ("provider", "alpha") in labels]
+    assert sum(ok) == 3
+    attempts = [v for (n, labels), v in samples.items()
+                if "attempt" in n and ("outcome", "ok") in labels and ("provider", "alpha") in labels]  # fmt: skip
+    assert sum(attempts) == 3
+    status = rs.client.get("/status.json").json()
+    assert "alpha" in str(status)
+    page = rs.client.get("/status")
+    assert page.status_code == 200 and "<html" in page.text.lower()
