@@ -167,3 +167,50 @@ def test_metrics_after_real_traffic(fakes, config_factory, router_server):
     assert "alpha" in str(status)
     page = rs.client.get("/status")
     assert page.status_code == 200 and "<html" in page.text.lower()
+
+
+def test_watch_config_reloads_on_a_file_change(fakes, tmp_path, serve):
+    """server.watch_config: a rewritten file is picked up without a signal."""
+    port = free_port()
+    config = tmp_path / "r.yaml"
+    write_config(config, fakes, ["alpha"], tmp_path / "u.jsonl", port, watch_config="true")
+    s = serve(config, port)
+    with httpx.Client(base_url=s.base, headers=AUTH, timeout=10) as client:
+        assert client.post("/v1/chat/completions", json=CHAT).headers["x-router-provider"] == "alpha"
+        write_config(config, fakes, ["gamma"], tmp_path / "u.jsonl", port, watch_config="true")
+        deadline = time.monotonic() + 10
+        while client.post("/v1/chat/completions", json=CHAT).headers.get("x-router-provider") != "gamma":
+            assert time.monotonic() < deadline, s.log()
+            time.sleep(0.1)
+
+
+def test_two_workers_drain_on_sigterm(fakes, tmp_path, serve, redis_server):
+    """--workers 2 (Redis state): SIGTERM to the parent reaches the workers, which drain the
+    stream in flight; the parent exits 0."""
+    fakes.set("alpha", chunks=8, chunk_delay_ms=100)
+    port = free_port()
+    config = tmp_path / "r.yaml"
+    write_config(config, fakes, ["alpha"], tmp_path / "u.jsonl", port, drain_grace_s=0.2, drain_timeout_s=10)
+    config.write_text(config.read_text() + f"state: {{backend: redis, url: '{redis_server.url}', key_prefix: w2}}\n")
+    s = Serve.__new__(Serve)
+    s.base, s.log_path = f"http://127.0.0.1:{port}", tmp_path / "w2.log"
+    s._log = s.log_path.open("wb")
+    s.proc = subprocess.Popen(
+        [sys.executable, "-m", "router", "serve", "--config", str(config), "--workers", "2"],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL, stderr=s._log,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not s.ready():
+            assert s.proc.poll() is None and time.monotonic() < deadline, s.log()
+            time.sleep(0.1)
+        with httpx.Client(base_url=s.base, headers=AUTH, timeout=10) as client:
+            with client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as stream:
+                lines = stream.iter_lines()
+                next(lines)
+                s.proc.send_signal(signal.SIGTERM)
+                rest = list(lines)
+        assert "data: [DONE]" in rest
+        assert s.proc.wait(timeout=20) == 0
+    finally:
+        s.stop()
