@@ -130,12 +130,17 @@ def test_sighup_reload_adds_a_provider_and_a_broken_file_is_refused(fakes, tmp_p
     s = serve(config, port)
     with httpx.Client(base_url=s.base, headers=AUTH, timeout=10) as client:
         assert client.post("/v1/chat/completions", json=CHAT).headers["x-router-provider"] == "alpha"
-        write_config(config, fakes, ["beta"], tmp_path / "u.jsonl", port)
+        before = httpx.get(f"{s.base}/health/ready").json()["providers"]["alpha"]["routes"]["alpha/alpha-m"]
+        assert before["ewma_ms"] is not None
+        write_config(config, fakes, ["alpha", "beta"], tmp_path / "u.jsonl", port)
         s.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
         while client.post("/v1/chat/completions", json=CHAT).headers.get("x-router-provider") != "beta":
             assert time.monotonic() < deadline, s.log()
             time.sleep(0.05)
+        after = httpx.get(f"{s.base}/health/ready").json()["providers"]
+        assert after["alpha"]["routes"]["alpha/alpha-m"]["ewma_ms"] is not None, "alpha's live state was kept"
+        assert after["beta"]["probed"] is True, "beta was probed before it took traffic"
         config.write_text("providers: [\n")  # broken YAML
         s.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
@@ -143,7 +148,7 @@ def test_sighup_reload_adds_a_provider_and_a_broken_file_is_refused(fakes, tmp_p
             assert time.monotonic() < deadline, s.log()
             time.sleep(0.05)
         r = client.post("/v1/chat/completions", json=CHAT)
-        assert r.status_code == 200 and r.headers["x-router-provider"] == "beta", "the old config still serves"
+        assert r.status_code == 200 and r.headers["x-router-provider"] in ("alpha", "beta"), "the old config still serves"
     failed = [orjson.loads(x) for x in s.log().splitlines() if "config_reload_failed" in x]
     assert failed and str(config) in failed[0]["error"]
 
