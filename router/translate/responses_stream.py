@@ -260,7 +260,7 @@ class ResponsesStreamWriter:
 
     def _fail(self, ev: ir.Error) -> None:
         self._close_all("incomplete")
-        code = ev.code or ev.kind
+        code = ev.code or items.failed_code(ev)  # an OpenAI-style code, never an Anthropic error type
         self._emit("error", {"code": code, "message": ev.message, "param": None})
         response = self._envelope("failed")
         response["error"] = {"code": items.failed_code(ev), "message": ev.message}

@@ -408,7 +408,7 @@ def test_writer_error_mid_stream() -> None:
         EVENT.validate_python(obj)
     assert [o["type"] for o in objs][-3:] == ["response.output_item.done", "error", "response.failed"]
     assert objs[-3]["item"]["status"] == "incomplete"
-    assert objs[-2] == {"type": "error", "sequence_number": len(objs) - 2, "code": "overloaded_error",
+    assert objs[-2] == {"type": "error", "sequence_number": len(objs) - 2, "code": "server_error",
                         "message": "overloaded", "param": None}  # fmt: skip
     assert objs[-1]["response"]["status"] == "failed"
     assert objs[-1]["response"]["error"] == {"code": "server_error", "message": "overloaded"}
@@ -427,12 +427,13 @@ def test_writer_error_mid_stream() -> None:
     ],
 )
 def test_writer_error_codes(error: ir.Error, code: str) -> None:
-    """response.failed carries a code from the SDK's closed set; the error event keeps the original."""
+    """response.failed carries a code from the SDK's closed set; the error event keeps the upstream's
+    own code, else the same OpenAI-style code (never an Anthropic error type)."""
     objs = frames(write([error]))  # an error before any Start still opens the response first
     assert [o["type"] for o in objs] == ["response.created", "response.in_progress", "error", "response.failed"]
     for obj in objs:
         EVENT.validate_python(obj)
-    assert objs[2]["code"] == (error.code or error.kind)
+    assert objs[2]["code"] == (error.code or code)
     assert objs[3]["response"]["error"]["code"] == code
     assert objs[3]["response"]["id"] == objs[0]["response"]["id"]
 
