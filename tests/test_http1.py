@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
+import subprocess
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -426,3 +429,43 @@ async def test_aclose_closes_idle_connections_and_refuses_new_requests() -> None
         assert server.closed == 1
         with pytest.raises(http1.Disconnected):
             await http1.post(p, "/x", {}, b"")
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for localhost and its key, made with the openssl command line."""
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.anyio
+async def test_tls_to_an_https_provider_verifies_its_certificate(tmp_path: Path) -> None:
+    """Real providers are HTTPS: the request goes over TLS with SNI and keep-alive, and a
+    certificate the client does not trust is a connect failure, not an answer."""
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    server = Server(answer(b'{"ok": true}', "content-type: application/json"))
+    tcp = await asyncio.start_server(server._serve, "127.0.0.1", 0, ssl=server_ctx)
+    port = tcp.sockets[0].getsockname()[1]
+    try:
+        trusting = ssl.create_default_context(cafile=str(cert))
+        p = http1.Pool(f"https://localhost:{port}", 10, 30.0, 1.0, ssl_context=trusting)
+        assert await drain(p) == (200, b'{"ok": true}')
+        assert await drain(p) == (200, b'{"ok": true}')
+        assert server.connections == 1, "the TLS connection is kept alive and reused"
+        assert server.requests[0].startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+        await p.aclose()
+        untrusting = http1.Pool(f"https://localhost:{port}", 10, 30.0, 1.0)  # the system's CAs only
+        with pytest.raises(http1.TransportError):
+            await drain(untrusting)
+        await untrusting.aclose()
+    finally:
+        tcp.close()
+        for task in server.tasks:
+            task.cancel()
+        await asyncio.gather(*server.tasks, return_exceptions=True)
