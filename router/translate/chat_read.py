@@ -26,6 +26,7 @@ import structlog
 from router.config import Format
 from router.errors import BadRequest
 from router.translate import ir
+from router.translate.fields import opt_number
 
 FMT: Format = "openai-chat"
 log = structlog.get_logger("router.translate")
@@ -239,15 +240,6 @@ def _tool_choice(v: Any, dropped: set[str]) -> ir.ToolChoice | None:
     _fail("tool_choice must be none, auto, required or {type: function, function: {name}}", "tool_choice")
 
 
-def _number(body: dict[str, Any], key: str) -> float | None:
-    v = body.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        _fail(f"{key} must be a number", key)
-    return float(v)
-
-
 def _count(body: dict[str, Any], key: str) -> int | None:
     v = body.get(key)
     if v is None:
@@ -298,8 +290,8 @@ def read_request(body: dict[str, Any]) -> ir.Request:
         tool_choice=_tool_choice(body.get("tool_choice"), reader.dropped),
         parallel_tool_calls=_optional(body, "parallel_tool_calls", bool),
         max_tokens=max_tokens if max_tokens is not None else _count(body, "max_tokens"),
-        temperature=_number(body, "temperature"),
-        top_p=_number(body, "top_p"),
+        temperature=opt_number(body, "temperature"),
+        top_p=opt_number(body, "top_p"),
         stop=stop or [],
         stream=bool(_optional(body, "stream", bool)),
         reasoning=reasoning,

@@ -12,6 +12,7 @@ import structlog
 from router.config import Format
 from router.errors import BadRequest
 from router.translate import ir, reasoning
+from router.translate.fields import opt_number
 
 FMT: Format = "anthropic-messages"
 log = structlog.get_logger("router.translate")
@@ -56,15 +57,6 @@ def _opt_int(body: dict[str, Any], key: str) -> int | None:
     if type(v) is not int:
         raise _bad(f"{key} must be an integer", key)
     return v
-
-
-def _opt_num(body: dict[str, Any], key: str) -> float | None:
-    v = body.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise _bad(f"{key} must be a number", key)
-    return float(v)
 
 
 def _json_text(v: Any, param: str) -> str:
@@ -119,8 +111,8 @@ def read_request(body: dict[str, Any]) -> ir.Request:
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
         max_tokens=_opt_int(body, "max_tokens"),
-        temperature=_opt_num(body, "temperature"),
-        top_p=_opt_num(body, "top_p"),
+        temperature=opt_number(body, "temperature"),
+        top_p=opt_number(body, "top_p"),
         top_k=_opt_int(body, "top_k"),
         stop=list(stop),
         stream=bool(stream),

@@ -32,6 +32,7 @@ from router.accounting import usage_from_answer
 from router.errors import BadRequest
 from router.translate import ir
 from router.translate import responses_items as items
+from router.translate.fields import opt_number
 from router.translate.reasoning import effort_for
 
 log = structlog.get_logger("router.translate")
@@ -75,8 +76,8 @@ def read_request(body: dict[str, Any]) -> ir.Request:
     req.tool_choice = _read_tool_choice(body.get("tool_choice"), dropped)
     req.parallel_tool_calls = _opt(body, "parallel_tool_calls", bool)
     req.max_tokens = _opt(body, "max_output_tokens", int)
-    req.temperature = _number(body, "temperature")
-    req.top_p = _number(body, "top_p")
+    req.temperature = opt_number(body, "temperature")
+    req.top_p = opt_number(body, "top_p")
     req.stream = bool(_opt(body, "stream", bool))
     req.reasoning = _read_reasoning(body.get("reasoning"))
     # safety_identifier replaces the deprecated `user`; either names the end user.
@@ -94,15 +95,6 @@ def _opt(body: dict[str, Any], key: str, kind: type[Any]) -> Any:
     if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
         raise BadRequest(f"{key} must be of type {kind.__name__}", param=key)
     return v
-
-
-def _number(body: dict[str, Any], key: str) -> float | None:
-    v = body.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise BadRequest(f"{key} must be a number", param=key)
-    return float(v)
 
 
 def _read_tools(tools: Any, dropped: list[str]) -> list[ir.Tool]:
