@@ -42,7 +42,7 @@ from router.drain import PROCESS_DRAIN, Drain
 from router.metrics import Metrics
 from router.reload import register as register_reload
 from router.reload import watch as watch_config
-from router.runtime import Runtime, _plan_of, _prices
+from router.runtime import Runtime, plans_of_keys, prices_of
 from router.serve import install_signal_handlers
 from router.status import StatusBoard
 
@@ -118,7 +118,7 @@ def create_app(
     board = StatusBoard(pool, limits, config, clock)
     forwarder = Forwarder(pool, clients, config.routing, clock, rng, metrics=metrics, board=board, drain=drain)
     ledger = Ledger(config.ledger.path if config.ledger.enabled else None)
-    metering = Metering(limits, ledger, _prices(config), clock, metrics, _plan_of(config))
+    metering = Metering(limits, ledger, prices_of(config), clock, metrics, plans_of_keys(config))
     endpoints = Endpoints(
         forwarder,
         pool,

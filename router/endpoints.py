@@ -85,6 +85,10 @@ class Endpoints:
         self.messages = ApiEndpoint(self, "anthropic-messages")
         self.responses = ApiEndpoint(self, "openai-responses")
 
+    def reconfigure(self, auth: Authenticator, limits: Limits, accounting: AccountingConfig, max_body_bytes: int) -> None:
+        """A config reload: keys, plans and limits take effect for the next request."""
+        self._auth, self._limits, self._accounting, self._max_body = auth, limits, accounting, max_body_bytes
+
     def _principal(self, headers: dict[str, str], record: AccessRecord) -> Principal:
         principal = self._auth.authenticate(headers.get("authorization"), headers.get("x-api-key"))
         record.key_id = principal.key_id

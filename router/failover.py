@@ -69,6 +69,10 @@ class Forwarder:
         self._rng = rng or random.Random()
         self._sleep = sleep
 
+    def reconfigure(self, routing: RoutingConfig) -> None:
+        """A config reload's routing settings (the pool and clients are updated by their owners)."""
+        self._cfg = routing
+
     async def forward(self, req: ClientRequest, record: AccessRecord) -> FullAnswer | StreamAnswer:
         model = self._pool.table.get(req.model)
         if model is None:

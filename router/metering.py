@@ -26,6 +26,10 @@ class Metering:
         self._prices = prices
         self._clock = clock
 
+    def reconfigure(self, limits: Limits, prices: dict[str, Price | None], plan_of: dict[str, str]) -> None:
+        """A config reload: new prices and plans bill the next request that settles."""
+        self._limits, self._prices, self._plan_of = limits, prices, plan_of
+
     async def whole(self, grant: Grant, answer: FullAnswer, record: AccessRecord) -> float | None:
         """Settle a non-stream answer; returns the USD left after it."""
         return await self._settle(grant, answer.model, answer.usage, answer.status, record)

@@ -38,11 +38,11 @@ from router.upstream import ProviderClient
 log = structlog.get_logger("router.reload")
 
 
-def _prices(config: Config) -> dict[str, Price | None]:
+def prices_of(config: Config) -> dict[str, Price | None]:
     return {m.name: m.price for m in config.models}
 
 
-def _plan_of(config: Config) -> dict[str, str]:
+def plans_of_keys(config: Config) -> dict[str, str]:
     return {k.id: k.plan for k in config.keys}
 
 
@@ -109,9 +109,9 @@ class Runtime:
             await c.start()
         healthy = {name: await self._first_probe(new, name) for name in fresh}
         # The swap: synchronous from here on.
-        self._retired += [self._clients[n] for n in self._clients if n in fresh or n not in {p.name for p in new.providers}]
-        for name in [n for n in self._clients if n not in {p.name for p in new.providers}]:
-            del self._clients[name]
+        names = {p.name for p in new.providers}
+        for name in [n for n in self._clients if n in fresh or n not in names]:
+            self._retired.append(self._clients.pop(name))  # closed once nothing can be on them
         self._clients.update(fresh)
         added = self._pool.reconfigure(RoutingTable(new))
         for name, ok in healthy.items():
@@ -120,10 +120,9 @@ class Runtime:
                 for _ in range(max(h_threshold(new, name, ok), 1)):
                     h.record(ok)
         limits = Limits(new, self._state, self._clock)
-        self._forwarder._cfg = new.routing
-        ep = self._endpoints
-        ep._auth, ep._limits, ep._accounting, ep._max_body = Authenticator(new), limits, new.accounting, new.server.max_body_bytes
-        self._metering._limits, self._metering._prices, self._metering._plan_of = limits, _prices(new), _plan_of(new)
+        self._forwarder.reconfigure(new.routing)
+        self._endpoints.reconfigure(Authenticator(new), limits, new.accounting, new.server.max_body_bytes)
+        self._metering.reconfigure(limits, prices_of(new), plans_of_keys(new))
         self._metrics.reconfigure(new, self._pool)
         self.board.reconfigure(new, self._pool, limits)
         self.config = new
