@@ -22,29 +22,29 @@ from starlette.routing import Route
 
 from router.clock import Clock, SystemClock
 from router.config import Config, Format, ProviderConfig, load_config
-from router.envelopes import error_body
-from router.auth import Authenticator
-from router.endpoints import Endpoints
-from router.ledger import Ledger
-from router.limits import Limits
-from router.metering import Metering
-from router.failover import Forwarder
+from router.formats.envelopes import error_body
+from router.billing.auth import Authenticator
+from router.server.endpoints import Endpoints
+from router.billing.ledger import Ledger
+from router.billing.limits import Limits
+from router.billing.metering import Metering
+from router.routing.failover import Forwarder
 from router.log import configure
-from router.dispatch import RouterApp
-from router.middleware import AccessMiddleware
+from router.server.dispatch import RouterApp
+from router.server.middleware import AccessMiddleware
 from router.routing.health import Probe, probe_loop
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
-from router.state import make_backend
-from router.state.base import StateBackend
-from router.upstream import ProviderClient, probe_headers
-from router.drain import PROCESS_DRAIN, Drain
-from router.metrics import Metrics
-from router.reload import register as register_reload
-from router.reload import watch as watch_config
-from router.runtime import Runtime, plans_of_keys, prices_of
-from router.serve import install_signal_handlers
-from router.status import StatusBoard
+from router.billing.state import make_backend
+from router.billing.state.base import StateBackend
+from router.upstream.provider import ProviderClient, probe_headers
+from router.server.drain import PROCESS_DRAIN, Drain
+from router.ops.metrics import Metrics
+from router.ops.reload import register as register_reload
+from router.ops.reload import watch as watch_config
+from router.ops.runtime import Runtime, plans_of_keys, prices_of
+from router.ops.serve import install_signal_handlers
+from router.ops.status import StatusBoard
 
 ProbeFactory = Callable[[ProviderConfig, httpx.AsyncClient], Probe]
 

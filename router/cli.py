@@ -39,7 +39,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # place before it started; this one turns that into a clean exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
-    from router.serve import run
+    from router.ops.serve import run
 
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
@@ -90,7 +90,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
-    from router.auth import hash_key, new_key
+    from router.billing.auth import hash_key, new_key
 
     key = new_key()
     key_id = args.id or f"{args.plan}-{secrets.token_hex(3)}"
@@ -101,7 +101,7 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
-    from router.ledger import summarize
+    from router.billing.ledger import summarize
 
     config = _load(args.config)
     if config is None:
@@ -148,7 +148,7 @@ def cmd_fake_upstream(argv: list[str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from router.demo import run_demo
+    from router.ops.demo import run_demo
 
     config = _load(args.config)
     if config is None:

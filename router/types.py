@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.accounting import StreamMeter, Usage
+from router.billing.accounting import StreamMeter, Usage
 from router.config import Format
 
 

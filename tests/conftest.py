@@ -16,7 +16,7 @@ from router.app import create_app
 from router.clock import Clock
 from router.config import Config, parse_config
 from router.fake_upstream.server import RunningServer, start_in_thread
-from router.threaded import ThreadedServer
+from router.ops.threaded import ThreadedServer
 from tests.redis_server import RedisServer, free_port
 
 FAKE_NAMES = ("alpha", "beta", "gamma")

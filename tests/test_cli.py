@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from router.auth import hash_key
+from router.billing.auth import hash_key
 from router.cli import main
 from router.config import parse_config
 from tests.redis_server import free_port

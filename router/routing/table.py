@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from router.config import Config, Format, ModelConfig, ProviderConfig
-from router.translate import upstream_format
-from router.translate.ir import RequestOptions
+from router.formats.codec import upstream_format
+from router.formats.codec.ir import RequestOptions
 
 
 @dataclass(frozen=True, slots=True)

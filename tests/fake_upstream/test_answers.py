@@ -24,7 +24,7 @@ from router.fake_upstream.answers import ARGUMENTS, Prompt
 from router.fake_upstream.formats_anthropic import MessagesFormat
 from router.fake_upstream.formats_chat import ChatFormat
 from router.fake_upstream.formats_responses import ResponsesFormat
-from router.sse import SSEParser
+from router.formats.sse import SSEParser
 
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from router.auth import hash_key
+from router.billing.auth import hash_key
 from router.clock import ManualClock
 from tests.conftest import ANTHROPIC, BODIES, CHAT, RESPONSES
 

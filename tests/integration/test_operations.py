@@ -17,7 +17,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from router.auth import hash_key
+from router.billing.auth import hash_key
 from tests.conftest import CHAT
 from tests.redis_server import free_port
 

@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from router.auth import hash_key
+from router.billing.auth import hash_key
 
 KEY = "toc-sdk-" + "s" * 40
 FORMATS = ("openai-chat", "anthropic-messages", "openai-responses")

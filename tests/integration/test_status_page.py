@@ -15,7 +15,7 @@ import anyio
 import httpx
 import pytest
 
-from router.auth import hash_key
+from router.billing.auth import hash_key
 from router.config import Config
 from tests.conftest import CHAT, ConfigFactory, Fakes, RouterServer
 from tests.integration.chromium import Page, browser_page

@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from router.sse import SSEParser
+from router.formats.sse import SSEParser
 from tests.conftest import BODIES
 
 PATHS = list(BODIES)

@@ -90,7 +90,7 @@ def test_a_translated_stream_cut_mid_way_ends_with_the_clients_error(fakes, conf
 
 def test_translated_answers_are_billed_from_the_upstreams_usage(fakes, config_factory, router_server, tmp_path):
     """The ledger counts what the upstream reported, whatever format the client saw."""
-    from router.auth import hash_key
+    from router.billing.auth import hash_key
 
     key = "toc-bill-" + "b" * 40
     config = config_factory(

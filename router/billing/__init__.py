@@ -1,0 +1,1 @@
+"""Who may ask, what it may cost, and what it cost: keys, plans, limits, accounting, ledger, state."""

@@ -1,0 +1,224 @@
+"""Configuration: YAML with ${ENV} substitution, validated once at start into frozen dataclasses.
+
+The request path never sees raw dicts. `load_config(path)` raises `ConfigError` listing every
+problem with its file and path in the document, e.g. `demo.yaml: providers[2].base_url: ...`.
+
+This module holds the schema: the dataclasses and their defaults, with their reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Format = Literal["openai-chat", "anthropic-messages", "openai-responses"]
+FORMATS: tuple[Format, ...] = ("openai-chat", "anthropic-messages", "openai-responses")
+
+# Defaults, with their reasons.
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024  # 10 MiB: large prompts with images fit, abuse does not
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_DEADLINE_S = 600.0  # the SDKs' own read timeout
+DEFAULT_EWMA_HALF_LIFE_S = 10.0
+DEFAULT_MAX_RETRY_WAIT_S = 3.0
+DEFAULT_BACKOFF_MIN_S = 0.05  # never a tight loop between attempts
+DEFAULT_BACKOFF_MAX_S = 0.5
+DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+DEFAULT_MAX_OUTPUT_TOKENS = 4096  # reserved against a budget when a request sets no max tokens
+
+
+class ConfigError(Exception):
+    """The config file is invalid. `problems` holds one `path: reason` line per problem."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {source}: {p}" for p in problems)
+        super().__init__(f"invalid config ({len(problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    allow_anonymous: bool = False  # serve requests without an API key (private deployments only)
+    # Bearer tokens of the operator endpoints, stored like client keys ("sha256:" + hex); None: open.
+    metrics_token: str | None = None  # GET /metrics (Prometheus scrapes it)
+    admin_token: str | None = None  # GET /status.json (the status page's data)
+    # SIGTERM: readiness turns 503 at once; new requests are served for drain_grace_s (the gateway
+    # notices), then in-flight requests and streams get up to drain_timeout_s to finish.
+    drain_grace_s: float = 5.0
+    drain_timeout_s: float = 60.0
+    watch_config: bool = False  # reload when the config file changes (besides SIGHUP)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    deadline_s: float = DEFAULT_DEADLINE_S
+    ewma_half_life_s: float = DEFAULT_EWMA_HALF_LIFE_S
+    max_retry_wait_s: float = DEFAULT_MAX_RETRY_WAIT_S
+    backoff_min_s: float = DEFAULT_BACKOFF_MIN_S
+    backoff_max_s: float = DEFAULT_BACKOFF_MAX_S
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect_s: float = 3.0
+    first_token_s: float = 60.0  # until the first content event, or the whole non-stream body
+    idle_s: float = 60.0  # the longest silence between two stream events after the first
+    total_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    enabled: bool = True
+    method: str = "GET"
+    path: str = "/v1/models"
+    interval_s: float = 10.0
+    timeout_s: float = 3.0
+    unhealthy_after: int = 2
+    healthy_after: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    fail_max: int = 5
+    reset_timeout_s: float = 30.0
+    half_open_trials: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    max_connections: int = 100
+    keepalive_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    base_url: str  # without a trailing slash
+    formats: tuple[Format, ...]
+    api_key: str | None = None
+    weight: float = 1.0
+    anthropic_version: str = DEFAULT_ANTHROPIC_VERSION
+    headers: tuple[tuple[str, str], ...] = ()  # extra headers sent upstream (e.g. OpenRouter's HTTP-Referer)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    provider: str
+    model: str  # the upstream model id sent to the provider
+    priority: int = 0
+    weight: float | None = None  # None: the provider's weight
+    # How requests translated into Anthropic Messages are written for this upstream model:
+    thinking: Literal["budget", "adaptive"] = "budget"  # thinking {enabled, budget_tokens} | {adaptive} + effort
+    default_max_tokens: int = 16384  # Anthropic requires max_tokens; used when the client set none
+    drop_params: tuple[str, ...] = ()  # fields this upstream model rejects (DROPPABLE_PARAMS); dropped, never a 400
+
+
+DROPPABLE_PARAMS = ("temperature", "top_p", "top_k", "stop", "reasoning")
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """US dollars per million tokens."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+    cached_input_per_mtok: float | None = None  # None: the input price
+    cache_write_per_mtok: float | None = None  # None: the input price
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    name: str  # the public name clients send
+    routes: tuple[RouteConfig, ...]
+    context_fallback: str | None = None
+    owned_by: str = "router"
+    price: Price | None = None  # None: usage is recorded without a cost
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    usd: float
+    window_s: float  # a rolling window
+
+
+@dataclass(frozen=True, slots=True)
+class PlanConfig:
+    name: str
+    models: tuple[str, ...]  # fnmatch globs (case-sensitive) of public model names
+    budget: Budget | None = None  # None: no dollar limit
+    rpm: int | None = None  # requests per minute, per key
+    max_concurrent: int | None = None  # requests in flight, per key
+
+
+@dataclass(frozen=True, slots=True)
+class KeyConfig:
+    id: str  # shown in logs and the ledger instead of the key
+    hash: str  # "sha256:" + 64 lowercase hex digits of the key
+    plan: str
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    backend: Literal["memory", "redis"] = "memory"
+    url: str | None = None  # redis://, rediss:// or unix://; required for redis
+    on_unavailable: Literal["fail_closed", "fail_open"] = "fail_closed"
+    key_prefix: str = "router"
+    timeout_s: float = 0.5  # per Redis operation
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    path: str = "var/usage.jsonl"  # JSON lines, appended
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AccountingConfig:
+    default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    providers: tuple[ProviderConfig, ...]
+    models: tuple[ModelConfig, ...]
+    server: ServerConfig = field(default_factory=ServerConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    plans: tuple[PlanConfig, ...] = ()
+    keys: tuple[KeyConfig, ...] = ()
+    state: StateConfig = field(default_factory=StateConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    accounting: AccountingConfig = field(default_factory=AccountingConfig)
+    source: str = "<memory>"
+
+    def provider(self, name: str) -> ProviderConfig:
+        for p in self.providers:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def model(self, name: str) -> ModelConfig | None:
+        for m in self.models:
+            if m.name == name:
+                return m
+        return None
+
+    def plan(self, name: str) -> PlanConfig:
+        for p in self.plans:
+            if p.name == name:
+                return p
+        raise KeyError(name)

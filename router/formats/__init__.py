@@ -1,0 +1,1 @@
+"""The three wire formats: everything format-specific lives here."""

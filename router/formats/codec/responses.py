@@ -1,0 +1,280 @@
+"""openai-responses (`POST /v1/responses`) <-> IR: requests, non-stream answers and error bodies.
+Used only when the client and the upstream speak different formats (matching formats pass through
+untouched, so nothing here limits a Responses client talking to a Responses upstream).
+
+Read, mapped: instructions and system/developer messages (system), message items (user text and
+images, assistant output_text and refusals), function_call / function_call_output / reasoning
+items, function tools, tool_choice (none, auto, required, a function; allowed_tools keeps its
+mode), parallel_tool_calls, max_output_tokens, temperature, top_p, stream, reasoning {effort,
+summary}, safety_identifier / user.
+
+Read, dropped with one debug line (they have no counterpart in another format):
+- store, background, include, text (text.format structured output, verbosity), truncation,
+  metadata, prompt_cache_key, prompt_cache_retention, service_tier, top_logprobs, max_tool_calls,
+  stream_options, context_management, client_metadata, and any other field not listed above.
+- tools other than type function (web_search, file_search, local_shell, shell, custom,
+  apply_patch, mcp, namespace, ...) and the input items that echo their calls and results.
+Refused with BadRequest (silently dropping user content would change the question): images by
+file_id, input_file parts, item_reference items, and previous_response_id, conversation and
+prompt: server-side state at OpenAI that a translated upstream cannot see (clients that translate
+must send the whole history, as Codex does with store: false).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import structlog
+
+from router.billing.accounting import usage_from_answer
+from router.errors import BadRequest
+from router.formats.codec import ir
+from router.formats.codec import responses_items as items
+from router.formats.codec.fields import opt_number
+from router.formats.codec.reasoning import effort_for
+
+log = structlog.get_logger("router.formats.codec")
+
+_SERVER_STATE = ("previous_response_id", "conversation", "prompt")
+# Request fields read into the IR; everything else is dropped (and logged).
+_READ = frozenset(
+    {
+        "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens",
+        "temperature", "top_p", "stream", "reasoning", "user", "safety_identifier",
+    }
+)  # fmt: skip
+_EFFORTS: frozenset[str] = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
+_SUMMARIES = frozenset({"auto", "concise", "detailed"})
+
+
+def read_request(body: dict[str, Any]) -> ir.Request:
+    for name in _SERVER_STATE:
+        if body.get(name) is not None:
+            raise BadRequest(
+                f"{name} refers to state stored at OpenAI; this model is served by a provider that does "
+                "not speak the Responses API, so send the whole conversation in `input` instead",
+                param=name,
+            )
+    dropped = [k for k in body if k not in _READ]
+    req = ir.Request(model=items.want_str(body.get("model"), "model"), messages=[])
+    instructions = body.get("instructions")
+    if instructions is not None:
+        req.system.append(items.want_str(instructions, "instructions"))
+    reader = items.InputReader(dropped)
+    inp = body.get("input")
+    if isinstance(inp, str):
+        req.messages.append(ir.Message("user", [ir.Text(inp)]))
+    elif isinstance(inp, list):
+        reader.read(inp)
+    else:
+        raise BadRequest("input must be a string or a list of items", param="input")
+    req.system.extend(reader.system)
+    req.messages.extend(reader.messages)
+    req.tools = _read_tools(body.get("tools"), dropped)
+    req.tool_choice = _read_tool_choice(body.get("tool_choice"), dropped)
+    req.parallel_tool_calls = _opt(body, "parallel_tool_calls", bool)
+    req.max_tokens = _opt(body, "max_output_tokens", int)
+    req.temperature = opt_number(body, "temperature")
+    req.top_p = opt_number(body, "top_p")
+    req.stream = bool(_opt(body, "stream", bool))
+    req.reasoning = _read_reasoning(body.get("reasoning"))
+    # safety_identifier replaces the deprecated `user`; either names the end user.
+    req.user = _opt(body, "safety_identifier", str) or _opt(body, "user", str)
+    if dropped:
+        log.debug("fields_dropped", fmt=items.FMT, fields=list(dict.fromkeys(dropped)))
+    return req
+
+
+def _opt(body: dict[str, Any], key: str, kind: type[Any]) -> Any:
+    """body[key] when present and not null, checked to be a `kind` (bool is not an int here)."""
+    v = body.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+        raise BadRequest(f"{key} must be of type {kind.__name__}", param=key)
+    return v
+
+
+def _read_tools(tools: Any, dropped: list[str]) -> list[ir.Tool]:
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise BadRequest("tools must be a list", param="tools")
+    out: list[ir.Tool] = []
+    for i, t in enumerate(tools):
+        if not isinstance(t, dict):
+            raise BadRequest(f"tools[{i}] must be an object", param=f"tools[{i}]")
+        if t.get("type") != "function":
+            # TODO(issue 4): Codex nests its MCP tools in a `namespace` tool; flattening them
+            # needs the namespace carried back on the call (function_call.namespace).
+            dropped.append(f"tools.{t.get('type')}")
+            continue
+        params = t.get("parameters")
+        if params is not None and not isinstance(params, dict):
+            raise BadRequest(f"tools[{i}].parameters must be an object", param=f"tools[{i}].parameters")
+        strict = t.get("strict")
+        out.append(
+            ir.Tool(
+                name=items.want_str(t.get("name"), f"tools[{i}].name"),
+                description=items.opt_str(t.get("description")),
+                parameters=params,
+                strict=strict if isinstance(strict, bool) else None,
+            )
+        )
+    return out
+
+
+def _read_tool_choice(choice: Any, dropped: list[str]) -> ir.ToolChoice | None:
+    if choice is None:
+        return None
+    if choice in ("none", "auto", "required"):
+        return ir.ToolChoice(choice)
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind == "function":
+        return ir.ToolChoice("tool", items.want_str(choice.get("name"), "tool_choice.name"))
+    if kind == "allowed_tools" and choice.get("mode") in ("auto", "required"):
+        dropped.append("tool_choice.tools")  # the allow-list has no counterpart; its mode does
+        return ir.ToolChoice(choice["mode"])
+    if isinstance(choice, dict):
+        dropped.append(f"tool_choice.{kind}")  # a hosted tool's choice: its tool is dropped too
+        return None
+    raise BadRequest("tool_choice must be none, auto, required or an object", param="tool_choice")
+
+
+def _read_reasoning(r: Any) -> ir.Reasoning | None:
+    if r is None:
+        return None
+    if not isinstance(r, dict):
+        raise BadRequest("reasoning must be an object", param="reasoning")
+    effort = r.get("effort")
+    if effort is not None and effort not in _EFFORTS:
+        raise BadRequest(f"reasoning.effort must be one of {sorted(_EFFORTS)}", param="reasoning.effort")
+    summary = r.get("summary") or r.get("generate_summary")  # generate_summary: the older name
+    return ir.Reasoning(
+        enabled=effort != "none",
+        effort=effort,
+        summary=summary if summary in _SUMMARIES else None,
+    )
+
+
+def write_request(req: ir.Request, model: str, opts: ir.RequestOptions) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model}
+    if req.system:
+        body["instructions"] = "\n\n".join(req.system)
+    body["input"] = items.write_input(req.messages)
+    if req.tools:
+        body["tools"] = [_write_tool(t) for t in req.tools]
+    if req.tool_choice is not None:
+        tc = req.tool_choice
+        body["tool_choice"] = {"type": "function", "name": tc.name} if tc.mode == "tool" else tc.mode
+    if req.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = req.parallel_tool_calls
+    if req.max_tokens is not None:
+        body["max_output_tokens"] = req.max_tokens
+    for key, value in (("temperature", req.temperature), ("top_p", req.top_p)):
+        if value is not None and key not in opts.drop_params:
+            body[key] = value
+    # top_k and stop have no Responses field: they are left out.
+    if req.reasoning is not None:
+        body["reasoning"] = _write_reasoning(req.reasoning)
+        if req.reasoning.enabled:
+            # Without the stored copy (store=false below) reasoning only survives a turn as
+            # encrypted content; ask for it so the next request can send it back.
+            body["include"] = ["reasoning.encrypted_content"]
+    if req.user:
+        body["user"] = req.user
+    # The router keeps no state at OpenAI: nothing may depend on a stored response.
+    body["store"] = False
+    body["stream"] = req.stream
+    return body
+
+
+def _write_tool(t: ir.Tool) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "name": t.name,
+        "description": t.description,
+        "parameters": t.parameters if t.parameters is not None else {"type": "object", "properties": {}},
+        # Responses treats an omitted strict as true and then rejects the usual non-strict
+        # schemas (optional properties, no additionalProperties: false); say false unless asked.
+        "strict": bool(t.strict),
+    }
+
+
+def _write_reasoning(r: ir.Reasoning) -> dict[str, Any]:
+    if not r.enabled:
+        return {"effort": "none"}
+    out: dict[str, Any] = {}
+    effort = r.effort or (effort_for(r.budget_tokens) if r.budget_tokens is not None else None)
+    if effort is not None:
+        out["effort"] = effort
+    # The client asked for reasoning: ask for its summary so it comes back as thinking text.
+    out["summary"] = r.summary or "auto"
+    return out
+
+
+def read_answer(body: dict[str, Any]) -> ir.Answer:
+    parts = items.read_output(body.get("output"))
+    has_calls = any(isinstance(p, ir.ToolCall) for p in parts)
+    created = body.get("created_at")
+    return ir.Answer(
+        id=str(body.get("id") or ""),
+        model=str(body.get("model") or ""),
+        parts=parts,
+        stop=items.stop_from(body, has_calls),
+        usage=usage_from_answer(items.FMT, body),
+        created=int(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None,
+    )
+
+
+def write_answer(ans: ir.Answer, model: str) -> dict[str, Any]:
+    rid = items.response_id(ans.id)
+    output: list[dict[str, Any]] = []
+    texts: list[str] = []  # a run of Text parts: one message item with a part each
+
+    def flush() -> None:
+        if texts:
+            output.append(items.message_item(items.item_id(rid, "msg", len(output)), list(texts)))
+            texts.clear()
+
+    for p in ans.parts:
+        if isinstance(p, ir.Text):
+            texts.append(p.text)
+            continue
+        flush()
+        if isinstance(p, ir.ToolCall):
+            output.append(items.call_item(items.item_id(rid, "fc", len(output)), p))
+            continue
+        own = p.origin == items.FMT  # encrypted content and the item id are only ours to repeat
+        if p.text or (own and p.encrypted):
+            rs_id = p.id if own and p.id else items.item_id(rid, "rs", len(output))
+            output.append(items.reasoning_item(rs_id, p.text, p.encrypted if own else None))
+    flush()
+    status, incomplete = items.status_for(ans.stop)
+    out = items.envelope(rid, model, ans.created if ans.created is not None else int(time.time()), status, output)
+    out["incomplete_details"] = incomplete
+    out["usage"] = items.usage_out(ans.usage)
+    return out
+
+
+def read_error(body: bytes) -> ir.Error:
+    """{"error": {"message", "type", "code"}} -> ir.Error; anything else keeps its text."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return ir.Error(message=text[:500] or "upstream error")
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, str):
+        return ir.Error(message=err)
+    if not isinstance(err, dict):
+        return ir.Error(message="upstream error")
+    code = err.get("code")
+    message = err.get("message")
+    return ir.Error(
+        message=message if isinstance(message, str) and message else "upstream error",
+        kind=items.error_kind(err.get("type"), code),
+        code=code if isinstance(code, str) else None,
+    )

@@ -1,0 +1,1 @@
+"""Operating the router: metrics, the status page, reload, the serving processes, the demo."""

@@ -1,0 +1,169 @@
+"""What a config reload changes in a running app, and how (see reload.py for the triggers).
+
+The new file is validated in full first (the same `load_config` as at start): an invalid file is
+refused with the same precise messages, logged, and the old config keeps serving. A valid one is
+applied in one step, with no await in between, so no request sees half of each:
+- routing: `Pool.reconfigure` keeps the live state (EWMA, breakers, cooldowns, health) of every
+  route and provider that still exists; requests in flight hold the old table and finish on it;
+- new providers get their pool and their first health probe *before* the swap, so they take
+  traffic only once probed healthy; removed or changed providers' pools close after the drain
+  timeout, when nothing can still be using them;
+- keys, plans, prices and budgets take effect at once (the budget state itself lives in the
+  state backend and is kept; a change of `state:` needs a restart, and says so).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+import structlog
+
+from router.billing.auth import Authenticator
+from router.clock import Clock
+from router.config import Config, ConfigError, Price, load_config
+from router.server.endpoints import Endpoints
+from router.routing.failover import Forwarder
+from router.billing.limits import Limits
+from router.billing.metering import Metering
+from router.ops.metrics import Metrics
+from router.routing.health import probe_loop
+from router.routing.pool import Pool
+from router.routing.table import RoutingTable
+from router.billing.state.base import StateBackend
+from router.ops.status import StatusBoard
+from router.upstream.provider import ProviderClient
+
+log = structlog.get_logger("router.ops.reload")
+
+
+def prices_of(config: Config) -> dict[str, Price | None]:
+    return {m.name: m.price for m in config.models}
+
+
+def plans_of_keys(config: Config) -> dict[str, str]:
+    return {k.id: k.plan for k in config.keys}
+
+
+class Runtime:
+    """The app's config-dependent parts, and the probe loops, as one thing a reload swaps."""
+
+    def __init__(
+        self, config: Config, clock: Clock, pool: Pool, clients: dict[str, ProviderClient], forwarder: Forwarder,
+        endpoints: Endpoints, metering: Metering, metrics: Metrics, board: StatusBoard, state: StateBackend,
+        probe_factory: Any,
+    ) -> None:  # fmt: skip
+        self.config = config
+        self.board = board
+        self._clock = clock
+        self._pool = pool
+        self._clients = clients  # shared with the forwarder: updated in place
+        self._forwarder = forwarder
+        self._endpoints = endpoints
+        self._metering = metering
+        self._metrics = metrics
+        self._state = state
+        self._probe_factory = probe_factory
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._probe_client: httpx.AsyncClient | None = None
+        self._probes: dict[str, anyio.CancelScope] = {}
+        self._retired: list[ProviderClient] = []
+
+    def start(self, tg: anyio.abc.TaskGroup, probe_client: httpx.AsyncClient) -> None:
+        self._tg, self._probe_client = tg, probe_client
+        for p in self.config.providers:
+            self._start_probe(p.name)
+
+    def _start_probe(self, name: str) -> None:
+        p = self.config.provider(name)
+        if self._tg is None or self._probe_client is None or not p.health.enabled or name not in self._pool.providers:
+            return
+        scope = anyio.CancelScope()
+        self._probes[name] = scope
+        probe = self._probe_factory(p, self._probe_client)
+        health = self._pool.providers[name].health
+
+        async def run() -> None:
+            with scope:
+                await probe_loop(name, health, probe, p.health.interval_s, p.health.timeout_s)
+
+        self._tg.start_soon(run)
+
+    async def reload(self, path: str | None) -> bool:
+        """Re-read `path` and apply it; False (old config kept) when it is invalid."""
+        if path is None:
+            return False
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            log.error("config_reload_failed", path=path, error=str(exc))
+            return False
+        old = self.config
+        if new.state != old.state:
+            log.warning("config_reload_state_ignored", note="a change of state: needs a restart")
+        # New or changed providers: their pools first, then one probe each, before any traffic.
+        fresh = {p.name: ProviderClient(p) for p in new.providers if p.name not in self._clients
+                 or self._clients[p.name].config != p}  # fmt: skip
+        for c in fresh.values():
+            await c.start()
+        healthy = {name: await self._first_probe(new, name) for name in fresh}
+        # The swap: synchronous from here on.
+        names = {p.name for p in new.providers}
+        for name in [n for n in self._clients if n in fresh or n not in names]:
+            self._retired.append(self._clients.pop(name))  # closed once nothing can be on them
+        self._clients.update(fresh)
+        added = self._pool.reconfigure(RoutingTable(new))
+        for name, ok in healthy.items():
+            if name in self._pool.providers and ok is not None:
+                h = self._pool.providers[name].health
+                for _ in range(max(h_threshold(new, name, ok), 1)):
+                    h.record(ok)
+        limits = Limits(new, self._state, self._clock)
+        self._forwarder.reconfigure(new.routing)
+        self._endpoints.reconfigure(Authenticator(new), limits, new.accounting, new.server.max_body_bytes)
+        self._metering.reconfigure(limits, prices_of(new), plans_of_keys(new))
+        self._metrics.reconfigure(new, self._pool)
+        self.board.reconfigure(new, self._pool, limits)
+        self.config = new
+        for name in list(self._probes):
+            if name not in self._pool.providers or name in fresh:
+                self._probes.pop(name).cancel()
+        for name in self._pool.providers:
+            if name not in self._probes:
+                self._start_probe(name)
+        log.warning("config_reloaded", path=path, providers=len(new.providers), models=len(new.models),
+                    added_providers=added, keys=len(new.keys))  # fmt: skip
+        if self._tg is not None and self._retired:
+            self._tg.start_soon(self._close_retired, new.server.drain_timeout_s)
+        return True
+
+    async def _first_probe(self, config: Config, name: str) -> bool | None:
+        p = config.provider(name)
+        if not p.health.enabled or self._probe_client is None:
+            return None
+        probe = self._probe_factory(p, self._probe_client)
+        with anyio.move_on_after(p.health.timeout_s):
+            try:
+                return bool(await probe())
+            except Exception:
+                return False
+        return False
+
+    async def _close_retired(self, after_s: float) -> None:
+        """Pools of removed or replaced providers close once no request can still be on them."""
+        await anyio.sleep(after_s)
+        retired, self._retired = self._retired, []
+        for c in retired:
+            await c.aclose()
+
+    async def aclose(self) -> None:
+        for c in [*self._clients.values(), *self._retired]:
+            await c.aclose()
+        await self._state.aclose()
+
+
+def h_threshold(config: Config, name: str, ok: bool) -> int:
+    """Consecutive probe results needed to settle a new provider's health either way."""
+    h = config.provider(name).health
+    return h.healthy_after if ok else h.unhealthy_after

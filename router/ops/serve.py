@@ -1,0 +1,109 @@
+"""`router serve`: uvicorn, with the router's own handling of SIGTERM, SIGINT and SIGHUP.
+
+uvicorn alone, on SIGTERM, closes its listening socket at once and cancels what is left after
+`timeout_graceful_shutdown`, cutting streams mid-event. Each worker's app instead installs
+`install_signal_handlers` when it starts (uvicorn has installed its own by then; ours wrap them):
+- first SIGTERM/SIGINT: readiness 503 at once (drain.py); requests are still served for
+  `drain_grace_s`; then uvicorn's own handler runs (stop accepting, wait for what is in flight);
+- `drain_timeout_s` later, or on a second signal, streams still open end with a well-formed
+  error event (drain.py), so uvicorn's wait ends with nothing cut;
+- SIGHUP: reload the config in place (reload.py). With several workers the parent passes SIGHUP
+  on to each worker instead of restarting them (uvicorn's default), so live routing state stays.
+A drained `router serve` exits 0 (cli.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from router.config import Config
+from router.server.drain import Drain
+from router.ops.reload import request_reload
+
+_ABORT_FLUSH_S = 2.0  # after streams are aborted, time for their error tails to leave
+
+Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def install_signal_handlers(drain: Drain, grace_s: float, timeout_s: float) -> Callable[[], None]:
+    """Wrap the server's SIGTERM/SIGINT handlers with the drain, and take SIGHUP for reloads.
+    Returns a function that puts the previous handlers back. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Handler] = {}
+    state = {"signals": 0}
+
+    def server_exit(sig: int, frame: FrameType | None) -> None:
+        handler = previous.get(sig)
+        if callable(handler):
+            handler(sig, frame)
+        else:
+            signal.raise_signal(sig)  # no server handler: the default action
+
+    def on_term(sig: int, frame: FrameType | None) -> None:
+        state["signals"] += 1
+        if state["signals"] > 1:  # the second signal: no more waiting
+            drain.abort_all()
+            server_exit(sig, frame)
+            return
+        drain.begin()
+
+        def stop_accepting() -> None:
+            server_exit(sig, None)
+            loop.call_later(timeout_s, drain.abort_all)
+
+        loop.call_later(grace_s, stop_accepting)
+
+    def on_hup(sig: int, frame: FrameType | None) -> None:
+        request_reload()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, on_term)
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hup)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    return restore
+
+
+class RouterSupervisor(Multiprocess):
+    """Several workers: SIGTERM reaches each worker (which drains); SIGHUP too (which reloads)."""
+
+    def handle_hup(self) -> None:
+        for process in self.processes:
+            if process.pid is not None:
+                os.kill(process.pid, signal.SIGHUP)
+
+
+def run(config: Config, host: str, port: int, workers: int) -> None:
+    uv = uvicorn.Config(
+        "router.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,  # the router writes its own access line
+        proxy_headers=False,  # nothing reads the client address; skip the per-request rewrite
+        server_header=False,
+        # A backstop only: the drain aborts open streams itself at drain_timeout_s.
+        timeout_graceful_shutdown=int(config.server.drain_timeout_s + _ABORT_FLUSH_S + 1),
+    )
+    if workers > 1:
+        RouterSupervisor(uv, sockets=[uv.bind_socket()]).run()
+    else:
+        uvicorn.Server(uv).run()

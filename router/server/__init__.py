@@ -1,0 +1,1 @@
+"""The HTTP side: the ASGI app, middleware, endpoints, request parsing, responses, drain."""

@@ -1,0 +1,77 @@
+"""Pure ASGI middleware around every request: the request id (taken from a sane client
+`x-request-id` or made), structlog context, and one access log line when the response ends."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from router.config import Format
+from router.formats.envelopes import error_body
+from router.ops.metrics import Metrics
+from router.types import AccessRecord
+
+log = structlog.get_logger("router.access")
+
+_QUIET_PREFIX = "/health/"  # load balancer probes would drown the access log
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            # Echoed into headers and logs: accept only short printable ids.
+            if 0 < len(value) <= 128 and value.isascii() and value.decode().isprintable():
+                return str(value.decode())
+            break
+    return os.urandom(16).hex()  # as unique as a uuid4, at a fraction of the cost
+
+
+class AccessMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
+        self.app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _request_id(scope)
+        record = AccessRecord(request_id=rid, method=scope["method"], path=scope["path"])
+        scope.setdefault("state", {})["access"] = record
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=rid)
+        header = (b"x-request-id", rid.encode())
+
+        first_byte: list[float] = []
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                record.status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+                first_byte.append(time.perf_counter())
+            await send(message)
+
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # A bug: the client gets a 500 in its endpoint's envelope (with the request id so
+            # it can be found in the log), never a traceback; the log gets the traceback.
+            log.exception("unhandled_error")
+            if record.status:
+                raise  # the response has started; only the server can end it now
+            fmt: Format = "anthropic-messages" if scope["path"].startswith("/v1/messages") else "openai-chat"
+            body = error_body(fmt, 500, "internal error; see the router log", "internal_error")
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send_with_id({"type": "http.response.start", "status": 500, "headers": headers})
+            await send_with_id({"type": "http.response.body", "body": body})
+        finally:
+            if not scope["path"].startswith(_QUIET_PREFIX):
+                total = time.perf_counter() - start
+                log.info("request", **record.fields(), total_ms=round(total * 1000, 1))
+                if self._metrics is not None:
+                    ttfb = first_byte[0] - start if first_byte else None
+                    self._metrics.request(scope["path"], record.model, record.provider, record.status, total, ttfb)

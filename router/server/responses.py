@@ -1,0 +1,162 @@
+"""Responses of the API endpoints as raw ASGI messages: the capped body read, whole and SSE
+responses, error envelopes and the rate-limit headers. The three POST endpoints are the hot
+path, so this works on header lists and message dicts directly, without Starlette's
+Request/Response objects (their header parsing and copying measured as a tenth of the router's
+CPU per request); `error_response` is the Starlette form for the GET endpoints."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import anyio
+from starlette.responses import Response
+from starlette.types import Message, Receive, Send
+
+from router.config import Format
+from router.formats.envelopes import error_body
+from router.errors import BadRequest, BodyTooLarge, BudgetExceeded, NoRouteAvailable, RateLimited, RouterError
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+SSE_HEADERS: RawHeaders = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+# As Starlette's StreamingResponse sends it: a charset is added to text/* types.
+_SSE_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
+_JSON = b"application/json"
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body had arrived."""
+
+
+def limit_headers(remaining_usd: float | None, reset_at: float | None) -> dict[str, str]:
+    """x-ratelimit-remaining (USD left in the window) and x-ratelimit-reset (unix time it ends)."""
+    out: dict[str, str] = {}
+    if remaining_usd is not None:
+        out["x-ratelimit-remaining"] = f"{max(0.0, remaining_usd):.6f}"
+    if reset_at is not None:
+        out["x-ratelimit-reset"] = str(math.ceil(reset_at))
+    return out
+
+
+def raw_limit_headers(remaining_usd: float | None, reset_at: float | None, out: RawHeaders) -> RawHeaders:
+    """`limit_headers`, appended to `out` as raw header pairs."""
+    if remaining_usd is not None:
+        out.append((b"x-ratelimit-remaining", b"%.6f" % max(0.0, remaining_usd)))
+    if reset_at is not None:
+        out.append((b"x-ratelimit-reset", b"%d" % math.ceil(reset_at)))
+    return out
+
+
+def _error_parts(fmt: Format, exc: RouterError, headers: dict[str, str] | None) -> tuple[bytes, dict[str, str]]:
+    out = dict(headers or {})
+    retry_after = None
+    if isinstance(exc, (NoRouteAvailable, BudgetExceeded, RateLimited)):
+        retry_after = exc.retry_after
+    if retry_after is not None:
+        out["retry-after"] = str(max(1, math.ceil(retry_after)))
+    param = exc.param if isinstance(exc, BadRequest) else None
+    return error_body(fmt, exc.status, exc.message, exc.code, param), out
+
+
+def error_response(fmt: Format, exc: RouterError, headers: dict[str, str] | None = None) -> Response:
+    body, out = _error_parts(fmt, exc, headers)
+    return Response(body, status_code=exc.status, media_type="application/json", headers=out)
+
+
+async def send_error(send: Send, fmt: Format, exc: RouterError, headers: dict[str, str] | None = None) -> None:
+    """`error_response`, sent as raw messages (same headers, same order)."""
+    body, out = _error_parts(fmt, exc, headers)
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out.items()]
+    await send_whole(send, exc.status, raw, body, _JSON)
+
+
+async def send_whole(send: Send, status: int, headers: RawHeaders, body: bytes, content_type: bytes | None) -> None:
+    """One whole response: `headers`, then content-length and content-type as Starlette's
+    Response adds them (no length on 1xx/204/304, a charset on text/* types)."""
+    if not (status < 200 or status in (204, 304)):
+        headers.append((b"content-length", b"%d" % len(body)))
+    if content_type is not None:
+        if content_type.startswith(b"text/") and b"charset=" not in content_type.lower():
+            content_type += b"; charset=utf-8"
+        headers.append((b"content-type", content_type))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` (never buffered beyond it).
+    Raises ClientGone if the client disconnects first."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"the request body is {declared} bytes; the limit is {limit}")
+    message = await receive()
+    if message["type"] != "http.request":
+        raise ClientGone
+    first: bytes = message.get("body", b"")
+    if len(first) > limit:
+        raise BodyTooLarge(f"the request body exceeds the limit of {limit} bytes")
+    if not message.get("more_body", False):
+        return first  # the common case: the whole body in one message, no copy
+    buf = bytearray(first)
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGone
+        buf += message.get("body", b"")
+        if len(buf) > limit:
+            raise BodyTooLarge(f"the request body exceeds the limit of {limit} bytes")
+        if not message.get("more_body", False):
+            return bytes(buf)
+
+
+async def send_sse(
+    send: Send,
+    receive: Receive,
+    headers: RawHeaders,
+    body: AsyncIterator[bytes],
+    settle: Callable[[], Awaitable[object]],
+) -> None:
+    """A 200 event stream from `body` (`headers` plus its content-type), cancelled at once when
+    the client disconnects (as Starlette's StreamingResponse does under ASGI 2.3, which sends
+    nothing to tell us). Whatever happens, `body` is closed, so the upstream connection is
+    released, and then `settle` bills the stream; both shielded, so a client that left is billed
+    for what it was sent. A stream that ends normally is billed before its last message, as
+    before, so its ledger line exists once the client has seen the end."""
+    headers.append(_SSE_TYPE)
+    finished = False
+
+    async def finish() -> None:
+        nonlocal finished
+        if not finished:
+            finished = True
+            with anyio.CancelScope(shield=True):
+                await body.aclose()  # type: ignore[attr-defined]
+                await settle()
+
+    async def stream() -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            async for chunk in body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await finish()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            tg.cancel_scope.cancel()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stream)
+            await _disconnected(receive)
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:  # a bug in the stream: the exception itself, as Starlette's task group does
+            raise group.exceptions[0] from group
+        raise
+    finally:
+        await finish()
+
+
+async def _disconnected(receive: Receive) -> None:
+    message: Message = await receive()
+    while message["type"] != "http.disconnect":
+        message = await receive()

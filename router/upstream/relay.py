@@ -1,0 +1,292 @@
+"""Relay of one upstream SSE stream to the client.
+
+`prime()` reads until the first content event and holds everything before it (and the
+response headers), so the attempt can still fail over. `body()` then yields the held bytes and
+every later event as it arrives. Once committed, a failure can no longer change the status: the
+stream ends with a well-formed error event in the client's format, never a silent truncation.
+
+Events are judged (opening, content, final, error) and metered in the upstream's format. What
+the client gets is the upstream's own bytes, or, when the client speaks another format, what a
+`StreamTranslator` makes of each event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import orjson
+import structlog
+
+from router.billing.accounting import StreamMeter, is_usage_only_chunk
+from router.routing.classify import EventKind, event_kind
+from router.clock import Clock
+from router.config import Format, Timeouts
+from router.server.drain import Drain
+from router.formats.envelopes import stream_error
+from router.errors import UpstreamError, UpstreamProtocolError
+from router.routing.breaker import AttemptResult
+from router.formats.sse import SSEError, SSEEvent, SSEParser
+from router.formats.codec.codecs import StreamTranslator
+from router.upstream.provider import UpstreamResponse
+
+log = structlog.get_logger("router.upstream.relay")
+
+_DONE = b"data: [DONE]\n\n"
+# Which formats end with a single final event after which nothing else matters.
+_ENDS_AT_FINAL = frozenset({"anthropic-messages", "openai-responses"})
+
+Finish = Callable[[AttemptResult, str], None]
+
+
+class _DoneMark:
+    """Chat's [DONE] terminator, as a parsed event."""
+
+
+_DONE_MARK = _DoneMark()
+
+
+class StreamRelay:
+    """One committed-or-not upstream stream. Not reusable."""
+
+    def __init__(
+        self,
+        resp: UpstreamResponse,
+        fmt: Format,
+        timeouts: Timeouts,
+        deadline: float,
+        clock: Clock,
+        provider: str,
+        meter: StreamMeter,
+        hide_usage: bool = False,
+        translator: StreamTranslator | None = None,
+        drain: Drain | None = None,
+    ) -> None:
+        self._drain = drain
+        self._aborted: str | None = None  # why the router ended the stream itself (shutdown)
+        self._wait: anyio.CancelScope | None = None  # the current read's timeout scope
+        self._resp = resp
+        self._fmt = fmt
+        self._timeouts = timeouts
+        self._deadline = deadline  # monotonic: the earlier of the attempt's total_s and the request's
+        self._clock = clock
+        self._provider = provider
+        self._meter = meter
+        self._hide_usage = hide_usage  # chat: the usage chunk the router asked for, not the client
+        self._translator = translator  # None: the client speaks the upstream's format
+        self._parser = SSEParser()
+        self._held: list[bytes] = []
+        self._pending: list[SSEEvent] = []  # events read in the same chunk as the first content
+        self._complete = False  # the final event has been relayed
+        self._done_sent = False
+        self._error_relayed = False
+        self._failed_sent = False  # responses: response.failed relayed
+        self._response_id: str | None = None
+        self._seq = 0
+
+    async def prime(self) -> None:
+        """Read until the first content event. Raises UpstreamProtocolError if the stream
+        ends or errors first, UpstreamError on transport failure; the caller bounds the time."""
+        while True:
+            chunk = await self._resp.read()
+            if not chunk:
+                raise UpstreamProtocolError("upstream stream ended before its first content event")
+            try:
+                events = self._parse(chunk)
+            except SSEError as exc:
+                raise UpstreamProtocolError(f"upstream stream is not relayable: {exc}") from None
+            for i, ev in enumerate(events):
+                obj = self._load(ev)
+                if obj is None:
+                    continue
+                kind = self._kind(obj)
+                if kind is EventKind.ERROR:
+                    raise UpstreamProtocolError(
+                        "upstream stream sent an error before its first content event", ev.raw
+                    )
+                self._note(obj)
+                if kind is EventKind.DONE:
+                    raise UpstreamProtocolError("upstream stream ended before its first content event")
+                self._held.append(self._out(obj, ev.raw))
+                if kind is not EventKind.PRELUDE:
+                    self._after(kind)
+                    self._pending = events[i + 1 :]
+                    return
+
+    async def body(self, finish: Finish) -> AsyncIterator[bytes]:
+        """The client's bytes. Calls `finish(result, reason)` exactly once, at the end:
+        SUCCESS for a complete stream, FAILURE for a truncated one, NEUTRAL if the client left."""
+        result, reason = AttemptResult.NEUTRAL, "client_disconnected"
+        if self._drain is not None:
+            self._drain.register(self)
+        try:
+            out = self._held
+            if self._pending:
+                out.extend(self._relay(self._pending))
+            yield b"".join(out)
+            self._held, self._pending = [], []
+            while self._more_expected():
+                chunk, failure = await self._next_chunk()
+                if failure is not None:
+                    if self._complete:
+                        break  # the answer was whole; what came after it does not matter
+                    if self._aborted is not None:  # not the upstream's fault
+                        result, reason = AttemptResult.NEUTRAL, "router_shutdown"
+                        yield self._error_tail(self._aborted)
+                        return
+                    result, reason = AttemptResult.FAILURE, failure
+                    yield self._error_tail(f"upstream {self._provider} failed mid-stream: {failure}")
+                    return
+                if not chunk:
+                    break
+                try:
+                    data = self._relay(self._parse(chunk))
+                except SSEError as exc:
+                    result, reason = AttemptResult.FAILURE, "oversized_event"
+                    yield self._error_tail(str(exc))
+                    return
+                if data:
+                    yield b"".join(data)
+            if self._error_ended():
+                result, reason = AttemptResult.FAILURE, "upstream_error_event"
+                return
+            if self._error_relayed:
+                result, reason = AttemptResult.FAILURE, "upstream_error_event"
+                yield self._error_tail("upstream stream failed", after_error=True)
+            elif not self._complete:
+                result, reason = AttemptResult.FAILURE, "truncated"
+                yield self._error_tail(f"upstream {self._provider} closed the stream before it was complete")
+            else:
+                result, reason = AttemptResult.SUCCESS, "ok"
+                if self._translator is not None:
+                    yield self._translator.finish()  # b"" when the upstream's own end was translated
+                elif self._fmt == "openai-chat" and not self._done_sent:
+                    yield _DONE
+        finally:
+            if self._drain is not None:
+                self._drain.unregister(self)
+            self._resp.close()
+            finish(result, reason)
+
+    def abort(self, reason: str) -> None:
+        """End the stream now with an error event (the router is shutting down): wakes the
+        pending read; the body loop writes the tail."""
+        self._aborted = reason
+        if self._wait is not None:
+            self._wait.cancel()
+
+    async def _next_chunk(self) -> tuple[bytes, str | None]:
+        """The next chunk, or a failure reason: a stall past idle_s, the deadline, a reset."""
+        now = self._clock.monotonic()
+        left = self._deadline - now
+        wait = min(self._timeouts.idle_s, left)
+        if wait <= 0:
+            return b"", "timeout_total"
+        if self._aborted is not None:
+            return b"", "router_shutdown"
+        chunk = b""
+        with anyio.move_on_after(wait) as scope:
+            self._wait = scope
+            try:
+                chunk = await self._resp.read()
+            except UpstreamError as exc:
+                return b"", exc.code
+            finally:
+                self._wait = None
+        if self._aborted is not None:
+            return b"", "router_shutdown"
+        if scope.cancelled_caught:
+            return b"", "timeout_idle" if wait < left else "timeout_total"
+        return chunk, None
+
+    def _relay(self, events: list[SSEEvent]) -> list[bytes]:
+        out: list[bytes] = []
+        for ev in events:
+            if ev.is_comment:
+                out.append(ev.raw)  # keep-alives help clients through long silences
+                continue
+            obj = self._load(ev)
+            if obj is None:
+                continue
+            kind = self._kind(obj)
+            self._note(obj)
+            if kind is EventKind.DONE:
+                if self._done_sent:
+                    continue
+                self._done_sent = True
+            elif kind is EventKind.ERROR:
+                self._error_relayed = True
+                if isinstance(obj, dict) and obj.get("type") == "response.failed":
+                    self._failed_sent = True
+            self._after(kind)
+            if self._hide_usage and kind is EventKind.TRAILER and is_usage_only_chunk(obj):
+                continue
+            data = self._out(obj, ev.raw)
+            if data:
+                out.append(data)
+        return out
+
+    def _out(self, obj: Any, raw: bytes) -> bytes:
+        """What the client gets for one upstream event."""
+        if self._translator is None:
+            return raw
+        return self._translator.feed("[DONE]" if obj is _DONE_MARK else obj)
+
+    def _more_expected(self) -> bool:
+        if self._done_sent or self._error_ended():
+            return False
+        return not (self._complete and self._fmt in _ENDS_AT_FINAL)
+
+    def _error_ended(self) -> bool:
+        """The upstream's own error event(s) already ended the stream for the client: an error
+        line or event, and for Responses its closing `response.failed` too."""
+        return self._error_relayed and (self._fmt != "openai-responses" or self._failed_sent)
+
+    def _kind(self, obj: Any) -> EventKind:
+        return EventKind.DONE if obj is _DONE_MARK else event_kind(self._fmt, obj)
+
+    def _after(self, kind: EventKind) -> None:
+        if kind is EventKind.FINAL:
+            self._complete = True
+
+    def _parse(self, chunk: bytes) -> list[SSEEvent]:
+        return self._parser.feed(chunk)
+
+    def _load(self, ev: SSEEvent) -> Any | None:
+        """The event's JSON, or None for one that must not reach the client."""
+        if ev.is_comment:
+            return None
+        if self._fmt == "openai-chat" and ev.data == b"[DONE]":
+            return _DONE_MARK
+        try:
+            return orjson.loads(ev.data)
+        except orjson.JSONDecodeError:
+            log.warning("upstream_event_not_json", provider=self._provider, size=len(ev.data))
+            return None
+
+    def _note(self, obj: Any) -> None:
+        """Count the event for the bill; remember what an error tail needs (Responses id, sequence)."""
+        self._meter.feed(obj)
+        if self._fmt != "openai-responses" or not isinstance(obj, dict):
+            return
+        seq = obj.get("sequence_number")
+        if isinstance(seq, int):
+            self._seq = seq
+        if self._response_id is None:
+            resp = obj.get("response")
+            if isinstance(resp, dict) and isinstance(resp.get("id"), str):
+                self._response_id = resp["id"]
+
+    def _error_tail(self, message: str, after_error: bool = False) -> bytes:
+        if self._translator is not None:
+            return self._translator.error(message)  # b"" when an upstream error was translated
+        if after_error and self._fmt != "openai-responses":
+            return b""
+        return stream_error(
+            self._fmt,
+            message,
+            response_id=self._response_id,
+            sequence_number=self._seq + 1,
+            send_error_event=not after_error,
+        )

@@ -1,0 +1,286 @@
+"""Tests for router.upstream.provider: the headers sent upstream and to probes, the mapping of the
+transport's (router.upstream.client) exceptions to router errors, and UpstreamResponse's read/close over a
+stand-in transport response."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+from router.upstream import client as http1
+from router.config import ProviderConfig
+from router.errors import UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
+from router.upstream.provider import PATHS, ProviderClient, UpstreamResponse, _map, probe_headers
+
+ALL = ("openai-chat", "anthropic-messages", "openai-responses")
+
+
+def _provider(**kw: Any) -> ProviderConfig:
+    base: dict[str, Any] = {"name": "p", "base_url": "http://p.invalid", "formats": ALL, "api_key": "sk-provider"}
+    return ProviderConfig(**{**base, **kw})
+
+
+CLIENT_HEADERS = {
+    "host": "router.local",
+    "connection": "keep-alive",
+    "keep-alive": "timeout=5",
+    "proxy-connection": "keep-alive",
+    "proxy-authorization": "Basic Zm9vOmJhcg==",
+    "te": "trailers",
+    "trailer": "x-checksum",
+    "transfer-encoding": "chunked",
+    "upgrade": "h2c",
+    "content-length": "123",
+    "content-type": "application/json; charset=latin-1",
+    "accept-encoding": "gzip, br",
+    "authorization": "Bearer toc-client-key-123456",
+    "x-api-key": "toc-client-key-123456",
+    "api-key": "toc-client-key-123456",
+    "cookie": "session=abc",
+    "x-request-id": "client-chosen",
+    "user-agent": "openai-python/1.0",
+    "openai-beta": "assistants=v2",
+    "anthropic-beta": "tools-2024",
+}
+_KEPT = {"user-agent", "openai-beta", "anthropic-beta"}
+
+
+@pytest.mark.parametrize("fmt", ALL)
+def test_request_headers_strip_hop_by_hop_and_client_credentials(fmt: Any) -> None:
+    """Hop-by-hop, framing, encoding and every client credential are dropped; the rest pass."""
+    out = ProviderClient(_provider()).request_headers(CLIENT_HEADERS, fmt, "rid-1")
+    assert _KEPT <= set(out)
+    for name in set(CLIENT_HEADERS) - _KEPT - {"content-type", "x-request-id", "authorization", "x-api-key"}:
+        assert name not in out, name
+    assert "toc-client-key-123456" not in " ".join(out.values())
+    assert "session=abc" not in out.values()
+    assert out["content-type"] == "application/json"
+    assert out["x-request-id"] == "rid-1"
+
+
+def test_headers_named_by_connection_are_hop_by_hop() -> None:
+    """Headers the client lists in Connection (any case, spaces) are hop-by-hop too (RFC 9110 7.6.1)."""
+    out = ProviderClient(_provider()).request_headers(
+        {"connection": "keep-alive, X-Hop ,x-other", "x-hop": "1", "x-other": "2", "user-agent": "sdk"},
+        "openai-chat",
+        "r",
+    )
+    assert "x-hop" not in out and "x-other" not in out and out["user-agent"] == "sdk"
+
+
+def test_connection_cannot_strip_what_the_router_sets() -> None:
+    """A client naming the router's own headers in Connection cannot remove them."""
+    out = ProviderClient(_provider()).request_headers(
+        {"connection": "authorization, content-type, x-request-id"}, "openai-chat", "rid"
+    )
+    assert out["authorization"] == "Bearer sk-provider"
+    assert out["content-type"] == "application/json" and out["x-request-id"] == "rid"
+
+
+def test_openai_formats_get_a_bearer_provider_key() -> None:
+    """openai-chat and openai-responses carry the provider's key as a Bearer token, no x-api-key."""
+    client = ProviderClient(_provider())
+    for fmt in ("openai-chat", "openai-responses"):
+        out = client.request_headers(CLIENT_HEADERS, fmt, "r")
+        assert out["authorization"] == "Bearer sk-provider"
+        assert "x-api-key" not in out and "anthropic-version" not in out
+
+
+def test_anthropic_gets_x_api_key_and_a_default_version() -> None:
+    """anthropic-messages carries x-api-key (no authorization) and the configured anthropic-version."""
+    client = ProviderClient(_provider(anthropic_version="2099-01-01"))
+    out = client.request_headers({"user-agent": "sdk"}, "anthropic-messages", "r")
+    assert out["x-api-key"] == "sk-provider"
+    assert "authorization" not in out
+    assert out["anthropic-version"] == "2099-01-01"
+
+
+def test_anthropic_version_from_the_client_passes_through() -> None:
+    """A client's own anthropic-version wins over the provider default."""
+    out = ProviderClient(_provider()).request_headers(
+        {"anthropic-version": "2023-01-01"}, "anthropic-messages", "r"
+    )
+    assert out["anthropic-version"] == "2023-01-01"
+
+
+def test_no_provider_key_sends_no_credentials() -> None:
+    """A keyless provider (a local server) gets no credentials at all, not even the client's."""
+    client = ProviderClient(_provider(api_key=None))
+    for fmt in ALL:
+        out = client.request_headers(CLIENT_HEADERS, fmt, "r")  # type: ignore[arg-type]
+        assert not {"authorization", "x-api-key", "api-key"} & set(out), fmt
+
+
+def test_provider_extra_headers_are_added() -> None:
+    """The provider's configured headers are sent, overriding a client header of the same name."""
+    client = ProviderClient(_provider(headers=(("http-referer", "https://me"), ("user-agent", "router"))))
+    out = client.request_headers({"user-agent": "sdk"}, "openai-chat", "r")
+    assert out["http-referer"] == "https://me" and out["user-agent"] == "router"
+
+
+def test_request_headers_do_not_mutate_the_client_mapping() -> None:
+    """The client's headers are copied, never changed in place."""
+    headers = dict(CLIENT_HEADERS)
+    ProviderClient(_provider()).request_headers(headers, "openai-chat", "r")
+    assert headers == CLIENT_HEADERS
+
+
+def test_probe_headers_follow_the_first_format() -> None:
+    """Probe credentials are in the style of the provider's first format."""
+    openai = probe_headers(_provider(headers=(("x-extra", "1"),)))
+    assert openai == {"x-extra": "1", "authorization": "Bearer sk-provider"}
+    anth = probe_headers(_provider(formats=("anthropic-messages", "openai-chat"), anthropic_version="v9"))
+    assert anth == {"anthropic-version": "v9", "x-api-key": "sk-provider"}
+    assert probe_headers(_provider(api_key=None)) == {}
+    assert probe_headers(_provider(api_key=None, formats=("anthropic-messages",))) == {"anthropic-version": "2023-06-01"}
+
+
+def test_paths_per_format() -> None:
+    """Each client format goes to its provider path."""
+    assert PATHS == {
+        "openai-chat": "/v1/chat/completions",
+        "anthropic-messages": "/v1/messages",
+        "openai-responses": "/v1/responses",
+    }
+
+
+# --- exception mapping --------------------------------------------------------------------------
+
+
+def test_map_connect_timeout() -> None:
+    """The transport's connect timeout is a connect-phase timeout."""
+    err = _map(http1.ConnectTimeout("x"), "connecting")
+    assert isinstance(err, UpstreamTimeout) and err.phase == "connect"
+    assert err.message == "connect timeout while connecting"
+
+
+def test_map_connect_failure_names_the_os_error() -> None:
+    """A refused connection reports the OS reason."""
+    err = _map(http1.ConnectFailed(ConnectionRefusedError(111, "Connection refused"), "p.invalid:443"), "connecting")
+    assert type(err) is UpstreamConnectError
+    assert err.message == "cannot connect: Connection refused"
+
+
+def test_map_connect_failure_without_strerror() -> None:
+    """An OS error with no strerror still gives a readable message."""
+    err = _map(http1.ConnectFailed(OSError("no route"), "p.invalid:443"), "connecting")
+    assert type(err) is UpstreamConnectError and err.message.startswith("cannot connect: ")
+    assert "p.invalid" in err.message
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "message"),
+    [
+        (http1.Disconnected("x"), UpstreamReset, "upstream closed the connection while reading the stream"),
+        (http1.PayloadError("bad chunk"), UpstreamReset, "upstream connection broke while reading the stream"),
+        (http1.ProtocolError("bad"), UpstreamConnectError, "upstream connection error while reading the stream: ProtocolError"),
+        (ConnectionResetError(104, "reset"), UpstreamConnectError, "upstream connection error while reading the stream: ConnectionResetError"),
+    ],
+)
+def test_map_connection_errors(exc: BaseException, kind: type[UpstreamError], message: str) -> None:
+    """Disconnects and broken payloads are resets; other socket errors are connect errors (both fail over)."""
+    err = _map(exc, "reading the stream")
+    assert type(err) is kind and err.message == message
+    assert err.retryable and err.source == "upstream"
+
+
+# --- UpstreamResponse over a stand-in transport response ----------------------------------------
+
+
+class _Resp:
+    """Just what UpstreamResponse uses of http1.Response."""
+
+    def __init__(self, chunks: list[bytes | BaseException] | None = None, body: bytes | BaseException = b"{}") -> None:
+        self.status = 201
+        self.headers = [("Content-Type", "application/json"), ("Retry-After", "3")]
+        self._chunks = chunks or []
+        self._body = body
+        self.calls: list[str] = []
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    async def read(self) -> bytes:
+        item = self._chunks.pop(0) if self._chunks else b""
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def read_all(self) -> bytes:
+        if isinstance(self._body, BaseException):
+            raise self._body
+        return self._body
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+def _wrap(resp: _Resp) -> UpstreamResponse:
+    return UpstreamResponse(resp)  # type: ignore[arg-type]
+
+
+def test_response_headers_are_lower_cased() -> None:
+    """headers() lower-cases names; header() reads one; status is copied."""
+    up = _wrap(_Resp())
+    assert up.status == 201
+    assert up.headers() == {"content-type": "application/json", "retry-after": "3"}
+    assert up.header("Retry-After") == "3" and up.header("x-none") is None
+
+
+@pytest.mark.anyio
+async def test_read_yields_chunks_then_empty() -> None:
+    """read() passes chunks through as they come and b'' at the end."""
+    up = _wrap(_Resp([b"a", b"b"]))
+    assert [await up.read(), await up.read(), await up.read()] == [b"a", b"b", b""]
+
+
+@pytest.mark.anyio
+async def test_read_maps_transport_errors() -> None:
+    """A reset mid-stream surfaces as UpstreamReset, not a transport exception."""
+    up = _wrap(_Resp([b"a", http1.PayloadError("cut")]))
+    await up.read()
+    with pytest.raises(UpstreamReset, match="broke while reading the stream"):
+        await up.read()
+
+
+@pytest.mark.anyio
+async def test_read_all_maps_transport_errors() -> None:
+    """read_all() of a body whose connection drops raises UpstreamReset."""
+    with pytest.raises(UpstreamReset, match="closed the connection while reading the answer"):
+        await _wrap(_Resp(body=http1.Disconnected("gone"))).read_all()
+    assert await _wrap(_Resp(body=b'{"ok":1}')).read_all() == b'{"ok":1}'
+
+
+def test_close_hands_the_connection_back_to_the_transport() -> None:
+    """close() is the transport response's close (which reuses a finished connection, see test_http1)."""
+    resp = _Resp()
+    _wrap(resp).close()
+    assert resp.calls == ["close"]
+
+
+# --- ProviderClient lifecycle -------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_send_before_start_is_a_connect_error() -> None:
+    """A client used before start() fails as a connect error, not an AttributeError."""
+    with pytest.raises(UpstreamConnectError, match="provider p is not started"):
+        await ProviderClient(_provider()).send("openai-chat", b"{}", {})
+
+
+@pytest.mark.anyio
+async def test_refused_connection_is_mapped() -> None:
+    """Connecting to a closed loopback port raises UpstreamConnectError; aclose() is repeatable."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = ProviderClient(_provider(base_url=f"http://127.0.0.1:{port}"))
+    await client.start()
+    try:
+        with pytest.raises(UpstreamConnectError, match="cannot connect"):
+            await client.send("openai-chat", b"{}", {})
+    finally:
+        await client.aclose()
+        await client.aclose()
