@@ -8,9 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -174,7 +174,10 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 
 def http_post_json(url: str, data: Any, timeout: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     req = urllib.request.Request(
-        url, data=json.dumps(data).encode(), headers={"content-type": "application/json", **(headers or {})}, method="POST"
+        url,
+        data=json.dumps(data).encode(),
+        headers={"content-type": "application/json", **(headers or {})},
+        method="POST",
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -183,9 +186,7 @@ def http_post_json(url: str, data: Any, timeout: float = 5.0, headers: dict[str,
         return e.code, e.read()
 
 
-def wait_http_ok(
-    url: str, procs: Processes, proc: subprocess.Popen[bytes], what: str, timeout: float = 30.0
-) -> None:
+def wait_http_ok(url: str, procs: Processes, proc: subprocess.Popen[bytes], what: str, timeout: float = 30.0) -> None:
     """Poll `url` until it answers 200; fail fast if `proc` died; bounded by `timeout`."""
     deadline = time.monotonic() + timeout
     last = ""

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Processes, cpu_seconds, read_json_line  # noqa: E402
+from _common import Processes, cpu_seconds, read_json_line
 
 _SESSION_TIMEOUT = aiohttp.ClientTimeout(total=60)  # a request never blocks a run for longer
 
@@ -43,8 +43,15 @@ class _Generator:
     async def run(self, cmd: dict[str, Any]) -> dict[str, Any]:
         session = self.session(cmd["url"])
         headers = {"content-type": "application/json", **cmd.get("headers", {})}
-        reqs = [(r["path"], json.dumps(r["body"]).encode(), bool(r["body"].get("stream")),
-                 r.get("end_marker", cmd.get("end_marker", "")).encode()) for r in cmd["requests"]]  # fmt: skip
+        reqs = [
+            (
+                r["path"],
+                json.dumps(r["body"]).encode(),
+                bool(r["body"].get("stream")),
+                r.get("end_marker", cmd.get("end_marker", "")).encode(),
+            )
+            for r in cmd["requests"]
+        ]
         marker = cmd.get("first_marker", "").encode()
         full = cmd.get("record") == "full"
         counter = [0]
@@ -73,7 +80,7 @@ class _Generator:
                 ok = status == 200 and (not end_marker or end_marker in tail)
                 if not ok and not first_failure:
                     first_failure.append(f"HTTP {status}: {tail[-200:].decode(errors='replace')}")
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 errors[type(exc).__name__] += 1
                 if not first_failure:
                     first_failure.append(repr(exc))
@@ -99,7 +106,7 @@ class _Generator:
         own0, t_start = time.process_time(), time.monotonic()
         await asyncio.gather(*(loop(t_start + float(cmd["seconds"])) for _ in range(conc)))
         elapsed = time.monotonic() - t_start
-        cpu = [cpu_seconds(p) - c for p, c in zip(pids, cpu0)]
+        cpu = [cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=False)]
         good = [r for r in rows if r[6]]
         out: dict[str, Any] = {
             "elapsed_s": elapsed,
@@ -115,7 +122,9 @@ class _Generator:
             "first_failure": first_failure[0] if first_failure else None,
         }
         if full:  # every request, for the timelines: start, latency, ttfb, status, provider, attempts, stream, ok
-            out["records"] = [[round(r[0], 4), round(r[1], 4), round(r[2], 4), r[3], r[4], r[5], int(r[7]), int(r[6])] for r in rows]
+            out["records"] = [
+                [round(r[0], 4), round(r[1], 4), round(r[2], 4), r[3], r[4], r[5], int(r[7]), int(r[6])] for r in rows
+            ]
         return out
 
     async def serve(self) -> None:
@@ -155,7 +164,9 @@ class LoadGen:
         out: dict[str, Any] = read_json_line(self.proc.stdout)
         return out
 
-    def run(self, url: str, requests: list[dict[str, Any]], concurrency: int, seconds: float, **opts: Any) -> dict[str, Any]:
+    def run(
+        self, url: str, requests: list[dict[str, Any]], concurrency: int, seconds: float, **opts: Any
+    ) -> dict[str, Any]:
         self.start(url, requests, concurrency, seconds, **opts)
         return self.result()
 

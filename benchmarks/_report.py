@@ -42,9 +42,9 @@ def median(values: Sequence[float]) -> float:
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths)) + " |"]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=False)) + " |"]
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    lines += ["| " + " | ".join(c.rjust(w) for c, w in zip(row, widths)) + " |" for row in cells[1:]]
+    lines += ["| " + " | ".join(c.rjust(w) for c, w in zip(row, widths, strict=False)) + " |" for row in cells[1:]]
     return "\n".join(lines)
 
 
@@ -97,13 +97,15 @@ def run_meta() -> dict[str, Any]:
     dirty = _run(["git", "status", "--porcelain", "--", "router"])
     return {
         "date": _run(["date"]),
-        "date_iso": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date_iso": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "commit": _run(["git", "rev-parse", "--short", "HEAD"]) + (" (router/ modified)" if dirty else ""),
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "versions": {d: _version(d) for d in ("uvicorn", "uvloop", "httptools", "starlette", "aiohttp", "orjson", "redis")},
+        "versions": {
+            d: _version(d) for d in ("uvicorn", "uvloop", "httptools", "starlette", "aiohttp", "orjson", "redis")
+        },
         "redis_server": _run(["redis-server", "--version"]).split(" sha=")[0],
     }
 
@@ -118,7 +120,11 @@ class MachineLoad:
     def finish(self) -> dict[str, float]:
         wall = time.monotonic() - self.t0
         other = max(0.0, (_machine_busy_s() - self.busy0) - (_own_cpu_s() - self.own0))
-        return {"wall_s": round(wall, 1), "other_cpu_s": round(other, 1), "other_share": other / (wall * (os.cpu_count() or 1))}
+        return {
+            "wall_s": round(wall, 1),
+            "other_cpu_s": round(other, 1),
+            "other_share": other / (wall * (os.cpu_count() or 1)),
+        }
 
 
 def _machine_busy_s() -> float:
@@ -153,9 +159,11 @@ def meta_line(meta: dict[str, Any]) -> str:
 def add_output_args(p: argparse.ArgumentParser, script: str) -> None:
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument(
-        "--chart", metavar="PATH", default=str(RESULTS_DIR / f"{script}.png"),
+        "--chart",
+        metavar="PATH",
+        default=str(RESULTS_DIR / f"{script}.png"),
         help=f"where to write the PNG chart (default benchmarks/results/{script}.png)",
-    )  # fmt: skip
+    )
     p.add_argument("--keep-logs", action="store_true", help="keep the router's and the fakes' logs, configs and ledger")
 
 

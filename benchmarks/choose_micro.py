@@ -21,12 +21,12 @@ import timeit
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO  # noqa: E402
-from _report import markdown_table  # noqa: E402
+from _common import REPO
+from _report import markdown_table
 
 sys.path.insert(0, str(REPO))  # the router of this checkout, whatever the venv's editable install points at
 
-from router.routing.choose import Candidate, choose  # noqa: E402
+from router.routing.choose import Candidate, choose
 
 
 def candidates(n: int, measured: bool, seed: int = 1) -> list[Candidate[int]]:
@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         t_fresh = ns_per_call(lambda: choose(fresh, rng), args.number, args.repeat)
         t_build = ns_per_call(build_and_choose, max(1, args.number // max(1, n // 5)), args.repeat)
         rows.append([n, f"{t_measured:.0f}", f"{t_fresh:.0f}", f"{t_build:.0f}"])
-        out.append({"candidates": n, "measured_ns": t_measured, "unmeasured_ns": t_fresh, "build_and_choose_ns": t_build})
+        out.append(
+            {"candidates": n, "measured_ns": t_measured, "unmeasured_ns": t_fresh, "build_and_choose_ns": t_build}
+        )
         print(f"  {n} candidates done", file=sys.stderr)
     print(f"\nchoose(): ns per call, best of {args.repeat} x {args.number} calls, Python {platform.python_version()}\n")
     print(markdown_table(["candidates", "measured (P2C)", "unmeasured (random)", "measured + build list"], rows))

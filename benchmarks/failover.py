@@ -26,25 +26,49 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
-    BENCH_AUTH, Processes, free_port, http_get, http_post_json, install_sigterm_as_interrupt, workdir, router_errors,
-    start_fake, start_router, write_router_config,
-)  # fmt: skip
-from _loadgen import LoadGen  # noqa: E402
-from _report import (  # noqa: E402
-    MachineLoad, add_output_args, load_note, markdown_table, meta_line, percentile, pyplot, run_meta, save_chart,
+from _common import (
+    BENCH_AUTH,
+    Processes,
+    free_port,
+    http_get,
+    http_post_json,
+    install_sigterm_as_interrupt,
+    router_errors,
+    start_fake,
+    start_router,
+    workdir,
+    write_router_config,
+)
+from _loadgen import LoadGen
+from _report import (
+    MachineLoad,
+    add_output_args,
+    load_note,
+    markdown_table,
+    meta_line,
+    percentile,
+    pyplot,
+    run_meta,
+    save_chart,
     write_json,
-)  # fmt: skip
+)
 
 PROVIDERS = ("alpha", "beta", "gamma")
 COLORS = {"alpha": "tab:red", "beta": "tab:orange", "gamma": "tab:green", "": "black"}
 MODEL = "m"
 _MSG = [{"role": "user", "content": "Say hello."}]
 REQUESTS = [  # alternating: half non-stream, half stream
-    {"path": "/v1/chat/completions", "body": {"model": MODEL, "messages": _MSG, "max_tokens": 16}, "end_marker": '"stop"'},
-    {"path": "/v1/chat/completions", "body": {"model": MODEL, "messages": _MSG, "max_tokens": 16, "stream": True},
-     "end_marker": "[DONE]"},
-]  # fmt: skip
+    {
+        "path": "/v1/chat/completions",
+        "body": {"model": MODEL, "messages": _MSG, "max_tokens": 16},
+        "end_marker": '"stop"',
+    },
+    {
+        "path": "/v1/chat/completions",
+        "body": {"model": MODEL, "messages": _MSG, "max_tokens": 16, "stream": True},
+        "end_marker": "[DONE]",
+    },
+]
 # (time at scale 1, label, {provider: faults}); the phases are the spans between them
 EVENTS: list[tuple[float, str, dict[str, dict[str, Any]]]] = [
     (10.0, "alpha 503", {"alpha": {"status": 503}}),
@@ -62,12 +86,23 @@ def attempts_count(url: str) -> int:
     return sum(v for k, v in reqs.items() if k != "/v1/models")
 
 
-def drive(args: argparse.Namespace, gen: LoadGen, fakes: dict[str, str], url: str) -> tuple[dict[str, Any], list[Any], float]:
+def drive(
+    args: argparse.Namespace, gen: LoadGen, fakes: dict[str, str], url: str
+) -> tuple[dict[str, Any], list[Any], float]:
     """Run the load and the fault timeline; sample the fakes' counters every 100 ms."""
     warmup = 1.0
     start_at = time.monotonic() + warmup + 1.0  # the generator warms up (connections, EWMAs) first
-    gen.start(url, REQUESTS, args.concurrency, END * args.scale, warmup_s=warmup, headers=BENCH_AUTH,
-              first_marker='"H', record="full", start_at=start_at)  # fmt: skip
+    gen.start(
+        url,
+        REQUESTS,
+        args.concurrency,
+        END * args.scale,
+        warmup_s=warmup,
+        headers=BENCH_AUTH,
+        first_marker='"H',
+        record="full",
+        start_at=start_at,
+    )
     pending = list(EVENTS)
     applied: list[tuple[float, str]] = []
     samples: list[tuple[float, dict[str, int]]] = []
@@ -92,7 +127,9 @@ def drive(args: argparse.Namespace, gen: LoadGen, fakes: dict[str, str], url: st
 
 
 def analyse(result: dict[str, Any], samples: list[Any], start_at: float, scale: float) -> dict[str, Any]:
-    recs = [[r[0] - start_at, *r[1:]] for r in result["records"]]  # t, lat, ttfb, status, provider, attempts, stream, ok
+    recs = [
+        [r[0] - start_at, *r[1:]] for r in result["records"]
+    ]  # t, lat, ttfb, status, provider, attempts, stream, ok
     ev = [t for t, _ in result["events"]]
     bounds = [0.0, *ev, END * scale + 60]  # requests started at the very end still count in the last phase
     phases: list[dict[str, Any]] = []
@@ -101,12 +138,21 @@ def analyse(result: dict[str, Any], samples: list[Any], start_at: float, scale: 
         lat = sorted(r[1] * 1000 for r in rs if r[7])
         errors = [r for r in rs if not r[7]]
         served = {p: sum(1 for r in rs if r[4] == p and r[7]) for p in PROVIDERS}
-        phases.append({"phase": name, "requests": len(rs), "errors": len(errors),
-                       "error_rate": len(errors) / len(rs) if rs else float("nan"),
-                       "failed_over": sum(1 for r in rs if r[5] > 1), "p50_ms": percentile(lat, 50),
-                       "p99_ms": percentile(lat, 99), "max_ms": lat[-1] if lat else float("nan"), "served": served,
-                       "slow": sum(1 for x in lat if x >= 500),
-                       "statuses": sorted({r[3] for r in errors})})  # fmt: skip
+        phases.append(
+            {
+                "phase": name,
+                "requests": len(rs),
+                "errors": len(errors),
+                "error_rate": len(errors) / len(rs) if rs else float("nan"),
+                "failed_over": sum(1 for r in rs if r[5] > 1),
+                "p50_ms": percentile(lat, 50),
+                "p99_ms": percentile(lat, 99),
+                "max_ms": lat[-1] if lat else float("nan"),
+                "served": served,
+                "slow": sum(1 for x in lat if x >= 500),
+                "statuses": sorted({r[3] for r in errors}),
+            }
+        )
     for ph in phases:
         ph["added_p50_ms"] = ph["p50_ms"] - phases[0]["p50_ms"]
         ph["added_p99_ms"] = ph["p99_ms"] - phases[0]["p99_ms"]
@@ -116,21 +162,36 @@ def analyse(result: dict[str, Any], samples: list[Any], start_at: float, scale: 
         if len(ev) <= fault_i:
             continue
         t_fault, t_rec = ev[fault_i], ev[2] if len(ev) > 2 else END * scale
-        hits = [t for (t, c), (_, c0) in zip(samples[1:], samples) if c[name] > c0[name] and t_fault <= t < t_rec]
+        hits = [
+            t
+            for (t, c), (_, c0) in zip(samples[1:], samples, strict=False)
+            if c[name] > c0[name] and t_fault <= t < t_rec
+        ]
         during = samples_delta(samples, name, t_fault, t_rec)
         stop = t_fault
-        for a, b in zip([t_fault, *hits], [*hits, t_rec]):
+        for a, b in zip([t_fault, *hits], [*hits, t_rec], strict=False):
             stop = a
             if b - a >= quiet:
                 break
         after = [r for r in recs if r[0] >= t_rec and r[4] == name and r[7]]
-        timing[name] = {"attempts_during_fault": during, "stopped_after_s": stop - t_fault,
-                        "attempts_after_stop": samples_delta(samples, name, stop + SAMPLE_S, t_rec),
-                        "first_served_after_recovery_s": after[0][0] - t_rec if after else None,
-                        "share_back_after_s": share_back(recs, name, t_rec, 1 / 6)}  # fmt: skip
-    return {"phases": phases, "timing": timing, "records": recs, "samples": samples, "events": result["events"],
-            "errors_total": sum(p["errors"] for p in phases), "requests_total": len(recs),
-            "loadgen_errors": result["errors"], "first_failure": result["first_failure"]}  # fmt: skip
+        timing[name] = {
+            "attempts_during_fault": during,
+            "stopped_after_s": stop - t_fault,
+            "attempts_after_stop": samples_delta(samples, name, stop + SAMPLE_S, t_rec),
+            "first_served_after_recovery_s": after[0][0] - t_rec if after else None,
+            "share_back_after_s": share_back(recs, name, t_rec, 1 / 6),
+        }
+    return {
+        "phases": phases,
+        "timing": timing,
+        "records": recs,
+        "samples": samples,
+        "events": result["events"],
+        "errors_total": sum(p["errors"] for p in phases),
+        "requests_total": len(recs),
+        "loadgen_errors": result["errors"],
+        "first_failure": result["first_failure"],
+    }
 
 
 def samples_delta(samples: list[Any], name: str, t0: float, t1: float) -> int:
@@ -151,29 +212,87 @@ def share_back(recs: list[Any], name: str, t0: float, share: float, window: floa
 
 
 def print_report(res: dict[str, Any], meta: dict[str, Any], args: argparse.Namespace) -> None:
-    print(f"\nFailover | {meta_line(meta)}\n{args.concurrency} concurrent clients, half streams; fakes answer after "
-          f"{args.fake_latency_ms:g} ms; router first_token_s {args.first_token_s:g}, breaker fail_max 5 / reset "
-          f"{args.breaker_reset_s * args.scale:g} s, EWMA half-life {args.half_life_s * args.scale:g} s; events at "
-          + ", ".join(f"{t:.2f} s ({lbl})" for t, lbl in res["events"]))  # fmt: skip
-    rows = [[p["phase"], p["requests"], p["errors"], f"{p['error_rate']:.2%}", p["failed_over"], f"{p['p50_ms']:.1f}",
-             f"{p['p99_ms']:.1f}", f"{p['added_p50_ms']:+.1f}", f"{p['added_p99_ms']:+.1f}", f"{p['max_ms']:.0f}", p["slow"],
-             "/".join(str(p["served"][n]) for n in PROVIDERS)] for p in res["phases"]]  # fmt: skip
-    print("\n" + markdown_table(["phase", "requests", "errors", "error rate", "failed over", "p50 ms", "p99 ms",
-                                 "added p50 ms", "added p99 ms", "max ms", ">= 0.5 s", "served a/b/g"], rows))  # fmt: skip
-    print("(phases by request start: a request that started just before an event and reached the provider after it "
-          "counts in the earlier phase)")
+    print(
+        f"\nFailover | {meta_line(meta)}\n{args.concurrency} concurrent clients, half streams; fakes answer after "
+        f"{args.fake_latency_ms:g} ms; router first_token_s {args.first_token_s:g}, breaker fail_max 5 / reset "
+        f"{args.breaker_reset_s * args.scale:g} s, EWMA half-life {args.half_life_s * args.scale:g} s; events at "
+        + ", ".join(f"{t:.2f} s ({lbl})" for t, lbl in res["events"])
+    )
+    rows = [
+        [
+            p["phase"],
+            p["requests"],
+            p["errors"],
+            f"{p['error_rate']:.2%}",
+            p["failed_over"],
+            f"{p['p50_ms']:.1f}",
+            f"{p['p99_ms']:.1f}",
+            f"{p['added_p50_ms']:+.1f}",
+            f"{p['added_p99_ms']:+.1f}",
+            f"{p['max_ms']:.0f}",
+            p["slow"],
+            "/".join(str(p["served"][n]) for n in PROVIDERS),
+        ]
+        for p in res["phases"]
+    ]
+    print(
+        "\n"
+        + markdown_table(
+            [
+                "phase",
+                "requests",
+                "errors",
+                "error rate",
+                "failed over",
+                "p50 ms",
+                "p99 ms",
+                "added p50 ms",
+                "added p99 ms",
+                "max ms",
+                ">= 0.5 s",
+                "served a/b/g",
+            ],
+            rows,
+        )
+    )
+    print(
+        "(phases by request start: a request that started just before an event and reached the provider after it "
+        "counts in the earlier phase)"
+    )
 
     def fmt(v: float | None) -> str:
         return "never (in this run)" if v is None else f"{v:.2f} s"
 
-    rows = [[n, t["attempts_during_fault"], f"{t['stopped_after_s']:.2f} s", t["attempts_after_stop"],
-             fmt(t["first_served_after_recovery_s"]), fmt(t["share_back_after_s"])] for n, t in res["timing"].items()]  # fmt: skip
-    print("\n" + markdown_table(["bad provider", "attempts during fault", "router stopped sending after",
-                                 "attempts after that (breaker trials)", "first served after recovery",
-                                 "share >= 1/6 again after"], rows))  # fmt: skip
+    rows = [
+        [
+            n,
+            t["attempts_during_fault"],
+            f"{t['stopped_after_s']:.2f} s",
+            t["attempts_after_stop"],
+            fmt(t["first_served_after_recovery_s"]),
+            fmt(t["share_back_after_s"]),
+        ]
+        for n, t in res["timing"].items()
+    ]
+    print(
+        "\n"
+        + markdown_table(
+            [
+                "bad provider",
+                "attempts during fault",
+                "router stopped sending after",
+                "attempts after that (breaker trials)",
+                "first served after recovery",
+                "share >= 1/6 again after",
+            ],
+            rows,
+        )
+    )
     verdict = "PASS" if res["errors_total"] == 0 else "MISS"
-    print(f"\nTarget: zero client errors while any provider is healthy (all run): {res['errors_total']} of "
-          f"{res['requests_total']} -> {verdict}")
+    print(
+        f"\nTarget: zero client errors while any provider is healthy (all run): {res['errors_total']} of "
+        f"{res['requests_total']} -> {verdict}"
+    )
     if res["first_failure"]:
         print(f"first failure: {res['first_failure'][:300]}")
 
@@ -187,10 +306,17 @@ def chart(res: dict[str, Any], path: str, scale: float) -> None:
     for name in (*PROVIDERS, ""):
         pts = [(r[0], r[1] * 1000) for r in recs if r[4] == name and r[7]]
         if pts:
-            ax1.scatter(*zip(*pts), s=2, alpha=0.25, color=COLORS[name], label=f"served by {name}", rasterized=True)
+            ax1.scatter(
+                *zip(*pts, strict=False),
+                s=2,
+                alpha=0.25,
+                color=COLORS[name],
+                label=f"served by {name}",
+                rasterized=True,
+            )
     bad = [(r[0], r[1] * 1000) for r in recs if not r[7]]
     if bad:
-        ax1.scatter(*zip(*bad), s=20, marker="x", color="black", label="client error")
+        ax1.scatter(*zip(*bad, strict=False), s=20, marker="x", color="black", label="client error")
     bin_s = 0.25
     n_bins = int(END * scale / bin_s)  # whole bins only: a last partial one would look like a drop
     bins: list[list[Any]] = [[] for _ in range(n_bins)]
@@ -223,7 +349,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=32, help="closed-loop clients (default 32)")
     p.add_argument("--fake-latency-ms", type=float, default=20, help="the fakes' time to first byte (default 20)")
     p.add_argument("--first-token-s", type=float, default=1.0, help="router timeouts.first_token_s (default 1)")
-    p.add_argument("--breaker-reset-s", type=float, default=5.0, help="router breaker reset_timeout_s at scale 1 (default 5)")
+    p.add_argument(
+        "--breaker-reset-s", type=float, default=5.0, help="router breaker reset_timeout_s at scale 1 (default 5)"
+    )
     p.add_argument("--half-life-s", type=float, default=2.0, help="router ewma_half_life_s at scale 1 (default 2)")
     add_output_args(p, "failover")
     args = p.parse_args(argv)
@@ -241,11 +369,15 @@ def main(argv: list[str] | None = None) -> int:
             fakes = {n: start_fake(procs, n, "--latency-ms", str(args.fake_latency_ms))[1] for n in PROVIDERS}
             cfg, port = Path(tmp) / "router.yaml", free_port()
             write_router_config(
-                cfg, port, fakes, {MODEL: list(PROVIDERS)}, ledger_path=Path(tmp) / "ledger.jsonl",
+                cfg,
+                port,
+                fakes,
+                {MODEL: list(PROVIDERS)},
+                ledger_path=Path(tmp) / "ledger.jsonl",
                 timeouts={"first_token_s": args.first_token_s},
                 breaker={"fail_max": 5, "reset_timeout_s": args.breaker_reset_s * args.scale},
                 routing={"ewma_half_life_s": args.half_life_s * args.scale},
-            )  # fmt: skip
+            )
             router, url = start_router(procs, cfg, port)
             gen = LoadGen(procs)
             result, samples, start_at = drive(args, gen, fakes, url)
@@ -256,10 +388,21 @@ def main(argv: list[str] | None = None) -> int:
     res = analyse(result, samples, start_at, args.scale)
     print_report(res, meta, args)
     note = load_note(load.finish())
-    print(f"({note})" + (f"\nWARNING: {len(errors)} error line(s) in the router log: {errors[0][:300]}" if errors else ""))
+    print(
+        f"({note})" + (f"\nWARNING: {len(errors)} error line(s) in the router log: {errors[0][:300]}" if errors else "")
+    )
     out = {k: v for k, v in res.items() if k not in ("records", "samples")}
-    write_json(args.json, {"meta": meta, "args": vars(args), "machine_load": note, **out,
-                           "records": res["records"], "samples": res["samples"]})  # fmt: skip
+    write_json(
+        args.json,
+        {
+            "meta": meta,
+            "args": vars(args),
+            "machine_load": note,
+            **out,
+            "records": res["records"],
+            "samples": res["samples"],
+        },
+    )
     chart(res, args.chart, args.scale)
     return 0
 

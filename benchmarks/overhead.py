@@ -29,15 +29,38 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
-    BENCH_AUTH, Processes, cpu_plan, free_port, install_sigterm_as_interrupt, workdir, process_tree, router_errors,
-    start_fake, start_redis, start_router, vm_hwm_mib, write_router_config,
-)  # fmt: skip
-from _loadgen import LoadGen  # noqa: E402
-from _report import (  # noqa: E402
-    MachineLoad, Target, add_output_args, load_note, markdown_table, median, meta_line, percentile, pyplot, run_meta, save_chart, target,
-    targets_table, write_json,
-)  # fmt: skip
+from _common import (
+    BENCH_AUTH,
+    Processes,
+    cpu_plan,
+    free_port,
+    install_sigterm_as_interrupt,
+    process_tree,
+    router_errors,
+    start_fake,
+    start_redis,
+    start_router,
+    vm_hwm_mib,
+    workdir,
+    write_router_config,
+)
+from _loadgen import LoadGen
+from _report import (
+    MachineLoad,
+    Target,
+    add_output_args,
+    load_note,
+    markdown_table,
+    median,
+    meta_line,
+    percentile,
+    pyplot,
+    run_meta,
+    save_chart,
+    target,
+    targets_table,
+    write_json,
+)
 
 MODEL = "bench"
 # >= 20 characters, so none of the 20 stream pieces is empty; starts with "H", the first-byte marker
@@ -47,7 +70,13 @@ _MSG = [{"role": "user", "content": "Say hello."}]
 # include_usage in both directions, so direct and routed streams carry the same events
 BODIES = {
     False: {"model": MODEL, "messages": _MSG, "max_tokens": 16},
-    True: {"model": MODEL, "messages": _MSG, "max_tokens": 16, "stream": True, "stream_options": {"include_usage": True}},
+    True: {
+        "model": MODEL,
+        "messages": _MSG,
+        "max_tokens": 16,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    },
 }
 
 
@@ -59,8 +88,15 @@ class Phase:
     seconds: float  # per run, before --scale
 
 
-PHASES = {p.name: p for p in (Phase("c1", 1, False, 1.0), Phase("c8", 8, False, 1.0), Phase("c64", 64, False, 1.5),
-                              Phase("s32", 32, True, 1.5))}  # fmt: skip
+PHASES = {
+    p.name: p
+    for p in (
+        Phase("c1", 1, False, 1.0),
+        Phase("c8", 8, False, 1.0),
+        Phase("c64", 64, False, 1.5),
+        Phase("s32", 32, True, 1.5),
+    )
+}
 
 
 @dataclass
@@ -79,7 +115,9 @@ class Runs:
     cpu_by_pid: list[float] = field(default_factory=list)  # target pids, the fake, then any extra (redis)
 
     def add(self, r: dict[str, Any], n_target_pids: int, fake_index: int) -> None:
-        self.cpu_by_pid = [a + b for a, b in zip(self.cpu_by_pid, r["cpu_s"])] if self.cpu_by_pid else list(r["cpu_s"])
+        self.cpu_by_pid = (
+            [a + b for a, b in zip(self.cpu_by_pid, r["cpu_s"], strict=False)] if self.cpu_by_pid else list(r["cpu_s"])
+        )
         self.rps.append(r["rps"])
         self.lat += r["lat_ms"]
         self.ttfb += r["ttfb_ms"]
@@ -93,17 +131,30 @@ class Runs:
     def summary(self) -> dict[str, Any]:
         lat, ttfb = sorted(self.lat), sorted(self.ttfb)
         return {
-            "rps": median(self.rps), "rps_runs": [round(x) for x in self.rps], "ok": self.ok, "failed": self.failed,
-            "p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90), "p99_ms": percentile(lat, 99),
-            "ttfb_p50_ms": percentile(ttfb, 50), "cpu_s_per_1000": self.target_cpu_s / max(1, self.ok) * 1000,
+            "rps": median(self.rps),
+            "rps_runs": [round(x) for x in self.rps],
+            "ok": self.ok,
+            "failed": self.failed,
+            "p50_ms": percentile(lat, 50),
+            "p90_ms": percentile(lat, 90),
+            "p99_ms": percentile(lat, 99),
+            "ttfb_p50_ms": percentile(ttfb, 50),
+            "cpu_s_per_1000": self.target_cpu_s / max(1, self.ok) * 1000,
             "client_core_busy": self.client_core_cpu_s / self.elapsed_s if self.elapsed_s else float("nan"),
             "first_failure": self.first_failure,
             "cpu_us_per_req_by_pid": [round(c / max(1, self.ok) * 1e6) for c in self.cpu_by_pid],
-        }  # fmt: skip
+        }
 
 
-def run_suite(gen: LoadGen, targets: dict[str, tuple[str, list[int]]], phases: list[Phase], fake_pid: int,
-              args: argparse.Namespace, label: str, extra_pids: tuple[int, ...] = ()) -> dict[str, dict[str, Any]]:  # fmt: skip
+def run_suite(
+    gen: LoadGen,
+    targets: dict[str, tuple[str, list[int]]],
+    phases: list[Phase],
+    fake_pid: int,
+    args: argparse.Namespace,
+    label: str,
+    extra_pids: tuple[int, ...] = (),
+) -> dict[str, dict[str, Any]]:
     """Every phase against every target, `args.rounds` times, the order rotating each round."""
     runs = {(p.name, t): Runs() for p in phases for t in targets}
     names = list(targets)
@@ -113,19 +164,32 @@ def run_suite(gen: LoadGen, targets: dict[str, tuple[str, list[int]]], phases: l
             for t in names[shift:] + names[:shift]:
                 url, pids = targets[t]
                 headers = args.target_headers if t == "target" else BENCH_AUTH
-                r = gen.run(url, [{"path": "/v1/chat/completions", "body": BODIES[ph.stream]}], ph.concurrency,
-                            ph.seconds * args.scale, warmup_s=args.warmup, headers=headers, cpu_pids=[*pids, fake_pid, *extra_pids],
-                            first_marker=FIRST_MARKER if ph.stream else "", end_marker="[DONE]" if ph.stream else "")  # fmt: skip
+                r = gen.run(
+                    url,
+                    [{"path": "/v1/chat/completions", "body": BODIES[ph.stream]}],
+                    ph.concurrency,
+                    ph.seconds * args.scale,
+                    warmup_s=args.warmup,
+                    headers=headers,
+                    cpu_pids=[*pids, fake_pid, *extra_pids],
+                    first_marker=FIRST_MARKER if ph.stream else "",
+                    end_marker="[DONE]" if ph.stream else "",
+                )
                 runs[(ph.name, t)].add(r, len(pids), len(pids))
-                print(f"  {label} round {rnd + 1}/{args.rounds} {ph.name:<4} {t:<10} {r['rps']:7.0f} req/s"
-                      f"  p50 {percentile(r['lat_ms'], 50):7.2f} ms  failed {r['failed']}", file=sys.stderr)  # fmt: skip
+                print(
+                    f"  {label} round {rnd + 1}/{args.rounds} {ph.name:<4} {t:<10} {r['rps']:7.0f} req/s"
+                    f"  p50 {percentile(r['lat_ms'], 50):7.2f} ms  failed {r['failed']}",
+                    file=sys.stderr,
+                )
     out: dict[str, dict[str, Any]] = {}
     for ph in phases:
         d = runs[(ph.name, "direct")].summary()
         out[ph.name] = {"direct": d}
         for t in names[1:]:
             s = runs[(ph.name, t)].summary()
-            s["added_p50_ms"], s["added_p90_ms"], s["added_p99_ms"] = (s[k] - d[k] for k in ("p50_ms", "p90_ms", "p99_ms"))
+            s["added_p50_ms"], s["added_p90_ms"], s["added_p99_ms"] = (
+                s[k] - d[k] for k in ("p50_ms", "p90_ms", "p99_ms")
+            )
             s["added_ttfb_p50_ms"] = s["ttfb_p50_ms"] - d["ttfb_p50_ms"]
             s["total_ratio"] = s["p50_ms"] / d["p50_ms"] if d["p50_ms"] else float("nan")
             s["rps_ratio"] = s["rps"] / d["rps"] if d["rps"] else float("nan")
@@ -155,17 +219,27 @@ def pin(pid: int, cpus: set[int] | None = None) -> None:
 
 def measure_all(args: argparse.Namespace, procs: Processes, tmp: Path, results: dict[str, Any]) -> None:
     router_cpus, client_cpus, pinning = cpu_plan(not args.no_pin)
-    fake, fake_url = start_fake(procs, "bench", "--chunks", "20", "--chunk-delay-ms", "5", "--text", TEXT,
-                                port=args.fake_port, cpus=client_cpus)  # fmt: skip
+    fake, fake_url = start_fake(
+        procs, "bench", "--chunks", "20", "--chunk-delay-ms", "5", "--text", TEXT, port=args.fake_port, cpus=client_cpus
+    )
     gen = LoadGen(procs, cpus=client_cpus)
     results["pinning"] = pinning
     print(f"fake provider {fake_url} (pid {fake.pid}); {pinning}", file=sys.stderr)
     # 1. what the load generator reaches against the fake alone: the ceiling of every routed number
-    cal = gen.run(fake_url, [{"path": "/v1/chat/completions", "body": BODIES[False]}], 64, 2.0 * args.scale,
-                  warmup_s=args.warmup, cpu_pids=[fake.pid])  # fmt: skip
-    results["calibration"] = {"rps": cal["rps"], "client_core_busy": (cal["cpu_s"][0] + cal["loadgen_cpu_s"]) / cal["elapsed_s"],
-                              "loadgen_cpu_us_per_req": cal["loadgen_cpu_s"] / max(1, cal["ok"]) * 1e6,
-                              "fake_cpu_us_per_req": cal["cpu_s"][0] / max(1, cal["ok"]) * 1e6}  # fmt: skip
+    cal = gen.run(
+        fake_url,
+        [{"path": "/v1/chat/completions", "body": BODIES[False]}],
+        64,
+        2.0 * args.scale,
+        warmup_s=args.warmup,
+        cpu_pids=[fake.pid],
+    )
+    results["calibration"] = {
+        "rps": cal["rps"],
+        "client_core_busy": (cal["cpu_s"][0] + cal["loadgen_cpu_s"]) / cal["elapsed_s"],
+        "loadgen_cpu_us_per_req": cal["loadgen_cpu_s"] / max(1, cal["ok"]) * 1e6,
+        "fake_cpu_us_per_req": cal["cpu_s"][0] / max(1, cal["ok"]) * 1e6,
+    }
     print(f"load generator + fake alone: {cal['rps']:.0f} req/s at 64 concurrent", file=sys.stderr)
     direct: tuple[str, list[int]] = (fake_url, [])
     if args.target:
@@ -174,10 +248,15 @@ def measure_all(args: argparse.Namespace, procs: Processes, tmp: Path, results: 
         for pid in pids if router_cpus else []:
             pin(pid, router_cpus)
         if router_cpus and not pids:
-            pinning = pinning.split("; ")[1] + "; the target is not pinned (pass --target-pid, or start it under taskset)"
+            pinning = (
+                pinning.split("; ")[1] + "; the target is not pinned (pass --target-pid, or start it under taskset)"
+            )
         results["pinning"] = pinning.replace("router on", f"target pid(s) {pids} on")
-        results["suites"] = {"target": run_suite(gen, {"direct": direct, "target": (args.target, pids)}, list(PHASES.values()),
-                                                 fake.pid, args, "target")}  # fmt: skip
+        results["suites"] = {
+            "target": run_suite(
+                gen, {"direct": direct, "target": (args.target, pids)}, list(PHASES.values()), fake.pid, args, "target"
+            )
+        }
         if args.target_pid:
             results["memory"] = {"target": memory(args.target_pid)}
         return
@@ -188,8 +267,11 @@ def measure_all(args: argparse.Namespace, procs: Processes, tmp: Path, results: 
     port = free_port()
     write_router_config(cfg, port, {"bench": fake_url}, models, ledger_path=ledger)
     r1, url1 = start_router(procs, cfg, port, name="router-1w", cpus=router_cpus)
-    results["suites"] = {"1 worker": run_suite(gen, {"direct": direct, "router": (url1, [r1.pid])}, list(PHASES.values()),
-                                               fake.pid, args, "1w")}  # fmt: skip
+    results["suites"] = {
+        "1 worker": run_suite(
+            gen, {"direct": direct, "router": (url1, [r1.pid])}, list(PHASES.values()), fake.pid, args, "1w"
+        )
+    }
     results["memory"] = {"1 worker": memory(r1.pid)}
     results["router_errors"] = router_errors(procs.log_path(r1) or Path())
     procs.stop(r1)
@@ -198,7 +280,9 @@ def measure_all(args: argparse.Namespace, procs: Processes, tmp: Path, results: 
     # 3. Redis state, nothing pinned: 1 worker (the baseline for scaling) and 2 workers, interleaved
     for pid in (fake.pid, gen.pid):
         pin(pid)
-    results["pinning_redis"] = "Redis runs: nothing pinned (router workers, fake, load generator, redis-server share all CPUs)"
+    results["pinning_redis"] = (
+        "Redis runs: nothing pinned (router workers, fake, load generator, redis-server share all CPUs)"
+    )
     redis_url, redis_pid = start_redis(procs)
     state = {"backend": "redis", "url": redis_url}
     targets: dict[str, tuple[str, list[int]]] = {"direct": direct}
@@ -220,8 +304,11 @@ def wait_for_target(args: argparse.Namespace, fake_url: str) -> None:
     """The gateway under test must be pointed at the fake first: say where, then poll (bounded)."""
     from _common import http_post_json
 
-    print(f"\nPoint the gateway at {fake_url} (OpenAI chat completions; model {MODEL!r}); waiting up to "
-          f"{args.target_wait_s:.0f} s for {args.target}/v1/chat/completions to answer 200 ...", file=sys.stderr)  # fmt: skip
+    print(
+        f"\nPoint the gateway at {fake_url} (OpenAI chat completions; model {MODEL!r}); waiting up to "
+        f"{args.target_wait_s:.0f} s for {args.target}/v1/chat/completions to answer 200 ...",
+        file=sys.stderr,
+    )
     deadline = time.monotonic() + args.target_wait_s
     while time.monotonic() < deadline:
         try:
@@ -251,19 +338,54 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
     ceiling = results["calibration"]["rps"]
     cpu = g("c64", "cpu_s_per_1000")
     return [
-        target("throughput, 64 concurrent, 1 worker", ">= 3,500 req/s", g("c64", "rps"), g("c64", "rps") >= 3500, " req/s",
-               f"ceiling (load generator + fake alone) {ceiling:,.0f} req/s" + (f"; {who} CPU {cpu:.3f} s/1k req = at most "
-               f"{1000 / cpu:,.0f} req/s per core" if cpu > 0 else "")),
-        target("added latency p50, 1 at a time", "<= 0.5 ms", g("c1", "added_p50_ms"), g("c1", "added_p50_ms") <= 0.5, " ms"),
-        target("added latency p99, 1 at a time", "<= 3 ms", g("c1", "added_p99_ms"), g("c1", "added_p99_ms") <= 3, " ms"),
-        target("added latency p50, 8 concurrent", "<= 2 ms", g("c8", "added_p50_ms"), g("c8", "added_p50_ms") <= 2, " ms"),
-        target("stream added TTFB p50, 32 concurrent", "<= 2 ms", g("s32", "added_ttfb_p50_ms"), g("s32", "added_ttfb_p50_ms") <= 2, " ms"),
-        target("stream total time vs direct (p50)", "<= 1.03x", g("s32", "total_ratio"), g("s32", "total_ratio") <= 1.03, "x"),
+        target(
+            "throughput, 64 concurrent, 1 worker",
+            ">= 3,500 req/s",
+            g("c64", "rps"),
+            g("c64", "rps") >= 3500,
+            " req/s",
+            f"ceiling (load generator + fake alone) {ceiling:,.0f} req/s"
+            + (f"; {who} CPU {cpu:.3f} s/1k req = at most {1000 / cpu:,.0f} req/s per core" if cpu > 0 else ""),
+        ),
+        target(
+            "added latency p50, 1 at a time",
+            "<= 0.5 ms",
+            g("c1", "added_p50_ms"),
+            g("c1", "added_p50_ms") <= 0.5,
+            " ms",
+        ),
+        target(
+            "added latency p99, 1 at a time", "<= 3 ms", g("c1", "added_p99_ms"), g("c1", "added_p99_ms") <= 3, " ms"
+        ),
+        target(
+            "added latency p50, 8 concurrent", "<= 2 ms", g("c8", "added_p50_ms"), g("c8", "added_p50_ms") <= 2, " ms"
+        ),
+        target(
+            "stream added TTFB p50, 32 concurrent",
+            "<= 2 ms",
+            g("s32", "added_ttfb_p50_ms"),
+            g("s32", "added_ttfb_p50_ms") <= 2,
+            " ms",
+        ),
+        target(
+            "stream total time vs direct (p50)",
+            "<= 1.03x",
+            g("s32", "total_ratio"),
+            g("s32", "total_ratio") <= 1.03,
+            "x",
+        ),
         target("peak memory per process", "<= 80 MiB", max(mem, default=nan), max(mem, default=nan) <= 80, " MiB"),
-        target("2 workers vs 1 worker (req/s)", ">= 1.7x", scale, scale >= 1.7, "x",
-               f"2 workers (Redis, unpinned) / 1 worker (memory, own CPU); / 1 worker on Redis: {scale_redis:.2f}x"
-               if redis else ""),
-    ]  # fmt: skip
+        target(
+            "2 workers vs 1 worker (req/s)",
+            ">= 1.7x",
+            scale,
+            scale >= 1.7,
+            "x",
+            f"2 workers (Redis, unpinned) / 1 worker (memory, own CPU); / 1 worker on Redis: {scale_redis:.2f}x"
+            if redis
+            else "",
+        ),
+    ]
 
 
 def print_report(results: dict[str, Any]) -> None:
@@ -271,11 +393,29 @@ def print_report(results: dict[str, Any]) -> None:
     print(f"\nRouter overhead | {meta_line(results['meta'])}\n{results['pinning']}")
     if "pinning_redis" in results:
         print(results["pinning_redis"])
-    print(f"Load generator + fake provider alone: {cal['rps']:,.0f} req/s at 64 concurrent, their core "
-          f"{cal['client_core_busy']:.0%} busy (load generator {cal['loadgen_cpu_us_per_req']:.0f} us/req, fake "
-          f"{cal['fake_cpu_us_per_req']:.0f} us/req): no routed figure below can exceed this.")  # fmt: skip
-    heads = ["suite", "phase", "target", "req/s", "vs direct", "p50 ms", "p90 ms", "p99 ms", "added p50", "added p90",
-             "added p99", "TTFB p50", "added TTFB", "CPU s/1k req", "client core", "failed"]  # fmt: skip
+    print(
+        f"Load generator + fake provider alone: {cal['rps']:,.0f} req/s at 64 concurrent, their core "
+        f"{cal['client_core_busy']:.0%} busy (load generator {cal['loadgen_cpu_us_per_req']:.0f} us/req, fake "
+        f"{cal['fake_cpu_us_per_req']:.0f} us/req): no routed figure below can exceed this."
+    )
+    heads = [
+        "suite",
+        "phase",
+        "target",
+        "req/s",
+        "vs direct",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "added p50",
+        "added p90",
+        "added p99",
+        "TTFB p50",
+        "added TTFB",
+        "CPU s/1k req",
+        "client core",
+        "failed",
+    ]
     rows = []
     for suite, phases in results["suites"].items():
         for ph, by_target in phases.items():
@@ -284,20 +424,39 @@ def print_report(results: dict[str, Any]) -> None:
                 def f(k: str, fmt: str = "{:.2f}") -> str:
                     return "" if t == "direct" or k not in m or math.isnan(m[k]) else fmt.format(m[k])
 
-                rows.append([suite, ph, t, f"{m['rps']:,.0f}", f("rps_ratio"), f"{m['p50_ms']:.2f}", f"{m['p90_ms']:.2f}",
-                             f"{m['p99_ms']:.2f}", f("added_p50_ms", "{:+.2f}"), f("added_p90_ms", "{:+.2f}"),
-                             f("added_p99_ms", "{:+.2f}"), "" if math.isnan(m["ttfb_p50_ms"]) else f"{m['ttfb_p50_ms']:.2f}",
-                             f("added_ttfb_p50_ms", "{:+.2f}"), f("cpu_s_per_1000", "{:.3f}"),
-                             f"{m['client_core_busy']:.0%}", m["failed"]])  # fmt: skip
+                rows.append(
+                    [
+                        suite,
+                        ph,
+                        t,
+                        f"{m['rps']:,.0f}",
+                        f("rps_ratio"),
+                        f"{m['p50_ms']:.2f}",
+                        f"{m['p90_ms']:.2f}",
+                        f"{m['p99_ms']:.2f}",
+                        f("added_p50_ms", "{:+.2f}"),
+                        f("added_p90_ms", "{:+.2f}"),
+                        f("added_p99_ms", "{:+.2f}"),
+                        "" if math.isnan(m["ttfb_p50_ms"]) else f"{m['ttfb_p50_ms']:.2f}",
+                        f("added_ttfb_p50_ms", "{:+.2f}"),
+                        f("cpu_s_per_1000", "{:.3f}"),
+                        f"{m['client_core_busy']:.0%}",
+                        m["failed"],
+                    ]
+                )
     print("\n" + markdown_table(heads, rows))
     for suite, phases in results["suites"].items():
         for ph, by_target in phases.items():
             for t, m in by_target.items():
                 if t != "direct" and len(m.get("cpu_labels", [])) > 2:  # several router processes, or redis
-                    by = ", ".join(f"{lbl} {v}" for lbl, v in zip(m["cpu_labels"], m["cpu_us_per_req_by_pid"]))
+                    by = ", ".join(
+                        f"{lbl} {v}" for lbl, v in zip(m["cpu_labels"], m["cpu_us_per_req_by_pid"], strict=False)
+                    )
                     print(f"CPU us per request, {suite} {ph} {t}: {by}")
     if results.get("memory"):
-        mem_rows = [[k, m["role"], m["pid"], f"{m['vm_hwm_mib']:.1f}"] for k, ms in results["memory"].items() for m in ms]
+        mem_rows = [
+            [k, m["role"], m["pid"], f"{m['vm_hwm_mib']:.1f}"] for k, ms in results["memory"].items() for m in ms
+        ]
         print("\nPeak memory (VmHWM)\n" + markdown_table(["router", "process", "pid", "MiB"], mem_rows))
     print("\nTargets of issue 5\n" + targets_table(results["targets"]))
     for suite, phases in results["suites"].items():
@@ -306,7 +465,9 @@ def print_report(results: dict[str, Any]) -> None:
                 if m["first_failure"]:
                     print(f"first failure, {suite} {ph} {t}: {m['first_failure'][:300]}")
     if results.get("router_errors"):
-        print(f"WARNING: {len(results['router_errors'])} error line(s) in the router logs: {results['router_errors'][0][:300]}")
+        print(
+            f"WARNING: {len(results['router_errors'])} error line(s) in the router logs: {results['router_errors'][0][:300]}"
+        )
 
 
 def chart(results: dict[str, Any], path: str) -> None:
@@ -323,7 +484,9 @@ def chart(results: dict[str, Any], path: str) -> None:
     for x, qi, goal in ((0, 0, 0.5), (0, 2, 3.0), (1, 0, 2.0)):  # issue 5's latency targets, where it set them
         if x < len(phases):
             xq = x + (qi - 1) * 0.27
-            ax1.plot([xq - 0.14, xq + 0.14], [goal, goal], color="tab:red", lw=2, label="target" if x == qi == 0 else None)
+            ax1.plot(
+                [xq - 0.14, xq + 0.14], [goal, goal], color="tab:red", lw=2, label="target" if x == qi == 0 else None
+            )
     ax1.set_xticks(range(len(phases)), [f"{PHASES[p].concurrency} concurrent" for p in phases])
     ax1.set_yscale("symlog", linthresh=1)
     ax1.set_ylabel("added latency, ms (vs direct)")
@@ -333,10 +496,16 @@ def chart(results: dict[str, Any], path: str) -> None:
     for suite, phases_ in results["suites"].items():
         for t, m in phases_.get("c64", {}).items():
             where = "pinned" if suite in ("1 worker", "target") else "unpinned"
-            names = {"direct": f"direct\n({where})", "router": "router, 1 worker\nmemory, own CPU",
-                     "redis 1w": "router, 1 worker\nredis, unpinned", "redis 2w": "router, 2 workers\nredis, unpinned"}  # fmt: skip
+            names = {
+                "direct": f"direct\n({where})",
+                "router": "router, 1 worker\nmemory, own CPU",
+                "redis 1w": "router, 1 worker\nredis, unpinned",
+                "redis 2w": "router, 2 workers\nredis, unpinned",
+            }
             bars.append((names.get(t, t), m["rps"], "tab:gray" if t == "direct" else "tab:blue"))
-    ax2.bar_label(ax2.bar(range(len(bars)), [b[1] for b in bars], color=[b[2] for b in bars]), fmt="{:,.0f}", fontsize=8)
+    ax2.bar_label(
+        ax2.bar(range(len(bars)), [b[1] for b in bars], color=[b[2] for b in bars]), fmt="{:,.0f}", fontsize=8
+    )
     ax2.set_xticks(range(len(bars)), [b[0] for b in bars], fontsize=7)
     ax2.axhline(3500, color="tab:red", ls="--", lw=1, label="target 3,500 req/s")
     ax2.set_ylabel("req/s at 64 concurrent")
@@ -354,10 +523,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=0.25, help="unrecorded seconds before each run (default 0.25)")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     p.add_argument("--no-workers2", action="store_true", help="skip the Redis 1- and 2-worker runs")
-    p.add_argument("--target", metavar="URL", help="measure this OpenAI-compatible gateway instead of starting the router")
+    p.add_argument(
+        "--target", metavar="URL", help="measure this OpenAI-compatible gateway instead of starting the router"
+    )
     p.add_argument("--target-key", default="", help="bearer token for --target")
-    p.add_argument("--target-pid", type=int, help="--target's process id: pin it to CPU 0, report its CPU and peak memory")
-    p.add_argument("--target-wait-s", type=float, default=120, help="how long to wait for --target to answer (default 120)")
+    p.add_argument(
+        "--target-pid", type=int, help="--target's process id: pin it to CPU 0, report its CPU and peak memory"
+    )
+    p.add_argument(
+        "--target-wait-s", type=float, default=120, help="how long to wait for --target to answer (default 120)"
+    )
     p.add_argument("--fake-port", type=int, default=0, help="fake provider port (default: a free one)")
     add_output_args(p, "overhead")
     args = p.parse_args(argv)
@@ -373,7 +548,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     install_sigterm_as_interrupt()
-    results: dict[str, Any] = {"meta": run_meta(), "args": {k: v for k, v in vars(args).items() if k != "target_headers"}}
+    results: dict[str, Any] = {
+        "meta": run_meta(),
+        "args": {k: v for k, v in vars(args).items() if k != "target_headers"},
+    }
     t0, load = time.monotonic(), MachineLoad()
     with workdir("router-bench-", args.keep_logs) as tmp, Processes(tmp) as procs:
         try:
@@ -386,7 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     results["targets"] = evaluate(results)
     print_report(results)
     print(f"(run time {results['run_time_s']} s; {load_note(results['machine_load'])})")
-    results["targets"] = [dict(zip(("name", "goal", "measured", "verdict", "note"), t.row())) for t in results["targets"]]
+    results["targets"] = [
+        dict(zip(("name", "goal", "measured", "verdict", "note"), t.row(), strict=False)) for t in results["targets"]
+    ]
     write_json(args.json, results)
     chart(results, args.chart)
     return 0

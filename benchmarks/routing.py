@@ -22,28 +22,48 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
-    BENCH_AUTH, Processes, free_port, http_post_json, install_sigterm_as_interrupt, router_errors, start_fake,
-    start_router, workdir, write_router_config,
-)  # fmt: skip
-from _loadgen import LoadGen  # noqa: E402
-from _report import (  # noqa: E402
-    MachineLoad, add_output_args, load_note, markdown_table, meta_line, pyplot, run_meta, save_chart, write_json,
-)  # fmt: skip
+from _common import (
+    BENCH_AUTH,
+    Processes,
+    free_port,
+    http_post_json,
+    install_sigterm_as_interrupt,
+    router_errors,
+    start_fake,
+    start_router,
+    workdir,
+    write_router_config,
+)
+from _loadgen import LoadGen
+from _report import (
+    MachineLoad,
+    add_output_args,
+    load_note,
+    markdown_table,
+    meta_line,
+    pyplot,
+    run_meta,
+    save_chart,
+    write_json,
+)
 
 MODEL = "m"
 TARGET_SHARE = 0.85
 WINDOW_S = 1.0
 SETTLE_S = 1.0  # the first second measures both routes (never-measured routes go first): not steady
-REQUEST = {"path": "/v1/chat/completions", "body": {"model": MODEL, "messages": [{"role": "user", "content": "Hi."}],
-                                                    "max_tokens": 16}, "end_marker": '"stop"'}  # fmt: skip
+REQUEST = {
+    "path": "/v1/chat/completions",
+    "body": {"model": MODEL, "messages": [{"role": "user", "content": "Hi."}], "max_tokens": 16},
+    "end_marker": '"stop"',
+}
 
 
 def drive(args: argparse.Namespace, gen: LoadGen, fakes: dict[str, str], url: str) -> tuple[list[Any], float, float]:
     """Steady load; at `before` seconds the two fakes' latencies swap. Returns (records, start, swap time)."""
     start_at = time.monotonic() + 1.0
-    gen.start(url, [REQUEST], args.concurrency, args.before + args.after, headers=BENCH_AUTH, record="full",
-              start_at=start_at)  # fmt: skip
+    gen.start(
+        url, [REQUEST], args.concurrency, args.before + args.after, headers=BENCH_AUTH, record="full", start_at=start_at
+    )
     time.sleep(max(0.0, start_at + args.before - time.monotonic()))
     for name, ms in (("p1", args.slow_ms), ("p2", args.fast_ms)):  # p1 was fast, p2 was slow
         status, answer = http_post_json(fakes[name] + "/_admin/faults", {"latency_ms": ms})
@@ -80,26 +100,53 @@ def analyse(recs: list[Any], swap: float, args: argparse.Namespace) -> dict[str,
     settled_from = swap + (moved if moved is not None else 0.0)
     after, n_after = share(recs, "p2", settled_from, end)
     errors = sum(1 for r in recs if not r[7])
-    return {"share_fast_before": before, "requests_before": n_before, "swap_s": swap,
-            "time_to_85pct_after_swap_s": moved, "time_to_majority_after_swap_s": majority, "share_new_fast_after": after, "requests_after": n_after,
-            "first_window_share_old_fast_before": share(recs, "p1", 0, WINDOW_S)[0],
-            "requests": len(recs), "errors": errors}  # fmt: skip
+    return {
+        "share_fast_before": before,
+        "requests_before": n_before,
+        "swap_s": swap,
+        "time_to_85pct_after_swap_s": moved,
+        "time_to_majority_after_swap_s": majority,
+        "share_new_fast_after": after,
+        "requests_after": n_after,
+        "first_window_share_old_fast_before": share(recs, "p1", 0, WINDOW_S)[0],
+        "requests": len(recs),
+        "errors": errors,
+    }
 
 
 def print_report(res: dict[str, Any], meta: dict[str, Any], args: argparse.Namespace) -> None:
-    print(f"\nRouting | {meta_line(meta)}\n{args.concurrency} concurrent clients, non-stream; p1 {args.fast_ms:g} ms "
-          f"and p2 {args.slow_ms:g} ms, swapped at {res['swap_s']:.2f} s; router EWMA half-life {args.half_life_s:g} s")  # fmt: skip
+    print(
+        f"\nRouting | {meta_line(meta)}\n{args.concurrency} concurrent clients, non-stream; p1 {args.fast_ms:g} ms "
+        f"and p2 {args.slow_ms:g} ms, swapped at {res['swap_s']:.2f} s; router EWMA half-life {args.half_life_s:g} s"
+    )
     moved, majority = res["time_to_85pct_after_swap_s"], res["time_to_majority_after_swap_s"]
     rows = [
-        [f"share of the fast provider (p1), {SETTLE_S:g} s to the swap", f"{res['share_fast_before']:.1%}",
-         f">= {TARGET_SHARE:.0%}", "PASS" if res["share_fast_before"] >= TARGET_SHARE else "MISS"],
-        [f"after the swap: time until p2 has >= 50% over {WINDOW_S:g} s",
-         "not within the run" if majority is None else f"{majority:.1f} s", "(reported)", ""],
-        [f"after the swap: time until p2 has >= {TARGET_SHARE:.0%} over {WINDOW_S:g} s",
-         "not within the run" if moved is None else f"{moved:.1f} s", "(reported)", ""],
-        [f"share of p2 from {'then' if moved is not None else 'the swap'} to the end", f"{res['share_new_fast_after']:.1%}", "", ""],
+        [
+            f"share of the fast provider (p1), {SETTLE_S:g} s to the swap",
+            f"{res['share_fast_before']:.1%}",
+            f">= {TARGET_SHARE:.0%}",
+            "PASS" if res["share_fast_before"] >= TARGET_SHARE else "MISS",
+        ],
+        [
+            f"after the swap: time until p2 has >= 50% over {WINDOW_S:g} s",
+            "not within the run" if majority is None else f"{majority:.1f} s",
+            "(reported)",
+            "",
+        ],
+        [
+            f"after the swap: time until p2 has >= {TARGET_SHARE:.0%} over {WINDOW_S:g} s",
+            "not within the run" if moved is None else f"{moved:.1f} s",
+            "(reported)",
+            "",
+        ],
+        [
+            f"share of p2 from {'then' if moved is not None else 'the swap'} to the end",
+            f"{res['share_new_fast_after']:.1%}",
+            "",
+            "",
+        ],
         ["client errors", f"{res['errors']} of {res['requests']}", "0", "PASS" if res["errors"] == 0 else "MISS"],
-    ]  # fmt: skip
+    ]
     print("\n" + markdown_table(["measure", "value", "target", "verdict"], rows))
 
 
@@ -111,9 +158,14 @@ def chart(recs: list[Any], res: dict[str, Any], args: argparse.Namespace, path: 
     end, step = args.before + args.after, 0.25
     xs = [i * step for i in range(int((end - WINDOW_S) / step) + 1)]
     for name, color in (("p1", "tab:blue"), ("p2", "tab:orange")):
-        ax.plot([x + WINDOW_S for x in xs], [share(recs, name, x, x + WINDOW_S)[0] for x in xs], color=color,
-                label=f"{name} ({args.fast_ms:g} ms, then {args.slow_ms:g} ms)" if name == "p1"
-                else f"{name} ({args.slow_ms:g} ms, then {args.fast_ms:g} ms)")  # fmt: skip
+        ax.plot(
+            [x + WINDOW_S for x in xs],
+            [share(recs, name, x, x + WINDOW_S)[0] for x in xs],
+            color=color,
+            label=f"{name} ({args.fast_ms:g} ms, then {args.slow_ms:g} ms)"
+            if name == "p1"
+            else f"{name} ({args.slow_ms:g} ms, then {args.fast_ms:g} ms)",
+        )
     ax.axhline(TARGET_SHARE, color="tab:red", ls="--", lw=1, label=f"target {TARGET_SHARE:.0%}")
     ax.axvline(res["swap_s"], color="black", ls=":", lw=1)
     ax.text(res["swap_s"], 0.5, " latencies swapped", fontsize=9)
@@ -146,10 +198,19 @@ def main(argv: list[str] | None = None) -> int:
     meta, load = run_meta(), MachineLoad()
     with workdir("router-routing-", args.keep_logs) as tmp, Processes(tmp) as procs:
         try:
-            fakes = {n: start_fake(procs, n, "--latency-ms", str(ms))[1] for n, ms in (("p1", args.fast_ms), ("p2", args.slow_ms))}
+            fakes = {
+                n: start_fake(procs, n, "--latency-ms", str(ms))[1]
+                for n, ms in (("p1", args.fast_ms), ("p2", args.slow_ms))
+            }
             cfg, port = tmp / "router.yaml", free_port()
-            write_router_config(cfg, port, fakes, {MODEL: list(fakes)}, ledger_path=tmp / "ledger.jsonl",
-                                routing={"ewma_half_life_s": args.half_life_s})  # fmt: skip
+            write_router_config(
+                cfg,
+                port,
+                fakes,
+                {MODEL: list(fakes)},
+                ledger_path=tmp / "ledger.jsonl",
+                routing={"ewma_half_life_s": args.half_life_s},
+            )
             router, url = start_router(procs, cfg, port)
             recs, _, swap = drive(args, LoadGen(procs), fakes, url)
             errors = router_errors(procs.log_path(router) or Path())
@@ -159,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     res = analyse(recs, swap, args)
     print_report(res, meta, args)
     note = load_note(load.finish())
-    print(f"({note})" + (f"\nWARNING: {len(errors)} error line(s) in the router log: {errors[0][:300]}" if errors else ""))
+    print(
+        f"({note})" + (f"\nWARNING: {len(errors)} error line(s) in the router log: {errors[0][:300]}" if errors else "")
+    )
     write_json(args.json, {"meta": meta, "args": vars(args), "machine_load": note, **res, "records": recs})
     chart(recs, res, args, args.chart)
     return 0

@@ -20,31 +20,31 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from router.clock import Clock, SystemClock
-from router.config import Config, Format, ProviderConfig, load_config
-from router.formats.envelopes import error_body
 from router.billing.auth import Authenticator
-from router.server.endpoints import Endpoints
 from router.billing.ledger import Ledger
 from router.billing.limits import Limits
 from router.billing.metering import Metering
-from router.routing.failover import Forwarder
-from router.log import configure
-from router.server.dispatch import RouterApp
-from router.server.middleware import AccessMiddleware
-from router.routing.health import Probe, probe_loop
-from router.routing.pool import Pool
-from router.routing.table import RoutingTable
 from router.billing.state import make_backend
 from router.billing.state.base import StateBackend
-from router.upstream.provider import ProviderClient, probe_headers
-from router.server.drain import PROCESS_DRAIN, Drain
+from router.clock import Clock, SystemClock
+from router.config import Config, Format, ProviderConfig, load_config
+from router.formats.envelopes import error_body
+from router.log import configure
 from router.ops.metrics import Metrics
 from router.ops.reload import register as register_reload
 from router.ops.reload import watch as watch_config
 from router.ops.runtime import Runtime, plans_of_keys, prices_of
 from router.ops.serve import install_signal_handlers
 from router.ops.status import StatusBoard
+from router.routing.failover import Forwarder
+from router.routing.health import Probe
+from router.routing.pool import Pool
+from router.routing.table import RoutingTable
+from router.server.dispatch import RouterApp
+from router.server.drain import PROCESS_DRAIN, Drain
+from router.server.endpoints import Endpoints
+from router.server.middleware import AccessMiddleware
+from router.upstream.provider import ProviderClient, probe_headers
 
 ProbeFactory = Callable[[ProviderConfig, httpx.AsyncClient], Probe]
 
@@ -139,8 +139,9 @@ def create_app(
             await c.start()
         restore_signals = (
             install_signal_handlers(drain, config.server.drain_grace_s, config.server.drain_timeout_s)
-            if handle_signals else (lambda: None)
-        )  # fmt: skip
+            if handle_signals
+            else (lambda: None)
+        )
         unregister = register_reload(lambda: live.reload(config_path)) if config_path else (lambda: None)
         async with httpx.AsyncClient() as probe_client, anyio.create_task_group() as tg:
             live.start(tg, probe_client)
@@ -181,8 +182,11 @@ def create_app(
         Route("/status", status_page, methods=["GET"]),
         Route("/status.json", status_json, methods=["GET"]),
     ]
-    hot = {"/v1/chat/completions": endpoints.chat_completions, "/v1/messages": endpoints.messages,
-           "/v1/responses": endpoints.responses}  # fmt: skip
+    hot = {
+        "/v1/chat/completions": endpoints.chat_completions,
+        "/v1/messages": endpoints.messages,
+        "/v1/responses": endpoints.responses,
+    }
     app = RouterApp(
         hot=hot,
         routes=routes,

@@ -7,8 +7,8 @@ import datetime
 import os
 import secrets
 import signal
-import tempfile
 import sys
+import tempfile
 import time
 
 from router.config import Config, ConfigError, load_config
@@ -109,7 +109,10 @@ def cmd_usage(args: argparse.Namespace) -> int:
     try:
         since = _since(args.since) if args.since else None
     except ValueError:
-        print(f"--since {args.since!r}: give an ISO date/time (2026-11-25, 2026-11-25T10:00) or an age (30m, 2h, 7d)", file=sys.stderr)
+        print(
+            f"--since {args.since!r}: give an ISO date/time (2026-11-25, 2026-11-25T10:00) or an age (30m, 2h, 7d)",
+            file=sys.stderr,
+        )
         return 2
     path = config.ledger.path
     try:
@@ -126,7 +129,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
             f"{key:<20} {model:<24} {t.requests:>9} {t.input_tokens:>12} {t.cached_tokens:>10} "
             f"{t.output_tokens:>12} {t.cost_usd:>12.6f}"
         )
-    print(f"{'total':<20} {'':<24} {sum(t.requests for t in totals.values()):>9} {'':>12} {'':>10} {'':>12} {grand:>12.6f}")
+    requests = sum(t.requests for t in totals.values())
+    print(f"{'total':<20} {'':<24} {requests:>9} {'':>12} {'':>10} {'':>12} {grand:>12.6f}")
     return 0
 
 
@@ -137,7 +141,7 @@ def _since(value: str) -> float:
         return time.time() - float(value[:-1]) * units[value[-1]]
     when = datetime.datetime.fromisoformat(value)
     if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
+        when = when.replace(tzinfo=datetime.UTC)
     return when.timestamp()
 
 

@@ -125,9 +125,7 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamStatusError(UpstreamError):
     code = "upstream_status"
 
-    def __init__(
-        self, message: str, upstream_status: int, headers: dict[str, str], body: bytes
-    ) -> None:
+    def __init__(self, message: str, upstream_status: int, headers: dict[str, str], body: bytes) -> None:
         super().__init__(message)
         self.upstream_status = upstream_status
         self.headers = headers

@@ -18,9 +18,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 _SECRET_FIELDS = frozenset({"authorization", "x-api-key", "api_key", "api-key", "key", "password", "secret", "token"})
 # Client keys (toc-...), OpenAI/Anthropic style keys and bearer tokens, wherever they hide in a
 # string. The lookbehind keeps words like "risk-assessment" intact.
-_SECRET_RE = re.compile(
-    r"(?<![A-Za-z0-9])(toc-[A-Za-z0-9_\-]{6,}|sk-[A-Za-z0-9_\-]{6,})|(?i:bearer)\s+\S+"
-)
+_SECRET_RE = re.compile(r"(?<![A-Za-z0-9])(toc-[A-Za-z0-9_\-]{6,}|sk-[A-Za-z0-9_\-]{6,})|(?i:bearer)\s+\S+")
 
 
 def _clean(value: Any) -> Any:
@@ -53,7 +51,7 @@ class _UtcTimestamp:
     """structlog's TimeStamper(fmt="iso", utc=True), same text ("2026-11-25T10:00:00.123456Z"),
     with the date and time formatted once per second rather than per line."""
 
-    __slots__ = ("_second", "_prefix")
+    __slots__ = ("_prefix", "_second")
 
     def __init__(self) -> None:
         self._second = -1
@@ -66,7 +64,7 @@ class _UtcTimestamp:
         if micros == 1_000_000:
             second, micros = second + 1, 0
         if second != self._second:
-            when = datetime.datetime.fromtimestamp(second, datetime.timezone.utc)
+            when = datetime.datetime.fromtimestamp(second, datetime.UTC)
             self._prefix = when.replace(tzinfo=None).isoformat()
             self._second = second
         # isoformat() leaves the fraction out when it is zero.

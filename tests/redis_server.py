@@ -3,7 +3,6 @@ with stop()/start() and pause()/resume() for outage tests. The session fixture i
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import subprocess

@@ -18,7 +18,12 @@ from router.routing.table import RoutingTable
 
 
 def _provider(**kw: Any) -> ProviderConfig:
-    base: dict[str, Any] = {"name": "p", "base_url": "http://p.invalid", "formats": ("openai-chat",), "api_key": "sk-probe-key"}
+    base: dict[str, Any] = {
+        "name": "p",
+        "base_url": "http://p.invalid",
+        "formats": ("openai-chat",),
+        "api_key": "sk-probe-key",
+    }
     return ProviderConfig(**{**base, **kw})
 
 
@@ -28,7 +33,10 @@ async def _probe(cfg: ProviderConfig, handler: Any) -> bool:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("status", "healthy"), [(200, True), (204, True), (301, True), (429, True), (401, False), (404, False), (500, False), (503, False)])
+@pytest.mark.parametrize(
+    ("status", "healthy"),
+    [(200, True), (204, True), (301, True), (429, True), (401, False), (404, False), (500, False), (503, False)],
+)
 async def test_probe_status(status: int, healthy: bool) -> None:
     """Below 400 is healthy, and so is 429 (rate limited is up); any other error status is down."""
     assert await _probe(_provider(), lambda req: httpx.Response(status)) is healthy
@@ -51,7 +59,9 @@ async def test_probe_request_shape() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("exc", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("bad")])
+@pytest.mark.parametrize(
+    "exc", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("bad")]
+)
 async def test_probe_transport_errors_are_down(exc: Exception) -> None:
     """A connection error or a timeout is an unhealthy probe, not an exception."""
 
@@ -67,7 +77,12 @@ def _pool(probe_b: bool = True) -> Pool:
             "server": {"allow_anonymous": True},
             "providers": [
                 {"name": "a", "base_url": "http://a.invalid", "formats": ["openai-chat"]},
-                {"name": "b", "base_url": "http://b.invalid", "formats": ["openai-chat"], "health": {"enabled": probe_b}},
+                {
+                    "name": "b",
+                    "base_url": "http://b.invalid",
+                    "formats": ["openai-chat"],
+                    "health": {"enabled": probe_b},
+                },
             ],
             "models": [{"name": "m", "routes": [{"provider": "a", "model": "x"}, {"provider": "b", "model": "x"}]}],
         }
@@ -100,7 +115,9 @@ def test_readiness_ignores_unprobed_providers_first_round() -> None:
     assert ready()
 
 
-def test_app_from_env_reads_the_config_named_by_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_app_from_env_reads_the_config_named_by_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """ROUTER_CONFIG names the YAML file; the app is built from it with its models and pool."""
     path = tmp_path / "router.yaml"
     path.write_text(

@@ -51,9 +51,33 @@ def test_usage_sums_the_ledger_per_key_and_model(tmp_path: Path, capsys: pytest.
     ledger = tmp_path / "usage.jsonl"
     now = time.time()
     records = [
-        {"ts": now - 7200, "key": "acme", "model": "m", "input_tokens": 100, "output_tokens": 10, "cost_usd": 1.5, "status": 200},
-        {"ts": now - 60, "key": "acme", "model": "m", "input_tokens": 50, "output_tokens": 5, "cost_usd": 0.25, "status": 200},
-        {"ts": now - 30, "key": "other", "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.125, "status": 200},
+        {
+            "ts": now - 7200,
+            "key": "acme",
+            "model": "m",
+            "input_tokens": 100,
+            "output_tokens": 10,
+            "cost_usd": 1.5,
+            "status": 200,
+        },
+        {
+            "ts": now - 60,
+            "key": "acme",
+            "model": "m",
+            "input_tokens": 50,
+            "output_tokens": 5,
+            "cost_usd": 0.25,
+            "status": 200,
+        },
+        {
+            "ts": now - 30,
+            "key": "other",
+            "model": "m",
+            "input_tokens": 1,
+            "output_tokens": 1,
+            "cost_usd": 0.125,
+            "status": 200,
+        },
     ]
     ledger.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records) + b'{"torn')
     config = _config_file(tmp_path, ledger)
@@ -87,7 +111,12 @@ def test_a_config_without_keys_must_allow_anonymous() -> None:
     from router.config import ConfigError
 
     with pytest.raises(ConfigError, match="allow_anonymous"):
-        parse_config({"providers": [{"name": "a", "base_url": "http://a.invalid"}], "models": [{"name": "m", "routes": [{"provider": "a", "model": "m"}]}]})
+        parse_config(
+            {
+                "providers": [{"name": "a", "base_url": "http://a.invalid"}],
+                "models": [{"name": "m", "routes": [{"provider": "a", "model": "m"}]}],
+            }
+        )
 
 
 def test_sigterm_loses_no_ledger_record(tmp_path: Path, fakes) -> None:
@@ -98,11 +127,17 @@ def test_sigterm_loses_no_ledger_record(tmp_path: Path, fakes) -> None:
     ledger = tmp_path / "usage.jsonl"
     port = free_port()
     config = _config_file(tmp_path, ledger, port=port)
-    config.write_text(config.read_text().replace("http://127.0.0.1:9", fake.url).replace("[openai-chat]", "[openai-chat, anthropic-messages, openai-responses]"))
+    config.write_text(
+        config.read_text()
+        .replace("http://127.0.0.1:9", fake.url)
+        .replace("[openai-chat]", "[openai-chat, anthropic-messages, openai-responses]")
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "router", "serve", "--config", str(config)],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 15

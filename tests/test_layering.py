@@ -99,7 +99,12 @@ CONFINED: dict[str, tuple[str, ...]] = {
     "yaml": ("router.config",),
     "redis": ("router.billing.state",),
     "starlette": (
-        "router.app", "router.server.endpoints", "router.server.responses", "router.server.middleware", "router.server.dispatch", "router.ops.threaded",
+        "router.app",
+        "router.server.endpoints",
+        "router.server.responses",
+        "router.server.middleware",
+        "router.server.dispatch",
+        "router.ops.threaded",
         "router.fake_upstream",
     ),
     # app builds the health probe callable; demo drives traffic; the fake's admin client.
@@ -108,11 +113,24 @@ CONFINED: dict[str, tuple[str, ...]] = {
     "prometheus_client": ("router.ops.metrics",),
     # Not in the brief, but the same idea: only the process and thread wiring runs a server.
     "uvicorn": ("router.cli", "router.ops.serve", "router.ops.threaded", "router.fake_upstream"),
-}  # fmt: skip
+}
 # Every third-party import must be a declared dependency (pyproject.toml) by its import name.
 DECLARED = frozenset(
-    {"starlette", "uvicorn", "aiohttp", "httptools", "httpx", "sniffio", "anyio", "structlog", "pybreaker", "orjson",
-     "yaml", "redis", "prometheus_client"}
+    {
+        "starlette",
+        "uvicorn",
+        "aiohttp",
+        "httptools",
+        "httpx",
+        "sniffio",
+        "anyio",
+        "structlog",
+        "pybreaker",
+        "orjson",
+        "yaml",
+        "redis",
+        "prometheus_client",
+    }
 )
 
 
@@ -228,7 +246,8 @@ def test_third_party_imports_are_declared(name: str) -> None:
     undeclared = [
         f"{name} line {line} imports {mod}"
         for mod, line in _imports(name, MODULES[name])
-        if not _is_router(mod) and mod.split(".")[0] not in sys.stdlib_module_names
+        if not _is_router(mod)
+        and mod.split(".")[0] not in sys.stdlib_module_names
         and mod.split(".")[0] not in DECLARED
     ]
     assert not undeclared, "\n".join(undeclared)
@@ -256,7 +275,9 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     pkg = tmp_path / "router" / "routing"
     pkg.mkdir(parents=True)
     src = pkg / "x.py"
-    src.write_text("from ..failover import Forwarder\nfrom . import pool\nimport aiohttp\n\ndef f():\n    import yaml\n")
+    src.write_text(
+        "from ..failover import Forwarder\nfrom . import pool\nimport aiohttp\n\ndef f():\n    import yaml\n"
+    )
     found = [m for m, _ in _imports("router.routing.x", src)]
     assert "router.failover" in found and "aiohttp" in found and "yaml" in found
     assert "router.routing" in found

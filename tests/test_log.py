@@ -153,7 +153,9 @@ def test_json_format_even_on_a_terminal(stderr: Any) -> None:
     assert orjson.loads(stream.text())["n"] == 1
 
 
-@pytest.mark.parametrize(("level", "shown"), [("warning", ["w", "e"]), ("debug", ["d", "i", "w", "e"]), ("verbose", ["i", "w", "e"])])
+@pytest.mark.parametrize(
+    ("level", "shown"), [("warning", ["w", "e"]), ("debug", ["d", "i", "w", "e"]), ("verbose", ["i", "w", "e"])]
+)
 def test_level_filters(stderr: Any, level: str, shown: list[str]) -> None:
     """The configured level filters lower ones; an unknown level name means info."""
     stream = stderr()
@@ -168,7 +170,9 @@ def test_level_filters(stderr: Any, level: str, shown: list[str]) -> None:
 
 def test_redact_reaches_into_containers() -> None:
     """A secret nested in a logged dict or list is masked as well."""
-    out = redact(None, "info", {"event": "e", "headers": {"authorization": f"Bearer {CLIENT_KEY}"}, "keys": [PROVIDER_KEY]})
+    out = redact(
+        None, "info", {"event": "e", "headers": {"authorization": f"Bearer {CLIENT_KEY}"}, "keys": [PROVIDER_KEY]}
+    )
     _assert_clean(repr(out))
 
 

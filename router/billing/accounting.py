@@ -164,7 +164,7 @@ class StreamMeter:
     """Fed every parsed upstream stream event (JSON object) in the upstream's format; knows the usage
     at the end, reported or estimated. Constant memory: counts characters, never stores text."""
 
-    __slots__ = ("_fmt", "_estimate", "_reported", "_complete", "_chars")
+    __slots__ = ("_chars", "_complete", "_estimate", "_fmt", "_reported")
 
     def __init__(self, fmt: Format, input_estimate_tokens: int) -> None:
         self._fmt = fmt

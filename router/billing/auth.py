@@ -58,9 +58,7 @@ class Authenticator:
             plan, allowed = by_plan[k.plan]
             digest = k.hash.removeprefix("sha256:")
             self._keys[digest] = (digest, Principal(k.id, plan, allowed))
-        self._anonymous = (
-            Principal("anonymous", None, frozenset(names)) if config.server.allow_anonymous else None
-        )
+        self._anonymous = Principal("anonymous", None, frozenset(names)) if config.server.allow_anonymous else None
 
     def authenticate(self, authorization: str | None, x_api_key: str | None) -> Principal:
         tokens = _tokens(authorization, x_api_key)
@@ -68,9 +66,7 @@ class Authenticator:
             # No keys configured at all: credentials sent anyway are not ours to judge.
             if self._anonymous is not None:
                 return self._anonymous
-            raise Unauthorized(
-                "missing API key: send it as 'Authorization: Bearer toc-...' or 'x-api-key: toc-...'"
-            )
+            raise Unauthorized("missing API key: send it as 'Authorization: Bearer toc-...' or 'x-api-key: toc-...'")
         for token in tokens:  # a client may send both headers, one of them meant for someone else
             digest = hashlib.sha256(token.encode()).hexdigest()
             found = self._keys.get(digest)

@@ -51,7 +51,9 @@ class Total:
     statuses: dict[int, int] = field(default_factory=dict)
 
 
-def summarize(lines: Iterable[bytes], key: str | None = None, since: float | None = None) -> dict[tuple[str, str], Total]:
+def summarize(
+    lines: Iterable[bytes], key: str | None = None, since: float | None = None
+) -> dict[tuple[str, str], Total]:
     """Totals per (key id, model), optionally for one key and from a unix time on. Lines that are
     not valid records are skipped (a torn last line after a crash, say)."""
     totals: dict[tuple[str, str], Total] = {}

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import structlog
 
 from router.billing.auth import Principal
+from router.billing.state.base import Admission, LimitSpec, StateBackend, StateUnavailable
 from router.clock import Clock
 from router.config import Config, PlanConfig
 from router.errors import BudgetExceeded, LimitsUnavailable, ModelNotAllowed, RateLimited
-from router.billing.state.base import Admission, LimitSpec, StateBackend, StateUnavailable
 
 log = structlog.get_logger("router.billing.limits")
 
@@ -87,9 +87,14 @@ class Limits:
             return None
         try:
             remaining = await self._backend.settle(
-                grant.key_id, grant.spec, grant.window_start, grant.reserved_usd, cost_usd,
-                grant.request_id, self._clock.wall(),
-            )  # fmt: skip
+                grant.key_id,
+                grant.spec,
+                grant.window_start,
+                grant.reserved_usd,
+                cost_usd,
+                grant.request_id,
+                self._clock.wall(),
+            )
         except StateUnavailable as exc:
             self._went_down(exc)
             return None

@@ -6,19 +6,24 @@ stream cut short, estimated from what it delivered."""
 from __future__ import annotations
 
 from router.billing.accounting import Usage, cost_usd, usage_fields
+from router.billing.ledger import Ledger
+from router.billing.limits import Grant, Limits
 from router.clock import Clock
 from router.config import Price
-from router.billing.ledger import Ledger
 from router.ops.metrics import Metrics
-from router.billing.limits import Grant, Limits
 from router.types import AccessRecord, FullAnswer, StreamAnswer
 
 
 class Metering:
     def __init__(
-        self, limits: Limits, ledger: Ledger, prices: dict[str, Price | None], clock: Clock,
-        metrics: Metrics | None = None, plan_of: dict[str, str] | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        limits: Limits,
+        ledger: Ledger,
+        prices: dict[str, Price | None],
+        clock: Clock,
+        metrics: Metrics | None = None,
+        plan_of: dict[str, str] | None = None,
+    ) -> None:
         self._metrics = metrics
         self._plan_of = plan_of or {}  # key id -> plan name, for the metrics' plan label
         self._limits = limits

@@ -29,7 +29,7 @@ def parse_duration(value: object) -> float | None:
     match = _DURATION.fullmatch(value) if value else None
     if match is None:
         return None
-    return float(sum(int(n) * unit for n, unit in zip(match.groups(), (86400, 3600, 60, 1)) if n))
+    return float(sum(int(n) * unit for n, unit in zip(match.groups(), (86400, 3600, 60, 1), strict=False) if n))
 
 
 def show(value: object) -> str:

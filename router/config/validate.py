@@ -16,9 +16,10 @@ from fnmatch import fnmatchcase
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
+from router.config.reader import Reader, show, substitute
 from router.config.schema import (
-    DROPPABLE_PARAMS,
     DEFAULT_ANTHROPIC_VERSION,
+    DROPPABLE_PARAMS,
     FORMATS,
     AccountingConfig,
     BreakerConfig,
@@ -41,7 +42,6 @@ from router.config.schema import (
     StateConfig,
     Timeouts,
 )
-from router.config.reader import Reader, show, substitute
 
 _HASH = re.compile(r"sha256:[0-9a-f]{64}")
 _NO_KEYS = (
@@ -80,24 +80,35 @@ def parse_document(data: object, source: str = "<memory>", env: Mapping[str, str
     if problems:
         raise ConfigError(source, problems)
     return Config(
-        providers, models, server=server, routing=routing, log=log, plans=plans, keys=keys, state=state,
-        ledger=ledger, accounting=accounting, source=source,
-    )  # fmt: skip
+        providers,
+        models,
+        server=server,
+        routing=routing,
+        log=log,
+        plans=plans,
+        keys=keys,
+        state=state,
+        ledger=ledger,
+        accounting=accounting,
+        source=source,
+    )
 
 
 def _server(r: Reader) -> ServerConfig:
     d = ServerConfig()
-    return r.done(ServerConfig(
-        host=r.string("host", d.host),
-        port=r.integer("port", d.port, ge=0, le=65535),
-        max_body_bytes=r.integer("max_body_bytes", d.max_body_bytes, ge=1024),
-        allow_anonymous=r.flag("allow_anonymous", d.allow_anonymous),
-        metrics_token=_hash(r, "metrics_token", required=False) or None,
-        admin_token=_hash(r, "admin_token", required=False) or None,
-        drain_grace_s=r.number("drain_grace_s", d.drain_grace_s, ge=0),
-        drain_timeout_s=r.number("drain_timeout_s", d.drain_timeout_s, ge=0),
-        watch_config=r.flag("watch_config", d.watch_config),
-    ))  # fmt: skip
+    return r.done(
+        ServerConfig(
+            host=r.string("host", d.host),
+            port=r.integer("port", d.port, ge=0, le=65535),
+            max_body_bytes=r.integer("max_body_bytes", d.max_body_bytes, ge=1024),
+            allow_anonymous=r.flag("allow_anonymous", d.allow_anonymous),
+            metrics_token=_hash(r, "metrics_token", required=False) or None,
+            admin_token=_hash(r, "admin_token", required=False) or None,
+            drain_grace_s=r.number("drain_grace_s", d.drain_grace_s, ge=0),
+            drain_timeout_s=r.number("drain_timeout_s", d.drain_timeout_s, ge=0),
+            watch_config=r.flag("watch_config", d.watch_config),
+        )
+    )
 
 
 def _routing(r: Reader) -> RoutingConfig:
@@ -140,11 +151,21 @@ def _provider(r: Reader) -> ProviderConfig:
             r.fail(f"headers.{k}", f"expected a header name and a one-line string value, got {show(v)}")
         else:
             headers.append((k, v))
-    return r.done(ProviderConfig(
-        name=name, base_url=base_url.rstrip("/"), formats=tuple(formats), api_key=api_key, weight=weight,
-        anthropic_version=version, headers=tuple(headers), timeouts=_timeouts(r.sub("timeouts")),
-        health=_health(r.sub("health")), breaker=_breaker(r.sub("breaker")), pool=_pool(r.sub("pool")),
-    ))  # fmt: skip
+    return r.done(
+        ProviderConfig(
+            name=name,
+            base_url=base_url.rstrip("/"),
+            formats=tuple(formats),
+            api_key=api_key,
+            weight=weight,
+            anthropic_version=version,
+            headers=tuple(headers),
+            timeouts=_timeouts(r.sub("timeouts")),
+            health=_health(r.sub("health")),
+            breaker=_breaker(r.sub("breaker")),
+            pool=_pool(r.sub("pool")),
+        )
+    )
 
 
 def _timeouts(r: Reader) -> Timeouts:
@@ -171,19 +192,23 @@ def _health(r: Reader) -> HealthConfig:
 
 def _breaker(r: Reader) -> BreakerConfig:
     d = BreakerConfig()
-    return r.done(BreakerConfig(
-        fail_max=r.integer("fail_max", d.fail_max, ge=1),
-        reset_timeout_s=r.number("reset_timeout_s", d.reset_timeout_s, gt=0),
-        half_open_trials=r.integer("half_open_trials", d.half_open_trials, ge=1),
-    ))  # fmt: skip
+    return r.done(
+        BreakerConfig(
+            fail_max=r.integer("fail_max", d.fail_max, ge=1),
+            reset_timeout_s=r.number("reset_timeout_s", d.reset_timeout_s, gt=0),
+            half_open_trials=r.integer("half_open_trials", d.half_open_trials, ge=1),
+        )
+    )
 
 
 def _pool(r: Reader) -> PoolConfig:
     d = PoolConfig()
-    return r.done(PoolConfig(
-        max_connections=r.integer("max_connections", d.max_connections, ge=1),
-        keepalive_s=r.number("keepalive_s", d.keepalive_s, gt=0),
-    ))  # fmt: skip
+    return r.done(
+        PoolConfig(
+            max_connections=r.integer("max_connections", d.max_connections, ge=1),
+            keepalive_s=r.number("keepalive_s", d.keepalive_s, gt=0),
+        )
+    )
 
 
 def _drop_params(r: Reader) -> tuple[str, ...]:
@@ -199,15 +224,19 @@ def _drop_params(r: Reader) -> tuple[str, ...]:
 def _model(r: Reader) -> ModelConfig:
     name = r.string("name", "", required=True)
     routes = tuple(
-        x.done(RouteConfig(
-            provider=x.string("provider", "", required=True),
-            model=x.string("model", "", required=True),
-            priority=x.integer("priority", 0, ge=0),
-            weight=x.number("weight", None, gt=0),
-            thinking=cast(Literal["budget", "adaptive"], x.string("thinking", "budget", choices=("budget", "adaptive"))),
-            default_max_tokens=x.integer("default_max_tokens", 16384, ge=1),
-            drop_params=_drop_params(x),
-        ))  # fmt: skip
+        x.done(
+            RouteConfig(
+                provider=x.string("provider", "", required=True),
+                model=x.string("model", "", required=True),
+                priority=x.integer("priority", 0, ge=0),
+                weight=x.number("weight", None, gt=0),
+                thinking=cast(
+                    Literal["budget", "adaptive"], x.string("thinking", "budget", choices=("budget", "adaptive"))
+                ),
+                default_max_tokens=x.integer("default_max_tokens", 16384, ge=1),
+                drop_params=_drop_params(x),
+            )
+        )
         for x in r.items("routes")
     )
     pairs = [(x.provider, x.model) for x in routes]
@@ -221,12 +250,14 @@ def _model(r: Reader) -> ModelConfig:
 
 
 def _price(r: Reader) -> Price:
-    return r.done(Price(
-        input_per_mtok=r.number("input_per_mtok", 0.0, ge=0, required=True),
-        output_per_mtok=r.number("output_per_mtok", 0.0, ge=0, required=True),
-        cached_input_per_mtok=r.number("cached_input_per_mtok", None, ge=0),
-        cache_write_per_mtok=r.number("cache_write_per_mtok", None, ge=0),
-    ))  # fmt: skip
+    return r.done(
+        Price(
+            input_per_mtok=r.number("input_per_mtok", 0.0, ge=0, required=True),
+            output_per_mtok=r.number("output_per_mtok", 0.0, ge=0, required=True),
+            cached_input_per_mtok=r.number("cached_input_per_mtok", None, ge=0),
+            cache_write_per_mtok=r.number("cache_write_per_mtok", None, ge=0),
+        )
+    )
 
 
 def _log(r: Reader) -> LogConfig:
@@ -244,9 +275,16 @@ def _plan(r: Reader) -> PlanConfig:
         else:
             r.fail(f"models[{i}]", f"expected a model name or glob, got {show(glob)}")
     b = r.maybe("budget")
-    budget = None if b is None else b.done(Budget(
-        usd=b.number("usd", 0.0, gt=0, required=True), window_s=b.duration("window", 0.0, required=True),
-    ))  # fmt: skip
+    budget = (
+        None
+        if b is None
+        else b.done(
+            Budget(
+                usd=b.number("usd", 0.0, gt=0, required=True),
+                window_s=b.duration("window", 0.0, required=True),
+            )
+        )
+    )
     rpm = r.integer("rpm", None, ge=1)
     return r.done(PlanConfig(name, tuple(globs), budget, rpm, r.integer("max_concurrent", None, ge=1)))
 
@@ -258,8 +296,11 @@ def _hash(r: Reader, key: str, required: bool) -> str:
         if _HASH.fullmatch(digest.lower()):
             r.fail(key, "must be in lowercase hex (the same hash, lowercased)")
         else:
-            r.fail(key, f"must be 'sha256:' followed by 64 lowercase hex digits, as `router keys new` prints "
-                        f"(got {len(digest)} characters; the key itself never goes in the config)")  # fmt: skip
+            r.fail(
+                key,
+                f"must be 'sha256:' followed by 64 lowercase hex digits, as `router keys new` prints "
+                f"(got {len(digest)} characters; the key itself never goes in the config)",
+            )
         return ""
     return digest
 
@@ -327,9 +368,7 @@ def _duplicates(kind: str, key: str, values: list[str], problems: list[str]) -> 
             problems.append(f"{kind}[{i}].{key}: duplicate {key} {value!r} (first at {kind}[{values.index(value)}])")
 
 
-def _cross_check(
-    providers: tuple[ProviderConfig, ...], models: tuple[ModelConfig, ...], problems: list[str]
-) -> None:
+def _cross_check(providers: tuple[ProviderConfig, ...], models: tuple[ModelConfig, ...], problems: list[str]) -> None:
     """The second pass: unique names, and the references from models to providers and models."""
     _duplicates("providers", "name", [p.name for p in providers], problems)
     _duplicates("models", "name", [m.name for m in models], problems)

@@ -38,7 +38,7 @@ def install_log_filter() -> None:
 class Conn:
     """One request's receive side: reads the body, then notices a client disconnect while we wait."""
 
-    __slots__ = ("_receive", "_waiting", "_gone", "_watcher")
+    __slots__ = ("_gone", "_receive", "_waiting", "_watcher")
 
     def __init__(self, receive: Receive, waiting: set[Conn]) -> None:
         self._receive = receive

@@ -38,7 +38,7 @@ class StreamBuilder:
     argument piece); the events before it (block stops and starts) travel with it, so a fault
     "after N deltas" or a per-delta delay never splits a block's start from its first delta."""
 
-    __slots__ = ("_head", "_deltas", "_pending")
+    __slots__ = ("_deltas", "_head", "_pending")
 
     def __init__(self) -> None:
         self._head: bytes | None = None

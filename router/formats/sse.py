@@ -34,7 +34,7 @@ class SSEEvent:
 class SSEParser:
     """Feed it bytes as they arrive; it returns the events completed so far."""
 
-    __slots__ = ("_buf", "_max", "_cr")
+    __slots__ = ("_buf", "_cr", "_max")
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._buf = b""

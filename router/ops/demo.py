@@ -64,12 +64,13 @@ async def _burst(url: str, models: list[str], n: int) -> list[tuple[int, str, in
         async def one(i: int) -> tuple[int, str, int]:
             path, body = _BODIES[i % len(_BODIES)]
             payload = {**body, "model": models[i % len(models)], "stream": i % 2 == 1}
-            async with sem:
-                async with client.stream("POST", path, json=payload) as r:
-                    await r.aread()
-                    return r.status_code, r.headers.get("x-router-provider", "-"), int(
-                        r.headers.get("x-router-attempts", "1")
-                    )
+            async with sem, client.stream("POST", path, json=payload) as r:
+                await r.aread()
+                return (
+                    r.status_code,
+                    r.headers.get("x-router-provider", "-"),
+                    int(r.headers.get("x-router-attempts", "1")),
+                )
 
         return await asyncio.gather(*(one(i) for i in range(n)))
 
@@ -102,8 +103,10 @@ def _show_keys(url: str, model: str) -> None:
         no_key = client.post("/v1/chat/completions", json=body)
         unknown = client.post("/v1/chat/completions", json={**body, "model": "no-such-model"}, headers=_AUTH)
     print("\n== keys and budgets")
-    print(f"   budget left in this window: ${float(ok.headers.get('x-ratelimit-remaining', 'nan')):.6f}"
-          f" (resets at unix {ok.headers.get('x-ratelimit-reset', '-')})")
+    print(
+        f"   budget left in this window: ${float(ok.headers.get('x-ratelimit-remaining', 'nan')):.6f}"
+        f" (resets at unix {ok.headers.get('x-ratelimit-reset', '-')})"
+    )
     print(f"   without a key: {no_key.status_code} {no_key.json()['error']['message']}")
     print(f"   unknown model: {unknown.status_code} {unknown.json()['error']['message']}")
 
@@ -118,17 +121,23 @@ def run_demo(config: Config, requests: int = 120) -> int:
     models = [m.name for m in config.models]
     all_ok = True
     try:
-        print(f"router listening on {server.url}; fake providers: " + ", ".join(f"{n} {f.url}" for n, f in fakes.items()))
+        print(
+            f"router listening on {server.url}; fake providers: " + ", ".join(f"{n} {f.url}" for n, f in fakes.items())
+        )
         print(f"demo API key: {DEMO_KEY}   (try: curl -H 'authorization: Bearer {DEMO_KEY}' {server.url}/v1/models)")
         speaks = {p.name: p.formats for p in config.providers}
         for name, personality in PERSONALITIES.items():
             if name in fakes:
                 print(f"   {name:<6} {personality}  speaks {', '.join(speaks[name])}")
         _wait_ready(server.url)
-        all_ok &= _run_phase("1. all up: latency-weighted choice favours fast; flaky's 503s fail over", server.url, models, requests)
+        all_ok &= _run_phase(
+            "1. all up: latency-weighted choice favours fast; flaky's 503s fail over", server.url, models, requests
+        )
         if "fast" in fakes:
             fakes["fast"].faults.update({"hang": True})
-            all_ok &= _run_phase("2. fast hangs: first-token timeouts, then its breaker opens", server.url, models, requests // 2)
+            all_ok &= _run_phase(
+                "2. fast hangs: first-token timeouts, then its breaker opens", server.url, models, requests // 2
+            )
             fakes["fast"].faults.update({"hang": False})
             reset = max(p.breaker.reset_timeout_s for p in config.providers)
             print(f"\n   fast is back; waiting {reset:g}s for its breaker's half-open trial ...")

@@ -51,7 +51,6 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from router.billing.accounting import Usage
-from router.ops.admin_auth import CHALLENGE, BearerGuard
 from router.config import Config
 from router.errors import (
     UpstreamConnectError,
@@ -61,6 +60,7 @@ from router.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
+from router.ops.admin_auth import CHALLENGE, BearerGuard
 from router.ops.metrics_live import LIVE_PUBLISH_INTERVAL_S, LiveFiles, Rows, aggregate, pool_rows
 from router.routing.pool import Pool
 
@@ -74,16 +74,35 @@ OTHER = "other"
 NONE = "none"  # provider label of a request no provider served (401, 402, 429, 503, ...)
 
 ENDPOINTS = (
-    "/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/models",
-    "/health/live", "/health/ready", "/metrics", "/status", "/status.json",
-)  # fmt: skip
+    "/v1/chat/completions",
+    "/v1/messages",
+    "/v1/responses",
+    "/v1/models",
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+    "/status",
+    "/status.json",
+)
 OUTCOMES = ("ok", "5xx", "429", "4xx", "timeout", "connect_error", "reset", "protocol_error", "cancelled", "error")
 # classify.Verdict.reason values, plus the codes of UpstreamError subclasses (its catch-all).
-FAILOVER_REASONS = frozenset({
-    "timeout_connect", "timeout_first_token", "timeout_idle", "timeout_total", "connect_error",
-    "stream_failed_before_content", "context_exceeded", "upstream_error", "upstream_connect_error",
-    "upstream_reset", "upstream_timeout", "upstream_status", "upstream_protocol_error",
-})  # fmt: skip
+FAILOVER_REASONS = frozenset(
+    {
+        "timeout_connect",
+        "timeout_first_token",
+        "timeout_idle",
+        "timeout_total",
+        "connect_error",
+        "stream_failed_before_content",
+        "context_exceeded",
+        "upstream_error",
+        "upstream_connect_error",
+        "upstream_reset",
+        "upstream_timeout",
+        "upstream_status",
+        "upstream_protocol_error",
+    }
+)
 _STATUS_REASON = re.compile(r"status_[1-5][0-9][0-9]")  # "status_503": bounded by the code range
 REFUSALS = {402: "budget", 429: "rate_limit"}
 TOKEN_KINDS = ("input", "cached", "cache_write", "output")
@@ -157,35 +176,51 @@ class Metrics:
         self.registry.register(_LiveCollector(self))
 
         self._requests = Counter(
-            "router_requests", "Requests answered, by endpoint, public model, serving provider and HTTP status.",
-            ("endpoint", "model", "provider", "status"), registry=own,
-        )  # fmt: skip
-        self._duration = Histogram(
-            "router_request_duration_seconds", "Whole request time, to the end of the body or stream.",
-            ("endpoint", "model", "provider"), buckets=DURATION_BUCKETS, registry=own,
-        )  # fmt: skip
-        self._ttfb = Histogram(
-            "router_request_ttfb_seconds", "Time to the first byte of the answer (first content event of a stream).",
-            ("endpoint", "model", "provider"), buckets=TTFB_BUCKETS, registry=own,
-        )  # fmt: skip
-        self._overhead = Histogram(
-            "router_overhead_seconds", "The router's own time per request: total minus time waiting on upstreams.",
-            ("endpoint",), buckets=OVERHEAD_BUCKETS, registry=own,
-        )  # fmt: skip
-        self._attempts_family = Counter(
-            "router_upstream_attempts", "Upstream attempts by provider and outcome.", ("provider", "outcome"),
+            "router_requests",
+            "Requests answered, by endpoint, public model, serving provider and HTTP status.",
+            ("endpoint", "model", "provider", "status"),
             registry=own,
-        )  # fmt: skip
+        )
+        self._duration = Histogram(
+            "router_request_duration_seconds",
+            "Whole request time, to the end of the body or stream.",
+            ("endpoint", "model", "provider"),
+            buckets=DURATION_BUCKETS,
+            registry=own,
+        )
+        self._ttfb = Histogram(
+            "router_request_ttfb_seconds",
+            "Time to the first byte of the answer (first content event of a stream).",
+            ("endpoint", "model", "provider"),
+            buckets=TTFB_BUCKETS,
+            registry=own,
+        )
+        self._overhead = Histogram(
+            "router_overhead_seconds",
+            "The router's own time per request: total minus time waiting on upstreams.",
+            ("endpoint",),
+            buckets=OVERHEAD_BUCKETS,
+            registry=own,
+        )
+        self._attempts_family = Counter(
+            "router_upstream_attempts",
+            "Upstream attempts by provider and outcome.",
+            ("provider", "outcome"),
+            registry=own,
+        )
         failovers = Counter("router_failovers", "Failed attempts moved on from, by reason.", ("reason",), registry=own)
         self._tokens = Counter(
             "router_tokens", "Tokens billed, by plan, public model and kind.", ("plan", "model", "kind"), registry=own
         )
-        self._cost = Counter("router_cost_usd", "US dollars billed, by plan and public model.", ("plan", "model"),
-                             registry=own)  # fmt: skip
+        self._cost = Counter(
+            "router_cost_usd", "US dollars billed, by plan and public model.", ("plan", "model"), registry=own
+        )
         self._refusals_family = Counter(
-            "router_refusals", "Requests refused by the plan's limits: budget (402) or rate limit (429).",
-            ("plan", "reason"), registry=own,
-        )  # fmt: skip
+            "router_refusals",
+            "Requests refused by the plan's limits: budget (402) or rate limit (429).",
+            ("plan", "reason"),
+            registry=own,
+        )
 
         # Label sets known in advance are bound now, so the hot path never calls `.labels()`
         # (which validates, stringifies and locks on every call).
@@ -280,7 +315,9 @@ class Metrics:
             children = self._bind_usage(*key)
         if usage is not None:
             for child, n in zip(
-                children, (usage.input_tokens, usage.cached_tokens, usage.cache_write_tokens, usage.output_tokens)
+                children,
+                (usage.input_tokens, usage.cached_tokens, usage.cache_write_tokens, usage.output_tokens),
+                strict=False,
             ):
                 if n:
                     child.inc(n)
@@ -360,14 +397,21 @@ class _LiveCollector:
     """Computes the gauges when scraped (prometheus_client's custom-collector protocol)."""
 
     _FAMILIES = (
-        ("breaker", "router_breaker_state", "Circuit breaker per route: 0 closed, 1 half-open, 2 open.",
-         ("provider", "route")),
-        ("healthy", "router_provider_healthy", "1 when the provider passes its health probes, else 0.",
-         ("provider",)),
+        (
+            "breaker",
+            "router_breaker_state",
+            "Circuit breaker per route: 0 closed, 1 half-open, 2 open.",
+            ("provider", "route"),
+        ),
+        ("healthy", "router_provider_healthy", "1 when the provider passes its health probes, else 0.", ("provider",)),
         ("inflight", "router_provider_inflight", "Upstream attempts in flight per provider.", ("provider",)),
-        ("ewma", "router_route_ewma_seconds", "Peak-EWMA of time to first byte per route, in seconds.",
-         ("provider", "route")),
-    )  # fmt: skip
+        (
+            "ewma",
+            "router_route_ewma_seconds",
+            "Peak-EWMA of time to first byte per route, in seconds.",
+            ("provider", "route"),
+        ),
+    )
 
     def __init__(self, owner: Metrics) -> None:
         self._owner = owner

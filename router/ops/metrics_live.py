@@ -37,8 +37,11 @@ Rows = dict[str, list[list[Any]]]
 
 BREAKER_VALUE = {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 1.0, BreakerState.OPEN: 2.0}
 _COMBINE: dict[str, Callable[[list[float]], float]] = {
-    "breaker": max, "healthy": min, "inflight": math.fsum, "ewma": max,
-}  # fmt: skip
+    "breaker": max,
+    "healthy": min,
+    "inflight": math.fsum,
+    "ewma": max,
+}
 
 
 def pool_rows(pool: Pool) -> Rows:

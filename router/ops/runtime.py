@@ -21,18 +21,18 @@ import httpx
 import structlog
 
 from router.billing.auth import Authenticator
-from router.clock import Clock
-from router.config import Config, ConfigError, Price, load_config
-from router.server.endpoints import Endpoints
-from router.routing.failover import Forwarder
 from router.billing.limits import Limits
 from router.billing.metering import Metering
+from router.billing.state.base import StateBackend
+from router.clock import Clock
+from router.config import Config, ConfigError, Price, load_config
 from router.ops.metrics import Metrics
+from router.ops.status import StatusBoard
+from router.routing.failover import Forwarder
 from router.routing.health import probe_loop
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
-from router.billing.state.base import StateBackend
-from router.ops.status import StatusBoard
+from router.server.endpoints import Endpoints
 from router.upstream.provider import ProviderClient
 
 log = structlog.get_logger("router.ops.reload")
@@ -50,10 +50,19 @@ class Runtime:
     """The app's config-dependent parts, and the probe loops, as one thing a reload swaps."""
 
     def __init__(
-        self, config: Config, clock: Clock, pool: Pool, clients: dict[str, ProviderClient], forwarder: Forwarder,
-        endpoints: Endpoints, metering: Metering, metrics: Metrics, board: StatusBoard, state: StateBackend,
+        self,
+        config: Config,
+        clock: Clock,
+        pool: Pool,
+        clients: dict[str, ProviderClient],
+        forwarder: Forwarder,
+        endpoints: Endpoints,
+        metering: Metering,
+        metrics: Metrics,
+        board: StatusBoard,
+        state: StateBackend,
         probe_factory: Any,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.config = config
         self.board = board
         self._clock = clock
@@ -103,8 +112,11 @@ class Runtime:
         if new.state != old.state:
             log.warning("config_reload_state_ignored", note="a change of state: needs a restart")
         # New or changed providers: their pools first, then one probe each, before any traffic.
-        fresh = {p.name: ProviderClient(p) for p in new.providers if p.name not in self._clients
-                 or self._clients[p.name].config != p}  # fmt: skip
+        fresh = {
+            p.name: ProviderClient(p)
+            for p in new.providers
+            if p.name not in self._clients or self._clients[p.name].config != p
+        }
         for c in fresh.values():
             await c.start()
         healthy = {name: await self._first_probe(new, name) for name in fresh}
@@ -132,8 +144,14 @@ class Runtime:
         for name in self._pool.providers:
             if name not in self._probes:
                 self._start_probe(name)
-        log.warning("config_reloaded", path=path, providers=len(new.providers), models=len(new.models),
-                    added_providers=added, keys=len(new.keys))  # fmt: skip
+        log.warning(
+            "config_reloaded",
+            path=path,
+            providers=len(new.providers),
+            models=len(new.models),
+            added_providers=added,
+            keys=len(new.keys),
+        )
         if self._tg is not None and self._retired:
             self._tg.start_soon(self._close_retired, new.server.drain_timeout_s)
         return True

@@ -26,8 +26,8 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from router.config import Config
-from router.server.drain import Drain
 from router.ops.reload import request_reload
+from router.server.drain import Drain
 
 _ABORT_FLUSH_S = 2.0  # after streams are aborted, time for their error tails to leave
 

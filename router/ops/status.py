@@ -27,13 +27,13 @@ from typing import Any
 import anyio
 import orjson
 
-from router.ops.admin_auth import CHALLENGE, BearerGuard
 from router.billing.auth import Principal
+from router.billing.limits import Limits
 from router.clock import Clock
 from router.config import Config
-from router.billing.limits import Limits
-from router.routing.pool import Pool
+from router.ops.admin_auth import CHALLENGE, BearerGuard
 from router.ops.status_page import PAGE, PAGE_HEADERS
+from router.routing.pool import Pool
 
 RECENT_REQUESTS = 1000  # the share of traffic is over at most this many requests...
 SHARE_WINDOW_S = 60.0  # ...served within this long
@@ -120,16 +120,30 @@ class StatusBoard:
             for key, r in p["routes"].items():
                 rs = pool.routes[key]
                 served += counts.get(key, 0)
-                routes.append({
-                    "key": key, "provider": name, "upstream_model": rs.route.upstream_model,
-                    "models": models_of.get(key, []), "available": rs.available(), **r,
-                    "served": counts.get(key, 0), "share": _share(counts.get(key, 0), total),
-                })  # fmt: skip
-            providers.append({
-                "name": name, "healthy": p["healthy"], "probed": p["probed"], "breaker": p["breaker"],
-                "inflight": p["inflight"], "served": served, "share": _share(served, total),
-                "routes": list(p["routes"]),
-            })  # fmt: skip
+                routes.append(
+                    {
+                        "key": key,
+                        "provider": name,
+                        "upstream_model": rs.route.upstream_model,
+                        "models": models_of.get(key, []),
+                        "available": rs.available(),
+                        **r,
+                        "served": counts.get(key, 0),
+                        "share": _share(counts.get(key, 0), total),
+                    }
+                )
+            providers.append(
+                {
+                    "name": name,
+                    "healthy": p["healthy"],
+                    "probed": p["probed"],
+                    "breaker": p["breaker"],
+                    "inflight": p["inflight"],
+                    "served": served,
+                    "share": _share(served, total),
+                    "routes": list(p["routes"]),
+                }
+            )
         plans, keys = await self._spend_by_plan()
         return {
             "generated_at": round(self._clock.wall(), 3),
@@ -162,23 +176,29 @@ class StatusBoard:
             assert budget is not None  # only budgeted keys are listed
             remaining, window_end = status.get(key_id, (None, None))
             spent = None if remaining is None else round(max(0.0, budget.usd - remaining), 6)
-            keys.append({
-                "id": key_id, "plan": plan_name, "spent_usd": spent,
-                "remaining_usd": None if remaining is None else round(remaining, 6),
-                "window_end": None if window_end is None else round(window_end, 3),
-            })  # fmt: skip
+            keys.append(
+                {
+                    "id": key_id,
+                    "plan": plan_name,
+                    "spent_usd": spent,
+                    "remaining_usd": None if remaining is None else round(remaining, 6),
+                    "window_end": None if window_end is None else round(window_end, 3),
+                }
+            )
         plans: list[dict[str, Any]] = []
         for plan in self._plans:
             mine = [k for k in keys if k["plan"] == plan.name]
             known = [k["spent_usd"] for k in mine if k["spent_usd"] is not None]
-            plans.append({
-                "name": plan.name,
-                "keys": self._key_counts.get(plan.name, 0),
-                "budget_usd": plan.budget.usd if plan.budget else None,  # per key and window
-                "window_s": plan.budget.window_s if plan.budget else None,
-                "spent_usd": round(sum(known), 6) if plan.budget else None,  # spent + reserved, all keys
-                "unknown_keys": len(mine) - len(known),  # the state store did not answer for these
-            })  # fmt: skip
+            plans.append(
+                {
+                    "name": plan.name,
+                    "keys": self._key_counts.get(plan.name, 0),
+                    "budget_usd": plan.budget.usd if plan.budget else None,  # per key and window
+                    "window_s": plan.budget.window_s if plan.budget else None,
+                    "spent_usd": round(sum(known), 6) if plan.budget else None,  # spent + reserved, all keys
+                    "unknown_keys": len(mine) - len(known),  # the state store did not answer for these
+                }
+            )
         return plans, keys
 
     async def _key_status(self) -> dict[str, tuple[float | None, float | None]]:

@@ -15,7 +15,7 @@ import pybreaker
 from router.clock import Clock
 
 
-class BreakerState(str, enum.Enum):
+class BreakerState(enum.StrEnum):
     """Circuit state, valued as pybreaker's state names."""
 
     CLOSED = "closed"  # traffic flows; consecutive failures are counted

@@ -36,7 +36,7 @@ class PeakEwma:
     Reads never mutate the estimate.
     """
 
-    __slots__ = ("_clock", "_tau_s", "_value", "_updated_at", "_samples")
+    __slots__ = ("_clock", "_samples", "_tau_s", "_updated_at", "_value")
 
     def __init__(self, half_life_s: float, clock: Clock) -> None:
         if not half_life_s > 0 or math.isinf(half_life_s):

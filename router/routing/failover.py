@@ -15,7 +15,6 @@ import anyio
 import orjson
 
 from router.billing.accounting import StreamMeter, estimate_input_tokens, usage_from_answer
-from router.routing.classify import Action, Verdict, classify
 from router.clock import Clock
 from router.config import Format, RoutingConfig
 from router.errors import (
@@ -26,18 +25,19 @@ from router.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
-from router.server.drain import Drain
+from router.formats.codec import codecs, ir
+from router.formats.codec.messages import strip_unsigned_thinking
 from router.ops.metrics import Metrics, outcome_of
-from router.upstream.relay import StreamRelay
 from router.ops.status import StatusBoard
 from router.routing.breaker import AttemptResult, BreakerState
 from router.routing.choose import Candidate, choose
+from router.routing.classify import Action, Verdict, classify
 from router.routing.pool import Lease, Pool, RouteState
-from router.routing.table import ModelRoutes, Route
-from router.formats.codec import codecs, ir
-from router.formats.codec.messages import strip_unsigned_thinking
+from router.routing.table import Route
+from router.server.drain import Drain
 from router.types import AccessRecord, ClientRequest, FullAnswer, StreamAnswer
 from router.upstream.provider import ProviderClient, UpstreamResponse
+from router.upstream.relay import StreamRelay
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -212,7 +212,7 @@ class Forwarder:
         resp: UpstreamResponse | None = None
         committed = False
         try:
-            with anyio.move_on_after(first_by - start) as scope:
+            with anyio.move_on_after(first_by - start):
                 resp = await client.send(fmt, payload, headers)
                 if not 200 <= resp.status < 300:
                     raise UpstreamStatusError(
@@ -226,7 +226,15 @@ class Forwarder:
                     return answer
                 meter = StreamMeter(fmt, estimate_input_tokens(len(payload)))
                 relay = StreamRelay(
-                    resp, fmt, t, attempt_deadline, self._clock, provider.name, meter, hide_usage, translator,
+                    resp,
+                    fmt,
+                    t,
+                    attempt_deadline,
+                    self._clock,
+                    provider.name,
+                    meter,
+                    hide_usage,
+                    translator,
                     self._drain,
                 )
                 await relay.prime()
@@ -295,11 +303,13 @@ def _as_is(exc: UpstreamStatusError, state: RouteState, model: str, client: Form
 
 # Client headers that belong to one wire format; not sent to a provider of another.
 _FORMAT_HEADER_PREFIXES = ("anthropic-", "openai-")
+
+
 class _Bodies:
     """The upstream body for each route of one request: the client's own with `model` rewritten,
     or a translation; the client's body is read into the IR at most once per request."""
 
-    __slots__ = ("_req", "_ir", "client_wants_usage")
+    __slots__ = ("_ir", "_req", "client_wants_usage")
 
     def __init__(self, req: ClientRequest) -> None:
         self._req = req

@@ -19,19 +19,18 @@ class HealthState:
     """Consecutive-threshold health of one provider, fed by active probes."""
 
     __slots__ = (
-        "_unhealthy_after",
-        "_healthy_after",
-        "_healthy",
-        "_probed",
         "_consecutive_failures",
         "_consecutive_successes",
+        "_healthy",
+        "_healthy_after",
+        "_probed",
+        "_unhealthy_after",
     )
 
     def __init__(self, unhealthy_after: int, healthy_after: int) -> None:
         if unhealthy_after < 1 or healthy_after < 1:
             raise ValueError(
-                f"thresholds must be >= 1, got unhealthy_after={unhealthy_after}, "
-                f"healthy_after={healthy_after}"
+                f"thresholds must be >= 1, got unhealthy_after={unhealthy_after}, healthy_after={healthy_after}"
             )
         self._unhealthy_after = unhealthy_after
         self._healthy_after = healthy_after

@@ -25,7 +25,7 @@ log = structlog.get_logger("router.routing")
 class ProviderState:
     """A provider's health, fed by the active probes."""
 
-    __slots__ = ("name", "health", "probe_enabled")
+    __slots__ = ("health", "name", "probe_enabled")
 
     def __init__(self, name: str, health: HealthState, probe_enabled: bool) -> None:
         self.name = name
@@ -36,7 +36,7 @@ class ProviderState:
 class RouteState:
     """The passive signals of one (provider, upstream model) pair."""
 
-    __slots__ = ("route", "provider", "ewma", "inflight", "breaker", "cooldown")
+    __slots__ = ("breaker", "cooldown", "ewma", "inflight", "provider", "route")
 
     def __init__(self, route: Route, provider: ProviderState, clock: Clock, half_life_s: float) -> None:
         cfg = route.provider.breaker
@@ -64,7 +64,7 @@ class Lease:
     """One attempt's hold on a route: counts it in flight and carries its breaker ticket.
     `finish` is idempotent, so every exit path may call it."""
 
-    __slots__ = ("state", "_ticket", "_done")
+    __slots__ = ("_done", "_ticket", "state")
 
     def __init__(self, state: RouteState, ticket: Ticket) -> None:
         self.state = state
@@ -102,8 +102,9 @@ class Pool:
         self.routes: dict[str, RouteState] = {}
         self._build(table, {}, {})
 
-    def _build(self, table: RoutingTable, old_providers: dict[str, ProviderState],
-               old_routes: dict[str, RouteState]) -> None:
+    def _build(
+        self, table: RoutingTable, old_providers: dict[str, ProviderState], old_routes: dict[str, RouteState]
+    ) -> None:
         providers: dict[str, ProviderState] = {}
         routes: dict[str, RouteState] = {}
         for route in table.routes():
@@ -131,9 +132,7 @@ class Pool:
         self._build(table, self.providers, self.routes)
         return [name for name in self.providers if name not in before]
 
-    def select(
-        self, model: ModelRoutes, fmt: Format, exclude: set[str], max_wait_s: float
-    ) -> Selection:
+    def select(self, model: ModelRoutes, fmt: Format, exclude: set[str], max_wait_s: float) -> Selection:
         """The ready routes of the best tier that has any. Cases, tier by tier:
         1. some routes are available: those;
         2. none, but one is only cooling down for at most `max_wait_s`: wait for it, rather than

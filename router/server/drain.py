@@ -24,7 +24,7 @@ class Abortable(Protocol):
 
 
 class Drain:
-    __slots__ = ("draining", "_streams")
+    __slots__ = ("_streams", "draining")
 
     def __init__(self) -> None:
         self.draining = False

@@ -16,12 +16,13 @@ from starlette.types import Receive, Scope, Send
 
 from router.billing.accounting import reserve_usd
 from router.billing.auth import Authenticator, Principal
-from router.config import AccountingConfig, Format
-from router.errors import InternalError, RouterError, UnknownModel
-from router.routing.failover import Forwarder
 from router.billing.limits import Grant, Limits
 from router.billing.metering import Metering
+from router.config import AccountingConfig, Format
+from router.errors import InternalError, RouterError, UnknownModel
 from router.ops.metrics import Metrics
+from router.routing.failover import Forwarder
+from router.routing.pool import Pool
 from router.server.parse import parse_request
 from router.server.responses import (
     SSE_HEADERS,
@@ -34,7 +35,6 @@ from router.server.responses import (
     send_sse,
     send_whole,
 )
-from router.routing.pool import Pool
 from router.types import AccessRecord, FullAnswer
 
 log = structlog.get_logger("router.server.endpoints")
@@ -85,7 +85,9 @@ class Endpoints:
         self.messages = ApiEndpoint(self, "anthropic-messages")
         self.responses = ApiEndpoint(self, "openai-responses")
 
-    def reconfigure(self, auth: Authenticator, limits: Limits, accounting: AccountingConfig, max_body_bytes: int) -> None:
+    def reconfigure(
+        self, auth: Authenticator, limits: Limits, accounting: AccountingConfig, max_body_bytes: int
+    ) -> None:
         """A config reload: keys, plans and limits take effect for the next request."""
         self._auth, self._limits, self._accounting, self._max_body = auth, limits, accounting, max_body_bytes
 
@@ -110,7 +112,11 @@ class Endpoints:
                 raise UnknownModel(f"model '{req.model}' is not served by this router")
             self._limits.check_model(principal, req.model)
             price = routes.model.price
-            cost = reserve_usd(fmt, req.body, len(raw), price, self._accounting.default_max_output_tokens) if price else 0.0
+            cost = (
+                reserve_usd(fmt, req.body, len(raw), price, self._accounting.default_max_output_tokens)
+                if price
+                else 0.0
+            )
             grant = await self._limits.admit(principal, req.request_id, cost)
             answer = await self._forwarder.forward(req, record)
         except RouterError as exc:
@@ -147,9 +153,14 @@ class Endpoints:
         await send_sse(send, receive, out, answer.body, settle)
 
     async def _error(
-        self, send: Send, fmt: Format, exc: RouterError, principal: Principal | None, grant: Grant | None,
+        self,
+        send: Send,
+        fmt: Format,
+        exc: RouterError,
+        principal: Principal | None,
+        grant: Grant | None,
         record: AccessRecord,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if exc.status >= 500:
             log.warning("request_failed", code=exc.code, message=exc.message)
         elif exc.status in (402, 429) and self._metrics is not None and principal is not None:

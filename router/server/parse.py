@@ -63,11 +63,16 @@ def parse_request(fmt: Format, raw: bytes, headers: dict[str, str], request_id: 
             continue
         if not isinstance(value, types) or isinstance(value, bool):
             raise BadRequest(f"'{name}' must be {tname}, not {_kind(value)}", param=name)
-    return ClientRequest(
-        fmt=fmt, model=model, stream=stream, body=body, headers=headers, request_id=request_id
-    )
+    return ClientRequest(fmt=fmt, model=model, stream=stream, body=body, headers=headers, request_id=request_id)
 
 
 def _kind(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }
     return "null" if value is None else names.get(type(value), type(value).__name__)

@@ -14,8 +14,8 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Send
 
 from router.config import Format
-from router.formats.envelopes import error_body
 from router.errors import BadRequest, BodyTooLarge, BudgetExceeded, NoRouteAvailable, RateLimited, RouterError
+from router.formats.envelopes import error_body
 
 RawHeaders = list[tuple[bytes, bytes]]
 

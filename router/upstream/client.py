@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from router import __version__
 from router.upstream.connection import ConnectFailed as ConnectFailed
-from router.upstream.connection import ConnectTimeout as ConnectTimeout
 from router.upstream.connection import Connection
+from router.upstream.connection import ConnectTimeout as ConnectTimeout
 from router.upstream.connection import Disconnected as Disconnected
 from router.upstream.connection import PayloadError as PayloadError
 from router.upstream.connection import ProtocolError as ProtocolError
@@ -133,7 +133,7 @@ class Response:
     (b"" at its end), `read_all()` all of it. `close()` is sync and idempotent: the connection
     goes back to the pool only if the whole answer was read, otherwise it is closed."""
 
-    __slots__ = ("status", "headers", "read", "read_all", "_conn", "_pool", "_closed")
+    __slots__ = ("_closed", "_conn", "_pool", "headers", "read", "read_all", "status")
 
     def __init__(self, conn: Connection, pool: Pool) -> None:
         self.status = conn.status

@@ -11,19 +11,34 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from router.upstream import client as http1
 from router.config import Format, ProviderConfig
 from router.errors import UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
+from router.upstream import client as http1
 
 # RFC 9110 7.6.1 hop-by-hop headers, plus what the router replaces (credentials, framing,
 # encoding: the transport decompresses, so the client must not see the upstream's encoding).
 _DROP_REQUEST_HEADERS = frozenset(
     {
-        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-        "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length", "content-type",
-        "authorization", "x-api-key", "api-key", "cookie", "accept-encoding", "x-request-id",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "content-type",
+        "authorization",
+        "x-api-key",
+        "api-key",
+        "cookie",
+        "accept-encoding",
+        "x-request-id",
     }
-)  # fmt: skip
+)
 
 # Which upstream path serves each format; the provider's base_url is prefixed.
 PATHS: dict[Format, str] = {
@@ -37,7 +52,7 @@ class UpstreamResponse:
     """An upstream answer whose headers have arrived. `close()` must be called (it is sync, so
     it runs even inside a cancelled scope); a half-read connection is discarded, not reused."""
 
-    __slots__ = ("status", "_resp")
+    __slots__ = ("_resp", "status")
 
     def __init__(self, resp: http1.Response) -> None:
         self.status = resp.status
@@ -85,9 +100,7 @@ class ProviderClient:
             await self._pool.aclose()
             self._pool = None
 
-    def request_headers(
-        self, client_headers: Mapping[str, str], fmt: Format, request_id: str
-    ) -> dict[str, str]:
+    def request_headers(self, client_headers: Mapping[str, str], fmt: Format, request_id: str) -> dict[str, str]:
         """Client headers minus hop-by-hop and credentials, plus the provider's own."""
         cfg = self.config
         out = {k: v for k, v in client_headers.items() if k not in _DROP_REQUEST_HEADERS}

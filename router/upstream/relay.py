@@ -20,15 +20,15 @@ import orjson
 import structlog
 
 from router.billing.accounting import StreamMeter, is_usage_only_chunk
-from router.routing.classify import EventKind, event_kind
 from router.clock import Clock
 from router.config import Format, Timeouts
-from router.server.drain import Drain
-from router.formats.envelopes import stream_error
 from router.errors import UpstreamError, UpstreamProtocolError
-from router.routing.breaker import AttemptResult
-from router.formats.sse import SSEError, SSEEvent, SSEParser
 from router.formats.codec.codecs import StreamTranslator
+from router.formats.envelopes import stream_error
+from router.formats.sse import SSEError, SSEEvent, SSEParser
+from router.routing.breaker import AttemptResult
+from router.routing.classify import EventKind, event_kind
+from router.server.drain import Drain
 from router.upstream.provider import UpstreamResponse
 
 log = structlog.get_logger("router.upstream.relay")
@@ -102,9 +102,7 @@ class StreamRelay:
                     continue
                 kind = self._kind(obj)
                 if kind is EventKind.ERROR:
-                    raise UpstreamProtocolError(
-                        "upstream stream sent an error before its first content event", ev.raw
-                    )
+                    raise UpstreamProtocolError("upstream stream sent an error before its first content event", ev.raw)
                 self._note(obj)
                 if kind is EventKind.DONE:
                     raise UpstreamProtocolError("upstream stream ended before its first content event")

@@ -14,8 +14,8 @@ from router.billing.accounting import (
     is_usage_only_chunk,
     max_output_tokens,
     reserve_usd,
-    usage_from_answer,
     usage_fields,
+    usage_from_answer,
 )
 from router.config import Price
 
@@ -59,6 +59,7 @@ CHAT_STREAM = [
     chunk({}, finish="tool_calls"),
     chunk(None, usage=CHAT_USAGE),
 ]
+
 
 def block_delta(index: int, kind: str, key: str, value: str) -> dict[str, Any]:
     return {"type": "content_block_delta", "index": index, "delta": {"type": kind, key: value}}
@@ -175,30 +176,78 @@ def feed_all(fmt: Any, events: list[Any], estimate: int = 500) -> StreamMeter:
 
 ANSWERS = [
     # OpenAI chat: prompt_tokens includes cache reads and writes.
-    ("openai-chat", {"usage": {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70,
-                               "prompt_tokens_details": {"cached_tokens": 0},
-                               "completion_tokens_details": {"reasoning_tokens": 0}}},
-     Usage(50, 0, 0, 20, 0)),
+    (
+        "openai-chat",
+        {
+            "usage": {
+                "prompt_tokens": 50,
+                "completion_tokens": 20,
+                "total_tokens": 70,
+                "prompt_tokens_details": {"cached_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0},
+            }
+        },
+        Usage(50, 0, 0, 20, 0),
+    ),
     ("openai-chat", {"usage": CHAT_USAGE}, Usage(20, 30, 0, 20, 5)),
-    ("openai-chat", {"usage": {"prompt_tokens": 100, "completion_tokens": 9,
-                               "prompt_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 25}}},
-     Usage(15, 60, 25, 9, 0)),
-    ("openai-chat", {"usage": {"prompt_tokens": 10, "completion_tokens": 3,
-                               "prompt_tokens_details": {"cached_tokens": 50}}},  # inconsistent: clamp, never negative
-     Usage(0, 50, 0, 3, 0)),
+    (
+        "openai-chat",
+        {
+            "usage": {
+                "prompt_tokens": 100,
+                "completion_tokens": 9,
+                "prompt_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 25},
+            }
+        },
+        Usage(15, 60, 25, 9, 0),
+    ),
+    (
+        "openai-chat",
+        {
+            "usage": {"prompt_tokens": 10, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 50}}
+        },  # inconsistent: clamp, never negative
+        Usage(0, 50, 0, 3, 0),
+    ),
     # Anthropic: input_tokens excludes cache reads and writes.
-    ("anthropic-messages", {"usage": {"input_tokens": 40, "output_tokens": 60, "cache_creation_input_tokens": 0,
-                                      "cache_read_input_tokens": 10, "output_tokens_details": {"thinking_tokens": 30},
-                                      "service_tier": "standard"}},
-     Usage(40, 10, 0, 60, 30)),
-    ("anthropic-messages", {"usage": {"input_tokens": 3, "output_tokens": 5, "cache_creation_input_tokens": 2000,
-                                      "cache_read_input_tokens": None}},
-     Usage(3, 0, 2000, 5, 0)),
+    (
+        "anthropic-messages",
+        {
+            "usage": {
+                "input_tokens": 40,
+                "output_tokens": 60,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 10,
+                "output_tokens_details": {"thinking_tokens": 30},
+                "service_tier": "standard",
+            }
+        },
+        Usage(40, 10, 0, 60, 30),
+    ),
+    (
+        "anthropic-messages",
+        {
+            "usage": {
+                "input_tokens": 3,
+                "output_tokens": 5,
+                "cache_creation_input_tokens": 2000,
+                "cache_read_input_tokens": None,
+            }
+        },
+        Usage(3, 0, 2000, 5, 0),
+    ),
     # Responses: input_tokens includes cache reads and writes.
     ("openai-responses", {"object": "response", "usage": RESPONSES_USAGE}, Usage(20, 20, 10, 80, 30)),
-    ("openai-responses", {"usage": {"input_tokens": 50, "output_tokens": 80,
-                                    "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}}},
-     Usage(50, 0, 0, 80, 0)),
+    (
+        "openai-responses",
+        {
+            "usage": {
+                "input_tokens": 50,
+                "output_tokens": 80,
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            }
+        },
+        Usage(50, 0, 0, 80, 0),
+    ),
 ]
 
 
@@ -230,14 +279,35 @@ def test_usage_from_answer_none(fmt, body):
 
 
 GARBAGE_FIELDS = [
-    ("openai-chat", {"prompt_tokens": 50, "completion_tokens": 2.5, "prompt_tokens_details": "x",
-                     "completion_tokens_details": {"reasoning_tokens": True}}, Usage(50, 0, 0, 0, 0)),
-    ("openai-chat", {"prompt_tokens": 50, "completion_tokens": 4,
-                     "prompt_tokens_details": {"cached_tokens": -5, "cache_write_tokens": "9"}}, Usage(50, 0, 0, 4, 0)),
-    ("anthropic-messages", {"output_tokens": 7, "cache_read_input_tokens": [], "output_tokens_details": None},
-     Usage(0, 0, 0, 7, 0)),
-    ("openai-responses", {"input_tokens": 12, "output_tokens": False, "input_tokens_details": None},
-     Usage(12, 0, 0, 0, 0)),
+    (
+        "openai-chat",
+        {
+            "prompt_tokens": 50,
+            "completion_tokens": 2.5,
+            "prompt_tokens_details": "x",
+            "completion_tokens_details": {"reasoning_tokens": True},
+        },
+        Usage(50, 0, 0, 0, 0),
+    ),
+    (
+        "openai-chat",
+        {
+            "prompt_tokens": 50,
+            "completion_tokens": 4,
+            "prompt_tokens_details": {"cached_tokens": -5, "cache_write_tokens": "9"},
+        },
+        Usage(50, 0, 0, 4, 0),
+    ),
+    (
+        "anthropic-messages",
+        {"output_tokens": 7, "cache_read_input_tokens": [], "output_tokens_details": None},
+        Usage(0, 0, 0, 7, 0),
+    ),
+    (
+        "openai-responses",
+        {"input_tokens": 12, "output_tokens": False, "input_tokens_details": None},
+        Usage(12, 0, 0, 0, 0),
+    ),
 ]
 
 
@@ -255,11 +325,17 @@ COSTS = [
     # No cache prices: cache reads and writes are billed at the input price.
     (Usage(1000, 2000, 3000, 500), Price(2.0, 8.0), (6000 * 2.0 + 500 * 8.0) / 1e6),
     # A cached price only.
-    (Usage(1000, 2000, 3000, 500), Price(2.0, 8.0, cached_input_per_mtok=0.5),
-     (1000 * 2.0 + 2000 * 0.5 + 3000 * 2.0 + 500 * 8.0) / 1e6),
+    (
+        Usage(1000, 2000, 3000, 500),
+        Price(2.0, 8.0, cached_input_per_mtok=0.5),
+        (1000 * 2.0 + 2000 * 0.5 + 3000 * 2.0 + 500 * 8.0) / 1e6,
+    ),
     # Both cache prices (Anthropic-style: reads 0.1x, writes 1.25x).
-    (Usage(40, 100_000, 7000, 60, 30), Price(3.0, 15.0, cached_input_per_mtok=0.3, cache_write_per_mtok=3.75),
-     (40 * 3.0 + 100_000 * 0.3 + 7000 * 3.75 + 60 * 15.0) / 1e6),
+    (
+        Usage(40, 100_000, 7000, 60, 30),
+        Price(3.0, 15.0, cached_input_per_mtok=0.3, cache_write_per_mtok=3.75),
+        (40 * 3.0 + 100_000 * 0.3 + 7000 * 3.75 + 60 * 15.0) / 1e6,
+    ),
     # A zero cached price is a price, not "unset".
     (Usage(0, 5000, 0, 0), Price(1.0, 1.0, cached_input_per_mtok=0.0), 0.0),
 ]
@@ -306,8 +382,13 @@ def test_estimate_input_tokens(body_bytes, expected):
 
 RESERVES = [
     ("openai-chat", {"max_completion_tokens": 1000}, 3000, Price(2.0, 8.0), (1000 * 2.0 + 1000 * 8.0) / 1e6),
-    ("anthropic-messages", {"max_tokens": 4096}, 30_001, Price(3.0, 15.0, 0.3, 3.75),
-     (10_001 * 3.0 + 4096 * 15.0) / 1e6),
+    (
+        "anthropic-messages",
+        {"max_tokens": 4096},
+        30_001,
+        Price(3.0, 15.0, 0.3, 3.75),
+        (10_001 * 3.0 + 4096 * 15.0) / 1e6,
+    ),
     ("openai-responses", {}, 900, Price(1.25, 10.0), (300 * 1.25 + 8192 * 10.0) / 1e6),
 ]
 
@@ -371,7 +452,7 @@ CUT_STREAMS = [
     # 12 + 8 + 8 = 28 chars -> 7 tokens; input from the estimate.
     ("openai-chat", CHAT_STREAM[:-1], Usage(500, 0, 0, 7, 0, True)),
     # 1 char -> 1 token: delivered output is never zero.
-    ("openai-chat", CHAT_STREAM[:1] + [chunk({"content": "H"})], Usage(500, 0, 0, 1, 0, True)),
+    ("openai-chat", [*CHAT_STREAM[:1], chunk({"content": "H"})], Usage(500, 0, 0, 1, 0, True)),
     ("openai-chat", CHAT_STREAM[:1], Usage(500, 0, 0, 0, 0, True)),
     # 10 + 13 + 12 + 5 = 40 chars -> 10 tokens; input and cache counts from message_start.
     ("anthropic-messages", ANTHROPIC_STREAM[:-2], Usage(40, 100, 7, 10, 0, True)),
@@ -407,8 +488,12 @@ def test_meter_anthropic_message_delta_overwrites_input():
     delta = {
         "type": "message_delta",
         "delta": {"stop_reason": "end_turn"},
-        "usage": {"input_tokens": 12, "cache_read_input_tokens": 300, "output_tokens": 9,
-                  "output_tokens_details": {"thinking_tokens": 4}},
+        "usage": {
+            "input_tokens": 12,
+            "cache_read_input_tokens": 300,
+            "output_tokens": 9,
+            "output_tokens_details": {"thinking_tokens": 4},
+        },
     }
     text = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}
     assert feed_all("anthropic-messages", [start, text, delta]).usage() == Usage(12, 300, 0, 9, 4)
@@ -418,14 +503,20 @@ def test_meter_anthropic_message_delta_overwrites_input():
 
 TOOL_ONLY = [
     ("openai-chat", [chunk(tool_delta("", first=True)), chunk(tool_delta('{"path": "/tmp/a.txt"}'))]),
-    ("anthropic-messages", [
-        block_start(0, TOOL_USE_BLOCK),
-        block_delta(0, "input_json_delta", "partial_json", '{"path": '),
-        block_delta(0, "input_json_delta", "partial_json", '"/tmp/a.txt"}'),
-    ]),
-    ("openai-responses", [
-        resp_event("response.function_call_arguments.delta", 0, item_id="fc_1", delta='{"path": "/tmp/a.txt"}'),
-    ]),
+    (
+        "anthropic-messages",
+        [
+            block_start(0, TOOL_USE_BLOCK),
+            block_delta(0, "input_json_delta", "partial_json", '{"path": '),
+            block_delta(0, "input_json_delta", "partial_json", '"/tmp/a.txt"}'),
+        ],
+    ),
+    (
+        "openai-responses",
+        [
+            resp_event("response.function_call_arguments.delta", 0, item_id="fc_1", delta='{"path": "/tmp/a.txt"}'),
+        ],
+    ),
 ]
 
 
@@ -437,11 +528,16 @@ def test_meter_counts_tool_call_arguments(fmt, events):
 
 OTHER_TEXT = [
     ("openai-chat", [chunk({"reasoning_content": "abcd"}), chunk({"reasoning": "efgh"}), chunk({"refusal": "ijkl"})]),
-    ("openai-responses", [
-        resp_event("response.reasoning_text.delta", 0, item_id="rs_1", output_index=0, content_index=0, delta="abcd"),
-        resp_event("response.reasoning_summary_text.delta", 1, item_id="rs_1", summary_index=0, delta="efgh"),
-        resp_event("response.refusal.delta", 2, item_id="msg_1", output_index=1, content_index=0, delta="ijkl"),
-    ]),
+    (
+        "openai-responses",
+        [
+            resp_event(
+                "response.reasoning_text.delta", 0, item_id="rs_1", output_index=0, content_index=0, delta="abcd"
+            ),
+            resp_event("response.reasoning_summary_text.delta", 1, item_id="rs_1", summary_index=0, delta="efgh"),
+            resp_event("response.refusal.delta", 2, item_id="msg_1", output_index=1, content_index=0, delta="ijkl"),
+        ],
+    ),
 ]
 
 
@@ -452,15 +548,24 @@ def test_meter_counts_reasoning_and_refusal(fmt, events):
 
 
 GARBAGE_EVENTS: list[Any] = [
-    None, "data", 42, [], ["x"], {},
-    {"type": ["unhashable"]}, {"type": {"a": 1}, "delta": "xxxx"},
+    None,
+    "data",
+    42,
+    [],
+    ["x"],
+    {},
+    {"type": ["unhashable"]},
+    {"type": {"a": 1}, "delta": "xxxx"},
     {"error": {"message": "boom", "type": "server_error"}},
-    {"choices": "x", "usage": "y"}, {"choices": [None, 1, {"delta": "text"}, {"delta": {"content": 5}}]},
+    {"choices": "x", "usage": "y"},
+    {"choices": [None, 1, {"delta": "text"}, {"delta": {"content": 5}}]},
     {"choices": [{"delta": {"tool_calls": ["x", {"function": "f"}, {"function": {"arguments": None}}]}}]},
     {"choices": [{"delta": {"tool_calls": {"function": {"arguments": "xxxx"}}}}]},
     {"usage": {"total_tokens": 9}},
-    {"type": "message_start", "message": "x"}, {"type": "message_start", "message": {"usage": [1]}},
-    {"type": "message_delta", "usage": None}, {"type": "message_delta", "usage": {"output_tokens": "60"}},
+    {"type": "message_start", "message": "x"},
+    {"type": "message_start", "message": {"usage": [1]}},
+    {"type": "message_delta", "usage": None},
+    {"type": "message_delta", "usage": {"output_tokens": "60"}},
     {"type": "content_block_delta", "delta": "text"},
     {"type": "content_block_delta", "delta": {"type": ["x"], "text": "xxxx"}},
     {"type": "content_block_delta", "delta": {"type": "text_delta", "text": None}},
@@ -469,7 +574,8 @@ GARBAGE_EVENTS: list[Any] = [
     {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
     {"type": "response.output_text.delta", "delta": None},
     {"type": "response.output_text.done", "text": "xxxx"},
-    {"type": "response.completed", "response": None}, {"type": "response.completed", "response": {"usage": "x"}},
+    {"type": "response.completed", "response": None},
+    {"type": "response.completed", "response": {"usage": "x"}},
     {"type": "response.failed", "response": {"status": "failed", "usage": None, "error": {"code": "server_error"}}},
 ]
 
@@ -496,7 +602,7 @@ def test_meter_responses_incomplete_and_failed_report_usage():
     """response.incomplete and response.failed carry final usage too."""
     for kind in ("response.incomplete", "response.failed"):
         event = resp_event(kind, 3, response={**_RESP_SHELL, "status": kind.split(".")[1], "usage": RESPONSES_USAGE})
-        meter = feed_all("openai-responses", RESPONSES_STREAM[:3] + [event])
+        meter = feed_all("openai-responses", [*RESPONSES_STREAM[:3], event])
         assert meter.complete_usage
         assert meter.usage() == Usage(20, 20, 10, 80, 30)
 

@@ -79,13 +79,23 @@ def test_full_config_parses_into_values_and_defaults() -> None:
         "routing": {"max_attempts": 5, "deadline_s": 30, "backoff_min_s": 0.1},
         "log": {"level": "debug", "format": "json"},
         "plans": [
-            {"name": "pro", "models": ["gpt*"], "budget": {"usd": 50, "window": "2h"}, "rpm": 600,
-             "max_concurrent": 20},
+            {
+                "name": "pro",
+                "models": ["gpt*"],
+                "budget": {"usd": 50, "window": "2h"},
+                "rpm": 600,
+                "max_concurrent": 20,
+            },
             {"name": "basic", "models": ["gpt-long"]},
         ],
         "keys": [{"id": "acme-prod", "hash": H1, "plan": "pro"}, {"id": "acme.dev", "hash": H2, "plan": "basic"}],
-        "state": {"backend": "redis", "url": "rediss://:pw@redis.internal:6380/2", "on_unavailable": "fail_open",
-                  "key_prefix": "gw", "timeout_s": 0.25},
+        "state": {
+            "backend": "redis",
+            "url": "rediss://:pw@redis.internal:6380/2",
+            "on_unavailable": "fail_open",
+            "key_prefix": "gw",
+            "timeout_s": 0.25,
+        },
         "ledger": {"path": "/var/lib/router/usage.jsonl", "enabled": False},
         "accounting": {"default_max_output_tokens": 1024},
         "providers": [
@@ -117,11 +127,15 @@ def test_full_config_parses_into_values_and_defaults() -> None:
             {
                 "name": "gpt-long",
                 "routes": [{"provider": "openai-main", "model": "gpt-4.1"}],
-                "price": {"input_per_mtok": 3, "output_per_mtok": 15, "cached_input_per_mtok": 0.3,
-                          "cache_write_per_mtok": 3.75},
+                "price": {
+                    "input_per_mtok": 3,
+                    "output_per_mtok": 15,
+                    "cached_input_per_mtok": 0.3,
+                    "cache_write_per_mtok": 3.75,
+                },
             },
         ],
-    }  # fmt: skip
+    }
     cfg = parse_config(doc, env={})
     assert isinstance(cfg, Config) and cfg.source == "<memory>"
     assert cfg.server == ServerConfig(host="0.0.0.0", port=9000, max_body_bytes=ServerConfig().max_body_bytes)
@@ -163,8 +177,9 @@ def test_access_sections_default() -> None:
     """Without plans, keys, state, ledger, accounting or prices every field keeps its default."""
     cfg = parse_config(minimal(), env={})
     assert (cfg.plans, cfg.keys, cfg.server.allow_anonymous) == ((), (), True)
-    assert cfg.state == StateConfig(backend="memory", url=None, on_unavailable="fail_closed", key_prefix="router",
-                                    timeout_s=0.5)  # fmt: skip
+    assert cfg.state == StateConfig(
+        backend="memory", url=None, on_unavailable="fail_closed", key_prefix="router", timeout_s=0.5
+    )
     assert cfg.ledger == LedgerConfig(path="var/usage.jsonl", enabled=True)
     assert cfg.accounting == AccountingConfig(default_max_output_tokens=4096)
     assert cfg.models[0].price is None
@@ -223,21 +238,26 @@ def test_several_problems_are_reported_at_once_with_exact_paths() -> None:
         "providers": [
             {"name": "a", "base_url": "http://a", "formats": ["openai-chat", "smtp"]},
             {"name": "b", "base_url": "http://b", "formats": []},
-            {"name": "c", "base_url": "http://c", "formats": ["openai-chat"], "weight": 0,
-             "health": {"method": "PUT", "path": "health"}, "breaker": {"fail_max": 0}},
+            {
+                "name": "c",
+                "base_url": "http://c",
+                "formats": ["openai-chat"],
+                "weight": 0,
+                "health": {"method": "PUT", "path": "health"},
+                "breaker": {"fail_max": 0},
+            },
         ],
         "models": [
             {"name": "m", "routes": [{"provider": "a", "model": "x", "priority": -1}, {"provider": "a"}]},
         ],
-    }  # fmt: skip
+    }
     assert problems(doc) == [
         "server.port: must be <= 65535, got 70000",
         "server.max_body_bytes: must be >= 1024, got 10",
         "routing.max_attempts: must be >= 1, got 0",
         "routing.deadline_s: expected a number, got 'abc'",
         "routing.backoff_max_s: must be >= backoff_min_s (1.0), got 0.5",
-        "providers[0].formats[1]: must be one of openai-chat, anthropic-messages, openai-responses; "
-        "got 'smtp'",
+        "providers[0].formats[1]: must be one of openai-chat, anthropic-messages, openai-responses; got 'smtp'",
         "providers[1].formats: must be a non-empty list",
         "providers[2].weight: must be > 0, got 0",
         "providers[2].health.method: must be one of GET, HEAD, POST; got 'PUT'",
@@ -437,7 +457,9 @@ def test_provider_headers() -> None:
     doc["providers"][0]["headers"] = {"HTTP-Referer": "https://me", "X-Title": "router"}
     assert parse_config(doc).providers[0].headers == (("HTTP-Referer", "https://me"), ("X-Title", "router"))
     doc["providers"][0]["headers"] = ["HTTP-Referer: x"]
-    assert problems(doc) == ["providers[0].headers: expected a mapping of header name to value, got ['HTTP-Referer: x']"]
+    assert problems(doc) == [
+        "providers[0].headers: expected a mapping of header name to value, got ['HTTP-Referer: x']"
+    ]
     doc["providers"][0]["headers"] = {"X-Ok": "1", "X-Split": "a\r\nInjected: yes", "X-Num": 3}
     assert problems(doc) == [
         "providers[0].headers.X-Split: expected a header name and a one-line string value, got 'a\\r\\nInjected: yes'",
@@ -480,10 +502,20 @@ def test_yaml_error_without_a_position(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [
-        ("2h", 7200.0), ("30m", 1800.0), ("45s", 45.0), ("1d", 86400.0), ("1h30m", 5400.0),
-        ("1d2h3m4s", 93784.0), ("90", 90.0), ("0.5", 0.5), (3600, 3600.0), (1.5, 1.5), ("0s", 0.0), (-5, -5.0),
+        ("2h", 7200.0),
+        ("30m", 1800.0),
+        ("45s", 45.0),
+        ("1d", 86400.0),
+        ("1h30m", 5400.0),
+        ("1d2h3m4s", 93784.0),
+        ("90", 90.0),
+        ("0.5", 0.5),
+        (3600, 3600.0),
+        (1.5, 1.5),
+        ("0s", 0.0),
+        (-5, -5.0),
     ],
-)  # fmt: skip
+)
 def test_parse_duration_accepts(value: object, seconds: float) -> None:
     """Units d, h, m, s (in that order, combinable) and plain numbers of seconds give seconds."""
     assert parse_duration(value) == seconds

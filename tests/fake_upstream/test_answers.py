@@ -235,7 +235,7 @@ def test_tool_call(client: httpx.Client, path: str, stream: bool) -> None:
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
 @pytest.mark.parametrize("path", PATHS)
 def test_parallel_tool_calls(client: httpx.Client, path: str, stream: bool) -> None:
-    """"parallel" in the last user text: the first tool is called twice, with two different ids."""
+    """ "parallel" in the last user text: the first tool is called twice, with two different ids."""
     s = ask(client, path, request(path, "Weather in parallel, please", tools=True), stream)
     assert [(c[1], orjson.loads(c[2])) for c in s.calls] == [("get_weather", {"city": "Paris"})] * 2
     assert len({c[0] for c in s.calls}) == 2 and s.stop == STOP[path][1]

@@ -26,10 +26,18 @@ import pytest
 # The flags the machine notes give for root in a container with no network beyond loopback:
 # without the background-networking ones Chromium keeps dialling Google and being refused.
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
-)  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+)
 START_TIMEOUT_S = 20.0
 CALL_TIMEOUT_S = 10.0
 
@@ -98,8 +106,10 @@ async def browser_page() -> AsyncIterator[Page]:
         log = open(Path(profile).parent / f"{Path(profile).name}.log", "wb")
         proc = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # its own group, to end it whole
-        )  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group, to end it whole
+        )
         try:
             port = await _devtools_port(Path(profile), proc, log.name)
             async with aiohttp.ClientSession() as session:

@@ -110,9 +110,7 @@ def test_all_down_is_503_naming_model_and_attempts(fakes, config_factory, router
 
 def test_attempts_are_bounded_by_max_attempts(fakes, config_factory, router_server):
     """routing.max_attempts caps the number of upstream calls."""
-    rs = router_server(
-        config_factory({"m": [("alpha", 0), ("beta", 0), ("gamma", 0)]}, routing={"max_attempts": 2})
-    )
+    rs = router_server(config_factory({"m": [("alpha", 0), ("beta", 0), ("gamma", 0)]}, routing={"max_attempts": 2}))
     for name in ("alpha", "beta", "gamma"):
         fakes.set(name, status=502)
     assert rs.post("/v1/chat/completions", CHAT).status_code == 503
@@ -164,7 +162,9 @@ def test_latency_weighted_choice_prefers_the_faster_provider(fakes, config_facto
     import concurrent.futures
 
     with concurrent.futures.ThreadPoolExecutor(4) as ex:
-        providers = list(ex.map(lambda _: rs.post("/v1/chat/completions", CHAT).headers["x-router-provider"], range(60)))
+        providers = list(
+            ex.map(lambda _: rs.post("/v1/chat/completions", CHAT).headers["x-router-provider"], range(60))
+        )
     assert providers.count("alpha") >= 0.7 * len(providers), providers
 
 

@@ -21,8 +21,15 @@ KEY_LITE = "toc-lite-" + "l" * 40
 PRICE = {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0, "cached_input_per_mtok": 100.0}
 
 
-def limited_config(config_factory, tmp_path, budget: float | None = 1.0, rpm: int | None = None,
-                   max_concurrent: int | None = None, window: str = "1h", **kw: Any):
+def limited_config(
+    config_factory,
+    tmp_path,
+    budget: float | None = 1.0,
+    rpm: int | None = None,
+    max_concurrent: int | None = None,
+    window: str = "1h",
+    **kw: Any,
+):
     pro: dict[str, Any] = {"name": "pro", "models": ["m*"]}
     if budget is not None:
         pro["budget"] = {"usd": budget, "window": window}
@@ -54,9 +61,7 @@ def ledger(tmp_path) -> list[dict[str, Any]]:
 
 
 def cost_of(usage: dict[str, Any], fmt: str) -> float:
-    if fmt == "/v1/messages":
-        inp, out = usage["input_tokens"], usage["output_tokens"]
-    elif fmt == "/v1/responses":
+    if fmt == "/v1/messages" or fmt == "/v1/responses":
         inp, out = usage["input_tokens"], usage["output_tokens"]
     else:
         inp, out = usage["prompt_tokens"], usage["completion_tokens"]
@@ -138,14 +143,16 @@ def _stream(rs, path: str, body: dict[str, Any], headers: dict[str, str]) -> tup
 def test_stream_is_billed_from_its_final_usage(fakes, config_factory, router_server, tmp_path, path):
     """A stream's cost comes from its usage event; its headers show the budget before it."""
     rs = router_server(limited_config(config_factory, tmp_path, budget=1.0))
-    r, raw = _stream(rs, path, BODIES[path], auth())
+    r, _raw = _stream(rs, path, BODIES[path], auth())
     assert r.status_code == 200
     assert float(r.headers["x-ratelimit-remaining"]) == pytest.approx(1.0)
     [rec] = ledger(tmp_path)
     assert rec["cost_usd"] > 0 and rec["estimated"] is False and rec["output_tokens"] > 0
 
 
-def test_chat_stream_usage_is_requested_upstream_and_hidden_unless_asked(fakes, config_factory, router_server, tmp_path):
+def test_chat_stream_usage_is_requested_upstream_and_hidden_unless_asked(
+    fakes, config_factory, router_server, tmp_path
+):
     """The router asks for include_usage itself; the usage chunk reaches only clients that asked."""
     rs = router_server(limited_config(config_factory, tmp_path))
     _, raw = _stream(rs, "/v1/chat/completions", CHAT, auth())
@@ -161,7 +168,7 @@ def test_stream_cut_short_is_billed_for_what_it_delivered(fakes, config_factory,
     """A reset mid-stream still bills the delivered output (estimated), never zero."""
     rs = router_server(limited_config(config_factory, tmp_path))
     fakes.set("alpha", reset_after_chunks=2)
-    r, raw = _stream(rs, path, BODIES[path], auth())
+    r, _raw = _stream(rs, path, BODIES[path], auth())
     assert r.status_code == 200
     [rec] = ledger(tmp_path)
     assert rec["estimated"] is True and rec["output_tokens"] >= 1 and rec["cost_usd"] > 0

@@ -29,14 +29,19 @@ def write_config(path: Path, fakes: Any, providers: list[str], ledger: Path, por
     server_yaml = ", ".join(f"{k}: {v}" for k, v in {"host": "127.0.0.1", "port": port, **server}.items())
     lines = [f"server: {{{server_yaml}}}", f"ledger: {{path: '{ledger}'}}", "providers:"]
     for name in providers:
-        lines.append(f"  - {{name: {name}, base_url: '{fakes[name].url}', formats: [openai-chat],"
-                     " health: {interval_s: 30, timeout_s: 1}}")  # fmt: skip
+        lines.append(
+            f"  - {{name: {name}, base_url: '{fakes[name].url}', formats: [openai-chat],"
+            " health: {interval_s: 30, timeout_s: 1}}"
+        )
     routes = ", ".join(f"{{provider: {n}, model: {n}-m}}" for n in providers)
     lines += [
-        "models:", f"  - {{name: m, routes: [{routes}], price: {{input_per_mtok: 1, output_per_mtok: 2}}}}",
-        "plans:", "  - {name: pro, models: ['*']}",
-        "keys:", f"  - {{id: ops, hash: '{hash_key(KEY)}', plan: pro}}",
-    ]  # fmt: skip
+        "models:",
+        f"  - {{name: m, routes: [{routes}], price: {{input_per_mtok: 1, output_per_mtok: 2}}}}",
+        "plans:",
+        "  - {name: pro, models: ['*']}",
+        "keys:",
+        f"  - {{id: ops, hash: '{hash_key(KEY)}', plan: pro}}",
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -49,8 +54,10 @@ class Serve:
         self.log_path = log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "router", "serve", "--config", str(config)],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL, stderr=self._log,
-        )  # fmt: skip
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+        )
         deadline = time.monotonic() + 15
         while not self.ready():
             assert self.proc.poll() is None, self.log()
@@ -111,7 +118,9 @@ def test_sigterm_drains_a_stream_then_exits_0(fakes, tmp_path, serve):
 def test_drain_timeout_ends_open_streams_with_an_error_event(fakes, tmp_path, serve):
     fakes.set("alpha", chunks=50, chunk_delay_ms=200)
     port = free_port()
-    write_config(tmp_path / "r.yaml", fakes, ["alpha"], tmp_path / "u.jsonl", port, drain_grace_s=0.1, drain_timeout_s=0.5)
+    write_config(
+        tmp_path / "r.yaml", fakes, ["alpha"], tmp_path / "u.jsonl", port, drain_grace_s=0.1, drain_timeout_s=0.5
+    )
     s = serve(tmp_path / "r.yaml", port)
     with httpx.Client(base_url=s.base, headers=AUTH, timeout=15) as client:
         with client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as stream:
@@ -148,7 +157,9 @@ def test_sighup_reload_adds_a_provider_and_a_broken_file_is_refused(fakes, tmp_p
             assert time.monotonic() < deadline, s.log()
             time.sleep(0.05)
         r = client.post("/v1/chat/completions", json=CHAT)
-        assert r.status_code == 200 and r.headers["x-router-provider"] in ("alpha", "beta"), "the old config still serves"
+        assert r.status_code == 200 and r.headers["x-router-provider"] in ("alpha", "beta"), (
+            "the old config still serves"
+        )
     failed = [orjson.loads(x) for x in s.log().splitlines() if "config_reload_failed" in x]
     assert failed and str(config) in failed[0]["error"]
 
@@ -161,12 +172,16 @@ def test_metrics_after_real_traffic(fakes, config_factory, router_server):
     text = rs.client.get("/metrics").text
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for fam in text_string_to_metric_families(text) for s in fam.samples
-    }  # fmt: skip
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
     ok = [v for (n, labels), v in samples.items() if n.endswith("requests_total") and ("provider", "alpha") in labels]
     assert sum(ok) == 3
-    attempts = [v for (n, labels), v in samples.items()
-                if "attempt" in n and ("outcome", "ok") in labels and ("provider", "alpha") in labels]  # fmt: skip
+    attempts = [
+        v
+        for (n, labels), v in samples.items()
+        if "attempt" in n and ("outcome", "ok") in labels and ("provider", "alpha") in labels
+    ]
     assert sum(attempts) == 3
     status = rs.client.get("/status.json").json()
     assert "alpha" in str(status)
@@ -202,8 +217,10 @@ def test_two_workers_drain_on_sigterm(fakes, tmp_path, serve, redis_server):
     s._log = s.log_path.open("wb")
     s.proc = subprocess.Popen(
         [sys.executable, "-m", "router", "serve", "--config", str(config), "--workers", "2"],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL, stderr=s._log,
-    )  # fmt: skip
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=s._log,
+    )
     try:
         deadline = time.monotonic() + 20
         while not s.ready():

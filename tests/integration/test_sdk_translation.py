@@ -40,8 +40,14 @@ class Chat:
     def __init__(self, url: str) -> None:
         self.c = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=10)
 
-    def ask(self, stream: bool, text: str = "hi", tools: bool = False, think: bool = False,
-            history: list[dict[str, Any]] | None = None) -> Outcome:
+    def ask(
+        self,
+        stream: bool,
+        text: str = "hi",
+        tools: bool = False,
+        think: bool = False,
+        history: list[dict[str, Any]] | None = None,
+    ) -> Outcome:
         kw: dict[str, Any] = {"model": "m", "messages": history or [{"role": "user", "content": text}]}
         if tools:
             kw["tools"] = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}]
@@ -65,10 +71,15 @@ class Chat:
         call_id, name, args = first.calls[0]
         history = [
             {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": first.text or None,
-             "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]},
+            {
+                "role": "assistant",
+                "content": first.text or None,
+                "tool_calls": [
+                    {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                ],
+            },
             {"role": "tool", "tool_call_id": call_id, "content": "sunny"},
-        ]  # fmt: skip
+        ]
         return self.ask(stream, tools=True, history=history)
 
 
@@ -76,9 +87,19 @@ class Messages:
     def __init__(self, url: str) -> None:
         self.c = anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0, timeout=10)
 
-    def ask(self, stream: bool, text: str = "hi", tools: bool = False, think: bool = False,
-            history: list[dict[str, Any]] | None = None) -> Outcome:
-        kw: dict[str, Any] = {"model": "m", "max_tokens": 4096, "messages": history or [{"role": "user", "content": text}]}
+    def ask(
+        self,
+        stream: bool,
+        text: str = "hi",
+        tools: bool = False,
+        think: bool = False,
+        history: list[dict[str, Any]] | None = None,
+    ) -> Outcome:
+        kw: dict[str, Any] = {
+            "model": "m",
+            "max_tokens": 4096,
+            "messages": history or [{"role": "user", "content": text}],
+        }
         if tools:
             kw["tools"] = [{"name": "get_weather", "description": "weather", "input_schema": WEATHER}]
         if think:
@@ -112,8 +133,14 @@ class Responses:
     def __init__(self, url: str) -> None:
         self.c = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=10)
 
-    def ask(self, stream: bool, text: str = "hi", tools: bool = False, think: bool = False,
-            history: list[dict[str, Any]] | None = None) -> Outcome:
+    def ask(
+        self,
+        stream: bool,
+        text: str = "hi",
+        tools: bool = False,
+        think: bool = False,
+        history: list[dict[str, Any]] | None = None,
+    ) -> Outcome:
         kw: dict[str, Any] = {"model": "m", "input": history or text}
         if tools:
             kw["tools"] = [{"type": "function", "name": "get_weather", "parameters": WEATHER, "strict": False}]

@@ -17,9 +17,12 @@ from tests.integration.test_limits import KEY_PRO, auth, limited_config
 def shared(config_factory, tmp_path, redis_server, on_unavailable: str = "fail_closed", **kw: Any):
     """A config on the shared Redis, with a key prefix of its own so tests never see each other."""
     state = {
-        "backend": "redis", "url": redis_server.url, "key_prefix": f"t-{uuid.uuid4().hex[:8]}",
-        "timeout_s": 0.3, "on_unavailable": on_unavailable,
-    }  # fmt: skip
+        "backend": "redis",
+        "url": redis_server.url,
+        "key_prefix": f"t-{uuid.uuid4().hex[:8]}",
+        "timeout_s": 0.3,
+        "on_unavailable": on_unavailable,
+    }
     return limited_config(config_factory, tmp_path, state=state, **kw)
 
 

@@ -105,7 +105,7 @@ def test_stall_after_first_byte_is_detected_within_idle(fakes, config_factory, r
     rs = router_server(config_factory({"m": [("alpha", 0)]}, timeouts={"idle_s": 0.3}))
     fakes.set("alpha", stall_after_chunks=1)
     start = time.monotonic()
-    r, events = stream(rs, path)
+    _r, events = stream(rs, path)
     assert time.monotonic() - start < 2.0
     assert is_error(path, events[-1])
 
@@ -115,7 +115,7 @@ def test_garbage_event_is_dropped_and_the_stream_goes_on(fakes, config_factory, 
     """A non-JSON event never reaches the client; the rest of the stream does."""
     rs = router_server(config_factory({"m": [("alpha", 0)]}))
     fakes.set("alpha", garbage_event=True)
-    r, events = stream(rs, path)  # parsing every event as JSON proves none is garbage
+    _r, events = stream(rs, path)  # parsing every event as JSON proves none is garbage
     assert text_of(path, events).startswith("Hello from alpha")
     assert not any(is_error(path, e) for e in events)
 
@@ -124,7 +124,7 @@ def test_chat_stream_complete_without_done_is_ended_properly(fakes, config_facto
     """A chat stream that reached finish_reason but lacks [DONE] gets one from the router."""
     rs = router_server(config_factory({"m": [("alpha", 0)]}))
     fakes.set("alpha", no_done=True)
-    r, events = stream(rs, "/v1/chat/completions")
+    _r, events = stream(rs, "/v1/chat/completions")
     assert events[-1] == (None, "[DONE]")
     assert not any(is_error("/v1/chat/completions", e) for e in events)
 

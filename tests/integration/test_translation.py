@@ -15,7 +15,11 @@ from structlog.testing import capture_logs
 from tests.conftest import ANTHROPIC, CHAT, RESPONSES
 
 CLIENT_BODIES = {"/v1/chat/completions": CHAT, "/v1/messages": ANTHROPIC, "/v1/responses": RESPONSES}
-UPSTREAM_PATH = {"openai-chat": "/v1/chat/completions", "anthropic-messages": "/v1/messages", "openai-responses": "/v1/responses"}
+UPSTREAM_PATH = {
+    "openai-chat": "/v1/chat/completions",
+    "anthropic-messages": "/v1/messages",
+    "openai-responses": "/v1/responses",
+}
 
 
 def sent(fakes, name: str, fmt: str) -> dict[str, Any]:
@@ -36,7 +40,9 @@ def text_of(path: str, body: dict[str, Any]) -> str:
 @pytest.mark.parametrize("stream", [False, True])
 def test_failover_lands_on_a_provider_that_needs_translation(fakes, config_factory, router_server, stream):
     """The native provider fails before its first byte; the translated one serves."""
-    config = config_factory({"m": [("alpha", 0), ("beta", 1)]}, formats={"alpha": ["openai-chat"], "beta": ["anthropic-messages"]})
+    config = config_factory(
+        {"m": [("alpha", 0), ("beta", 1)]}, formats={"alpha": ["openai-chat"], "beta": ["anthropic-messages"]}
+    )
     rs = router_server(config)
     fakes.set("alpha", status=503)
     r = rs.post("/v1/chat/completions", {**CHAT, "stream": stream})
@@ -53,11 +59,14 @@ def test_failover_lands_on_a_provider_that_needs_translation(fakes, config_facto
         assert text_of("/v1/chat/completions", r.json()) == "Hello from beta."
 
 
-@pytest.mark.parametrize(("path", "upstream"), [
-    ("/v1/chat/completions", "anthropic-messages"),
-    ("/v1/messages", "openai-chat"),
-    ("/v1/responses", "anthropic-messages"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("path", "upstream"),
+    [
+        ("/v1/chat/completions", "anthropic-messages"),
+        ("/v1/messages", "openai-chat"),
+        ("/v1/responses", "anthropic-messages"),
+    ],
+)
 def test_upstream_client_error_comes_back_in_the_clients_envelope(fakes, config_factory, router_server, path, upstream):
     config = config_factory({"m": [("alpha", 0)]}, formats={"alpha": [upstream]})
     rs = router_server(config)
@@ -72,12 +81,17 @@ def test_upstream_client_error_comes_back_in_the_clients_envelope(fakes, config_
         assert set(body["error"]) >= {"message", "type", "code"} and body["error"]["message"]
 
 
-@pytest.mark.parametrize(("path", "upstream", "ending"), [
-    ("/v1/chat/completions", "anthropic-messages", 'data: {"error"'),
-    ("/v1/messages", "openai-responses", "event: error"),
-    ("/v1/responses", "openai-chat", "event: response.failed"),
-])  # fmt: skip
-def test_a_translated_stream_cut_mid_way_ends_with_the_clients_error(fakes, config_factory, router_server, path, upstream, ending):
+@pytest.mark.parametrize(
+    ("path", "upstream", "ending"),
+    [
+        ("/v1/chat/completions", "anthropic-messages", 'data: {"error"'),
+        ("/v1/messages", "openai-responses", "event: error"),
+        ("/v1/responses", "openai-chat", "event: response.failed"),
+    ],
+)
+def test_a_translated_stream_cut_mid_way_ends_with_the_clients_error(
+    fakes, config_factory, router_server, path, upstream, ending
+):
     config = config_factory({"m": [("alpha", 0)]}, formats={"alpha": [upstream]})
     rs = router_server(config)
     fakes.set("alpha", reset_after_chunks=2, chunks=4)
@@ -94,11 +108,14 @@ def test_translated_answers_are_billed_from_the_upstreams_usage(fakes, config_fa
 
     key = "toc-bill-" + "b" * 40
     config = config_factory(
-        {"m": [("alpha", 0)]}, formats={"alpha": ["anthropic-messages"]},
+        {"m": [("alpha", 0)]},
+        formats={"alpha": ["anthropic-messages"]},
         plans=[{"name": "p", "models": ["*"], "budget": {"usd": 10, "window": "1h"}}],
-        keys=[{"id": "bill", "hash": hash_key(key), "plan": "p"}], server={"allow_anonymous": False},
-        prices={"m": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}, ledger={"path": str(tmp_path / "u.jsonl")},
-    )  # fmt: skip
+        keys=[{"id": "bill", "hash": hash_key(key), "plan": "p"}],
+        server={"allow_anonymous": False},
+        prices={"m": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}},
+        ledger={"path": str(tmp_path / "u.jsonl")},
+    )
     rs = router_server(config)
     fakes.set("alpha", cached_tokens=3)
     whole = rs.post("/v1/chat/completions", CHAT, headers={"authorization": f"Bearer {key}"}).json()
@@ -115,7 +132,8 @@ def test_translated_answers_are_billed_from_the_upstreams_usage(fakes, config_fa
 
 def test_anthropic_upstream_gets_the_routes_default_max_tokens(fakes, config_factory, router_server):
     config = config_factory(
-        {"m": [("alpha", 0)]}, formats={"alpha": ["anthropic-messages"]},
+        {"m": [("alpha", 0)]},
+        formats={"alpha": ["anthropic-messages"]},
         route_options={"alpha": {"default_max_tokens": 1234}},
     )
     rs = router_server(config)
@@ -125,13 +143,17 @@ def test_anthropic_upstream_gets_the_routes_default_max_tokens(fakes, config_fac
     assert sent(fakes, "alpha", "anthropic-messages")["max_tokens"] == 99
 
 
-@pytest.mark.parametrize(("form", "expected"), [
-    ("budget", {"type": "enabled", "budget_tokens": 16000}),
-    ("adaptive", {"type": "adaptive"}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("form", "expected"),
+    [
+        ("budget", {"type": "enabled", "budget_tokens": 16000}),
+        ("adaptive", {"type": "adaptive"}),
+    ],
+)
 def test_the_route_says_which_thinking_form_its_upstream_takes(fakes, config_factory, router_server, form, expected):
     config = config_factory(
-        {"m": [("alpha", 0)]}, formats={"alpha": ["anthropic-messages"]},
+        {"m": [("alpha", 0)]},
+        formats={"alpha": ["anthropic-messages"]},
         route_options={"alpha": {"thinking": form, "default_max_tokens": 32000}},
     )
     rs = router_server(config)
@@ -148,7 +170,8 @@ def test_the_route_says_which_thinking_form_its_upstream_takes(fakes, config_fac
 def test_rejected_sampling_fields_are_dropped_per_route(fakes, config_factory, router_server, upstream):
     """drop_params works on native pass-through and on translated requests alike."""
     config = config_factory(
-        {"m": [("alpha", 0)]}, formats={"alpha": [upstream]},
+        {"m": [("alpha", 0)]},
+        formats={"alpha": [upstream]},
         route_options={"alpha": {"drop_params": ["temperature", "top_p"]}},
     )
     rs = router_server(config)
@@ -164,14 +187,19 @@ def test_a_signed_thinking_block_never_reaches_another_provider(fakes, config_fa
         **ANTHROPIC,
         "messages": [
             {"role": "user", "content": "hi"},
-            {"role": "assistant", "content": [
-                {"type": "thinking", "thinking": "hmm", "signature": "sig-secret"},
-                {"type": "text", "text": "hello"},
-            ]},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "hmm", "signature": "sig-secret"},
+                    {"type": "text", "text": "hello"},
+                ],
+            },
             {"role": "user", "content": "and?"},
         ],
-    }  # fmt: skip
-    config = config_factory({"m": [("alpha", 0)], "n": [("beta", 0)]}, formats={"alpha": ["openai-chat"], "beta": ["anthropic-messages"]})
+    }
+    config = config_factory(
+        {"m": [("alpha", 0)], "n": [("beta", 0)]}, formats={"alpha": ["openai-chat"], "beta": ["anthropic-messages"]}
+    )
     rs = router_server(config)
     assert rs.post("/v1/messages", history).status_code == 200
     assert "sig-secret" not in orjson.dumps(sent(fakes, "alpha", "openai-chat")).decode()
@@ -191,11 +219,14 @@ def test_fields_without_a_counterpart_are_dropped_with_a_debug_line(fakes, confi
     assert dropped and {"logprobs", "seed"} <= set(dropped[0]["fields"])
 
 
-@pytest.mark.parametrize("body", [
-    {**CHAT, "messages": "not a list"},
-    {**CHAT, "messages": [{"role": "user", "content": 5}]},
-    {**CHAT, "tools": [{"type": "function"}]},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**CHAT, "messages": "not a list"},
+        {**CHAT, "messages": [{"role": "user", "content": 5}]},
+        {**CHAT, "tools": [{"type": "function"}]},
+    ],
+)
 def test_a_body_that_cannot_be_translated_is_a_clear_400(fakes, config_factory, router_server, body):
     config = config_factory({"m": [("alpha", 0)]}, formats={"alpha": ["anthropic-messages"]})
     rs = router_server(config)

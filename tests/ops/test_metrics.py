@@ -41,19 +41,28 @@ CHAT = "/v1/chat/completions"
 def config(**server: Any) -> Config:
     """Providers a and b; model m1 on both, m2 on b; plans pro and free."""
     providers = [
-        {"name": n, "base_url": f"http://{n}.invalid", "formats": ["openai-chat"],
-         "breaker": {"fail_max": 2, "reset_timeout_s": 30}, "health": {"unhealthy_after": 1}}
+        {
+            "name": n,
+            "base_url": f"http://{n}.invalid",
+            "formats": ["openai-chat"],
+            "breaker": {"fail_max": 2, "reset_timeout_s": 30},
+            "health": {"unhealthy_after": 1},
+        }
         for n in ("a", "b")
-    ]  # fmt: skip
-    return parse_config({
-        "server": {"allow_anonymous": True, **server},
-        "providers": providers,
-        "models": [
-            {"name": "m1", "routes": [{"provider": "a", "model": "a-m1"}, {"provider": "b", "model": "b-m1"}]},
-            {"name": "m2", "routes": [{"provider": "b", "model": "b-m2"}]},
-        ],
-        "plans": [{"name": "pro", "models": ["*"]}, {"name": "free", "models": ["m2"]}],
-    }, source="test", env={})  # fmt: skip
+    ]
+    return parse_config(
+        {
+            "server": {"allow_anonymous": True, **server},
+            "providers": providers,
+            "models": [
+                {"name": "m1", "routes": [{"provider": "a", "model": "a-m1"}, {"provider": "b", "model": "b-m1"}]},
+                {"name": "m2", "routes": [{"provider": "b", "model": "b-m2"}]},
+            ],
+            "plans": [{"name": "pro", "models": ["*"]}, {"name": "free", "models": ["m2"]}],
+        },
+        source="test",
+        env={},
+    )
 
 
 def build(environ: dict[str, str] | None = None, **server: Any) -> tuple[Metrics, Pool, ManualClock]:
@@ -180,8 +189,10 @@ def test_tokens_dollars_and_refusals() -> None:
     m.refused(None, 429)
     m.refused("pro", 503)  # not a limit refusal: ignored
     f = scrape(m)
-    tokens = {k: value(f, "router_tokens_total", plan="pro", model="m1", kind=k) for k in
-              ("input", "cached", "cache_write", "output")}  # fmt: skip
+    tokens = {
+        k: value(f, "router_tokens_total", plan="pro", model="m1", kind=k)
+        for k in ("input", "cached", "cache_write", "output")
+    }
     assert tokens == {"input": 101, "cached": 40, "cache_write": 10, "output": 27}
     assert value(f, "router_cost_usd_total", plan="pro", model="m1") == pytest.approx(0.013)
     assert value(f, "router_refusals_total", plan="pro", reason="budget") == 1
@@ -220,19 +231,24 @@ def test_live_gauges_come_from_the_pool_at_scrape_time() -> None:
     assert value(f, "router_breaker_state", provider="a", route="a/a-m1") == 1
     assert value(f, "router_provider_inflight", provider="b") == 0
     assert value(f, "router_provider_inflight", provider="a") == 1
-    assert value(f, "router_route_ewma_seconds", provider="b", route="b/b-m1") == pytest.approx(0.25 / 8)  # 3 half-lives
+    assert value(f, "router_route_ewma_seconds", provider="b", route="b/b-m1") == pytest.approx(
+        0.25 / 8
+    )  # 3 half-lives
 
 
 def test_reconfigure_after_a_reload() -> None:
     """The new pool's gauges, and the new names as label values; old counts stay."""
     m, _, _ = build()
     m.request(CHAT, "m2", "b", 200, 0.1)
-    cfg = parse_config({
-        "server": {"allow_anonymous": True},
-        "providers": [{"name": "c", "base_url": "http://c.invalid", "formats": ["openai-chat"]}],
-        "models": [{"name": "m3", "routes": [{"provider": "c", "model": "c-m3"}]}],
-        "plans": [{"name": "gold", "models": ["*"]}],
-    }, env={})  # fmt: skip
+    cfg = parse_config(
+        {
+            "server": {"allow_anonymous": True},
+            "providers": [{"name": "c", "base_url": "http://c.invalid", "formats": ["openai-chat"]}],
+            "models": [{"name": "m3", "routes": [{"provider": "c", "model": "c-m3"}]}],
+            "plans": [{"name": "gold", "models": ["*"]}],
+        },
+        env={},
+    )
     m.reconfigure(cfg, Pool(RoutingTable(cfg), ManualClock(), 10.0))
     m.request(CHAT, "m3", "c", 200, 0.1)
     m.attempt("c", "ok")
@@ -331,9 +347,14 @@ sys.stdout.write(body.decode())
 
 def _python(code: str, *args: str, env: dict[str, str], **kw: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *args], cwd=ROOT, env=env, text=True,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, **kw,
-    )  # fmt: skip
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        **kw,
+    )
 
 
 def _wait_ready(proc: subprocess.Popen[str]) -> None:

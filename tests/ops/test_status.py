@@ -13,18 +13,18 @@ import anyio
 import orjson
 import pytest
 
-from router.ops import status as status_mod
 from router.billing.auth import Principal, hash_key
+from router.billing.limits import Limits
+from router.billing.state import MemoryBackend
+from router.billing.state.base import LimitSpec, StateUnavailable
 from router.clock import ManualClock
 from router.config import Config, parse_config
-from router.billing.limits import Limits
+from router.ops import status as status_mod
+from router.ops.status import StatusBoard
+from router.ops.status_page import PAGE, PAGE_HEADERS
 from router.routing.breaker import AttemptResult
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
-from router.billing.state import MemoryBackend
-from router.billing.state.base import LimitSpec, StateUnavailable
-from router.ops.status import StatusBoard
-from router.ops.status_page import PAGE, PAGE_HEADERS
 
 ADMIN = "admin-s3cret"
 PRICE = {"input_per_mtok": 1, "output_per_mtok": 2}
@@ -34,23 +34,39 @@ def config(**server: Any) -> Config:
     """Providers a, b; m1 on a and b, m2 on b; plan pro (5 USD per hour) with keys k1, k2, plan
     free (no budget) with key k3."""
     providers = [
-        {"name": n, "base_url": f"http://{n}.invalid", "formats": ["openai-chat"],
-         "breaker": {"fail_max": 2, "reset_timeout_s": 30}, "health": {"unhealthy_after": 1}}
+        {
+            "name": n,
+            "base_url": f"http://{n}.invalid",
+            "formats": ["openai-chat"],
+            "breaker": {"fail_max": 2, "reset_timeout_s": 30},
+            "health": {"unhealthy_after": 1},
+        }
         for n in ("a", "b")
-    ]  # fmt: skip
-    return parse_config({
-        "server": server,
-        "providers": providers,
-        "models": [
-            {"name": "m1", "price": PRICE,
-             "routes": [{"provider": "a", "model": "a-m1"}, {"provider": "b", "model": "b-m1"}]},
-            {"name": "m2", "price": PRICE, "routes": [{"provider": "b", "model": "b-m2"}]},
-        ],
-        "plans": [{"name": "pro", "models": ["*"], "budget": {"usd": 5, "window": "1h"}},
-                  {"name": "free", "models": ["m2"]}],
-        "keys": [{"id": f"k{i}", "hash": hash_key(f"toc-key-{i}"), "plan": plan}
-                 for i, plan in ((1, "pro"), (2, "pro"), (3, "free"))],
-    }, source="test", env={})  # fmt: skip
+    ]
+    return parse_config(
+        {
+            "server": server,
+            "providers": providers,
+            "models": [
+                {
+                    "name": "m1",
+                    "price": PRICE,
+                    "routes": [{"provider": "a", "model": "a-m1"}, {"provider": "b", "model": "b-m1"}],
+                },
+                {"name": "m2", "price": PRICE, "routes": [{"provider": "b", "model": "b-m2"}]},
+            ],
+            "plans": [
+                {"name": "pro", "models": ["*"], "budget": {"usd": 5, "window": "1h"}},
+                {"name": "free", "models": ["m2"]},
+            ],
+            "keys": [
+                {"id": f"k{i}", "hash": hash_key(f"toc-key-{i}"), "plan": plan}
+                for i, plan in ((1, "pro"), (2, "pro"), (3, "free"))
+            ],
+        },
+        source="test",
+        env={},
+    )
 
 
 def board(backend: Any = None, **kw: Any) -> tuple[StatusBoard, Pool, ManualClock, Limits]:
@@ -87,16 +103,31 @@ def test_document_shape_from_the_pool() -> None:
     providers = by(doc["providers"], "name")
     assert list(providers) == ["a", "b"]
     assert providers["a"] == {
-        "name": "a", "healthy": True, "probed": False, "breaker": "open", "inflight": 0, "served": 0,
-        "share": 0.0, "routes": ["a/a-m1"],
-    }  # fmt: skip
+        "name": "a",
+        "healthy": True,
+        "probed": False,
+        "breaker": "open",
+        "inflight": 0,
+        "served": 0,
+        "share": 0.0,
+        "routes": ["a/a-m1"],
+    }
     assert providers["b"]["inflight"] == 1 and providers["b"]["routes"] == ["b/b-m1", "b/b-m2"]
     routes = by(doc["routes"], "key")
     assert routes["a/a-m1"]["breaker"] == "open" and routes["a/a-m1"]["available"] is False
     assert routes["b/b-m1"] == {
-        "key": "b/b-m1", "provider": "b", "upstream_model": "b-m1", "models": ["m1"], "available": True,
-        "breaker": "closed", "ewma_ms": 42.1, "inflight": 0, "cooldown_s": 0.0, "served": 0, "share": 0.0,
-    }  # fmt: skip
+        "key": "b/b-m1",
+        "provider": "b",
+        "upstream_model": "b-m1",
+        "models": ["m1"],
+        "available": True,
+        "breaker": "closed",
+        "ewma_ms": 42.1,
+        "inflight": 0,
+        "cooldown_s": 0.0,
+        "served": 0,
+        "share": 0.0,
+    }
     assert routes["b/b-m2"]["ewma_ms"] is None and routes["b/b-m2"]["inflight"] == 1
     assert doc["models"] == {"m1": 1, "m2": 1}
     assert doc["traffic"] == {"window_s": 60.0, "max_requests": 1000, "requests": 0}
@@ -149,10 +180,22 @@ def test_spend_per_plan_and_key() -> None:
     anyio.run(spend, "k1", 1.25)
     doc = snapshot(b)
     plans, keys = by(doc["plans"], "name"), by(doc["keys"], "id")
-    assert plans["pro"] == {"name": "pro", "keys": 2, "budget_usd": 5.0, "window_s": 3600.0, "spent_usd": 1.25,
-                            "unknown_keys": 0}  # fmt: skip
-    assert plans["free"] == {"name": "free", "keys": 1, "budget_usd": None, "window_s": None, "spent_usd": None,
-                             "unknown_keys": 0}  # fmt: skip
+    assert plans["pro"] == {
+        "name": "pro",
+        "keys": 2,
+        "budget_usd": 5.0,
+        "window_s": 3600.0,
+        "spent_usd": 1.25,
+        "unknown_keys": 0,
+    }
+    assert plans["free"] == {
+        "name": "free",
+        "keys": 1,
+        "budget_usd": None,
+        "window_s": None,
+        "spent_usd": None,
+        "unknown_keys": 0,
+    }
     assert keys["k1"]["spent_usd"] == 1.25 and keys["k1"]["remaining_usd"] == 3.75
     assert keys["k1"]["window_end"] == round(clock.wall() + 3600, 3)
     assert keys["k2"]["spent_usd"] == 0.0 and "k3" not in keys  # no budget: no window to show

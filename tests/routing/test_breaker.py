@@ -11,13 +11,15 @@ S, F, N = AttemptResult.SUCCESS, AttemptResult.FAILURE, AttemptResult.NEUTRAL
 Change = tuple[str, BreakerState, BreakerState]
 
 
-def _breaker(
-    clock: ManualClock, changes: list[Change] | None = None, trials: int = 1
-) -> Breaker:
+def _breaker(clock: ManualClock, changes: list[Change] | None = None, trials: int = 1) -> Breaker:
     """A breaker with fail_max=3, reset 30 s, recording on_change calls into `changes`."""
     sink = changes if changes is not None else []
     return Breaker(
-        "fast/m", fail_max=3, reset_timeout_s=30.0, half_open_trials=trials, clock=clock,
+        "fast/m",
+        fail_max=3,
+        reset_timeout_s=30.0,
+        half_open_trials=trials,
+        clock=clock,
         on_change=lambda name, old, new: sink.append((name, old, new)),
     )
 

@@ -10,9 +10,7 @@ import pytest
 from router.routing.choose import DEFAULT_RTT_S, NATIVE_TIE, Candidate, choose, cost
 
 
-def _simulate(
-    specs: dict[str, tuple[float, float]], rounds: int, concurrency: int, seed: int
-) -> Counter[str]:
+def _simulate(specs: dict[str, tuple[float, float]], rounds: int, concurrency: int, seed: int) -> Counter[str]:
     """Closed-loop run: choose, add in-flight load, retire random requests to keep `concurrency`."""
     rng = random.Random(seed)
     inflight = dict.fromkeys(specs, 0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from router.routing.classify import Action, EventKind, classify, event_kind, retry_after_s
 from router.errors import (
     UpstreamConnectError,
     UpstreamError,
@@ -12,6 +11,7 @@ from router.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
+from router.routing.classify import Action, EventKind, classify, event_kind, retry_after_s
 
 CHAT_KINDS = [
     ({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}, EventKind.PRELUDE),
@@ -129,14 +129,34 @@ MALFORMED_KINDS = [
     ("anthropic-messages", {"type": 7}, EventKind.TRAILER),
     ("anthropic-messages", ["message_stop"], EventKind.TRAILER),
     ("anthropic-messages", {"type": "content_block_start", "content_block": "text"}, EventKind.CONTENT),
-    ("anthropic-messages", {"type": "content_block_start", "content_block": {"type": "thinking", "thinking": ""}}, EventKind.PRELUDE),
-    ("anthropic-messages", {"type": "content_block_start", "content_block": {"type": "thinking", "thinking": "hm"}}, EventKind.CONTENT),
-    ("anthropic-messages", {"type": "content_block_start", "content_block": {"type": "text", "text": "Hi"}}, EventKind.CONTENT),
+    (
+        "anthropic-messages",
+        {"type": "content_block_start", "content_block": {"type": "thinking", "thinking": ""}},
+        EventKind.PRELUDE,
+    ),
+    (
+        "anthropic-messages",
+        {"type": "content_block_start", "content_block": {"type": "thinking", "thinking": "hm"}},
+        EventKind.CONTENT,
+    ),
+    (
+        "anthropic-messages",
+        {"type": "content_block_start", "content_block": {"type": "text", "text": "Hi"}},
+        EventKind.CONTENT,
+    ),
     ("anthropic-messages", {"type": "some_future_event"}, EventKind.CONTENT),
     ("openai-responses", {"type": None}, EventKind.TRAILER),
     ("openai-responses", None, EventKind.TRAILER),
-    ("openai-responses", {"type": "response.output_item.added", "item": {"type": "message", "content": [{"type": "output_text"}]}}, EventKind.CONTENT),
-    ("openai-responses", {"type": "response.content_part.added", "part": {"type": "output_text", "text": "Hi"}}, EventKind.CONTENT),
+    (
+        "openai-responses",
+        {"type": "response.output_item.added", "item": {"type": "message", "content": [{"type": "output_text"}]}},
+        EventKind.CONTENT,
+    ),
+    (
+        "openai-responses",
+        {"type": "response.content_part.added", "part": {"type": "output_text", "text": "Hi"}},
+        EventKind.CONTENT,
+    ),
     ("openai-responses", {"type": "response.output_item.added", "item": None}, EventKind.CONTENT),
     ("openai-responses", {"type": "response.function_call_arguments.done"}, EventKind.TRAILER),
 ]

@@ -15,10 +15,10 @@ import router.upstream.relay
 from router.clock import ManualClock
 from router.config import parse_config
 from router.errors import NoRouteAvailable, UpstreamConnectError
+from router.formats.sse import SSEParser
 from router.routing.failover import Forwarder
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
-from router.formats.sse import SSEParser
 from router.types import AccessRecord, ClientRequest, FullAnswer, StreamAnswer
 
 HANG = object()
@@ -90,7 +90,12 @@ class Setup:
         self.clients = clients
         self.slept: list[float] = []
         self.forwarder = Forwarder(
-            self.pool, clients, config.routing, self.clock, random.Random(1), sleep=self._sleep  # type: ignore[arg-type]
+            self.pool,
+            clients,
+            config.routing,
+            self.clock,
+            random.Random(1),
+            sleep=self._sleep,  # type: ignore[arg-type]
         )
         self.record = AccessRecord(request_id="rid", method="POST", path="/v1/chat/completions")
 
@@ -188,7 +193,10 @@ async def test_cancellation_releases_the_lease_neutrally() -> None:
 @pytest.mark.anyio
 async def test_stream_answer_holds_the_lease_until_the_body_ends() -> None:
     """A committed stream keeps its route in flight until the body finishes, then records SUCCESS."""
-    chunks = [b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n', b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n']
+    chunks = [
+        b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n',
+        b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n',
+    ]
     up = FakeResponse(chunks=chunks)
     s = Setup(a=FakeClient(up))
     answer = await s.forward(stream=True)

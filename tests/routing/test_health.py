@@ -88,8 +88,13 @@ async def test_probe_loop_probes_at_once_then_each_interval() -> None:
     probed: list[bool] = []
     with pytest.raises(_Stop):
         await probe_loop(
-            "p", st, _scripted([True, True, True]), 7.5, 1.0,
-            sleep=_stopping_sleep(3, sleeps), on_probed=lambda: probed.append(st.healthy),
+            "p",
+            st,
+            _scripted([True, True, True]),
+            7.5,
+            1.0,
+            sleep=_stopping_sleep(3, sleeps),
+            on_probed=lambda: probed.append(st.healthy),
         )
     assert sleeps == [7.5, 7.5, 7.5]
     assert probed == [True, True, True]
@@ -102,7 +107,11 @@ async def test_probe_exception_counts_as_failure_and_loop_survives() -> None:
     sleeps: list[float] = []
     with capture_logs() as logs, pytest.raises(_Stop):
         await probe_loop(
-            "p", st, _scripted([RuntimeError("boom"), RuntimeError("boom"), True]), 1.0, 1.0,
+            "p",
+            st,
+            _scripted([RuntimeError("boom"), RuntimeError("boom"), True]),
+            1.0,
+            1.0,
             sleep=_stopping_sleep(3, sleeps),
         )
     errors = [e for e in logs if e["event"] == "provider_probe_error"]

@@ -235,8 +235,11 @@ def test_snapshot_shape() -> None:
         "routes": {"a/a-m": {"breaker": "open", "ewma_ms": None, "inflight": 0, "cooldown_s": 0.0}},
     }
     assert snap["providers"]["b"]["routes"]["b/b-m"] == {
-        "breaker": "closed", "ewma_ms": 123.4, "inflight": 0, "cooldown_s": 1.5,
-    }  # fmt: skip
+        "breaker": "closed",
+        "ewma_ms": 123.4,
+        "inflight": 0,
+        "cooldown_s": 1.5,
+    }
     assert snap["providers"]["c"]["inflight"] == 1 and snap["providers"]["c"]["breaker"] == "closed"
     assert pool.available_routes(model) == 1
 
@@ -257,9 +260,7 @@ def test_route_state_repr_shows_its_signals() -> None:
     pool, _, _ = _pool()
     state = pool.routes["a/a-m"]
     state.cooldown.start(1.0)
-    assert repr(state) == (
-        "RouteState(a/a-m, healthy=True, breaker=closed, ewma=None, inflight=0, cooldown=1.000)"
-    )
+    assert repr(state) == ("RouteState(a/a-m, healthy=True, breaker=closed, ewma=None, inflight=0, cooldown=1.000)")
 
 
 def test_breaker_flips_are_logged_once_each() -> None:

@@ -14,17 +14,17 @@ from starlette.types import Message
 from structlog.testing import capture_logs
 
 from router.billing.auth import Authenticator
-from router.clock import ManualClock
 from router.billing.ledger import Ledger
 from router.billing.limits import Limits
 from router.billing.metering import Metering
 from router.billing.state.memory import MemoryBackend
+from router.clock import ManualClock
 from router.config import parse_config
-from router.server.endpoints import Endpoints, error_response
 from router.errors import BadRequest, NoRouteAvailable, UnknownModel, UpstreamTimeout
-from router.server.middleware import AccessMiddleware
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
+from router.server.endpoints import Endpoints, error_response
+from router.server.middleware import AccessMiddleware
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -73,8 +73,21 @@ def _client(app: Any) -> httpx.AsyncClient:
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        ("/v1/chat/completions", {"error": {"message": "internal error; see the router log", "type": "server_error", "code": "internal_error", "param": None}}),
-        ("/v1/messages", {"type": "error", "error": {"type": "api_error", "message": "internal error; see the router log"}}),
+        (
+            "/v1/chat/completions",
+            {
+                "error": {
+                    "message": "internal error; see the router log",
+                    "type": "server_error",
+                    "code": "internal_error",
+                    "param": None,
+                }
+            },
+        ),
+        (
+            "/v1/messages",
+            {"type": "error", "error": {"type": "api_error", "message": "internal error; see the router log"}},
+        ),
     ],
 )
 async def test_a_bug_in_the_forwarder_is_a_500_in_the_clients_envelope(path: str, expected: dict[str, Any]) -> None:
@@ -96,10 +109,19 @@ async def test_client_gone_while_sending_the_body_is_499() -> None:
     forwarder = StubForwarder()
     app = _app(forwarder)
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
-        "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1), "server": ("router", 80),
-    }  # fmt: skip
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("router", 80),
+    }
     incoming: list[Message] = [
         {"type": "http.request", "body": b'{"model": "m", ', "more_body": True},
         {"type": "http.disconnect"},
@@ -145,4 +167,7 @@ def test_bad_request_names_its_param_in_openai_envelopes() -> None:
     r = error_response("openai-responses", BadRequest("bad stream", param="stream"))
     assert r.status_code == 400 and orjson.loads(r.body)["error"]["param"] == "stream"
     a = error_response("anthropic-messages", BadRequest("bad stream", param="stream"))
-    assert orjson.loads(a.body) == {"type": "error", "error": {"type": "invalid_request_error", "message": "bad stream"}}
+    assert orjson.loads(a.body) == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "bad stream"},
+    }

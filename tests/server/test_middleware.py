@@ -83,13 +83,24 @@ async def test_request_id_length_limit() -> None:
     assert HEX32.fullmatch(long.headers["x-request-id"])
 
 
-async def _call(app: Any, headers: list[tuple[bytes, bytes]], path: str = "/v1/echo") -> tuple[list[Message], dict[str, Any]]:
+async def _call(
+    app: Any, headers: list[tuple[bytes, bytes]], path: str = "/v1/echo"
+) -> tuple[list[Message], dict[str, Any]]:
     """One raw ASGI request (headers exactly as given); returns sent messages and the scope."""
     scope: dict[str, Any] = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
-        "client": ("127.0.0.1", 1), "server": ("router", 80),
-    }  # fmt: skip
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("router", 80),
+    }
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -156,9 +167,8 @@ async def test_health_paths_are_not_logged() -> None:
 @pytest.mark.anyio
 async def test_an_app_exception_still_logs_one_line() -> None:
     """A handler that raises still produces exactly one access line, and the error propagates."""
-    with capture_logs() as logs:
-        with pytest.raises(RuntimeError, match="handler bug"):
-            await _call(_inline_app(), [(b"x-request-id", b"rid-boom")], path="/boom")
+    with capture_logs() as logs, pytest.raises(RuntimeError, match="handler bug"):
+        await _call(_inline_app(), [(b"x-request-id", b"rid-boom")], path="/boom")
     [line] = _access(logs)
     assert line["request_id"] == "rid-boom" and line["path"] == "/boom"
 
@@ -214,7 +224,10 @@ async def test_a_bug_in_the_real_app_is_a_500_envelope_with_the_request_id(confi
             r = await client.post("/v1/messages/boom", headers={"x-request-id": "rid-bug"})
             r2 = await client.get("/v1/boom")
     assert r.status_code == 500 and r.headers["x-request-id"] == "rid-bug"
-    assert r.json() == {"type": "error", "error": {"type": "api_error", "message": "internal error; see the router log"}}
+    assert r.json() == {
+        "type": "error",
+        "error": {"type": "api_error", "message": "internal error; see the router log"},
+    }
     assert r2.status_code == 500 and r2.json()["error"]["code"] == "internal_error"
     assert "Traceback" not in r.text + r2.text
     lines = _access(logs)

@@ -60,7 +60,9 @@ def test_invalid_json(raw: bytes) -> None:
     assert _bad("openai-chat", raw).message.startswith("the request body is not valid JSON: ")
 
 
-@pytest.mark.parametrize(("body", "kind"), [([CHAT], "an array"), ("m", "a string"), (3, "a number"), (None, "null"), (True, "a boolean")])
+@pytest.mark.parametrize(
+    ("body", "kind"), [([CHAT], "an array"), ("m", "a string"), (3, "a number"), (None, "null"), (True, "a boolean")]
+)
 def test_body_must_be_an_object(body: Any, kind: str) -> None:
     """A JSON value other than an object is refused, naming what it was."""
     err = _bad("openai-chat", body)
@@ -75,7 +77,9 @@ def test_missing_model(body: dict[str, Any]) -> None:
     assert err.message == "missing required field 'model'" and err.param == "model"
 
 
-@pytest.mark.parametrize(("model", "kind"), [(5, "a number"), (["m"], "an array"), ({}, "an object"), (True, "a boolean")])
+@pytest.mark.parametrize(
+    ("model", "kind"), [(5, "a number"), (["m"], "an array"), ({}, "an object"), (True, "a boolean")]
+)
 def test_model_must_be_a_string(model: Any, kind: str) -> None:
     """A non-string model is refused with param=model, naming what it was."""
     err = _bad("openai-chat", {**CHAT, "model": model})
@@ -89,7 +93,9 @@ def test_model_must_not_be_empty() -> None:
     assert err.param == "model" and err.message == "'model' must not be empty"
 
 
-@pytest.mark.parametrize(("stream", "kind"), [("true", "a string"), (1, "a number"), (0, "a number"), ({}, "an object")])
+@pytest.mark.parametrize(
+    ("stream", "kind"), [("true", "a string"), (1, "a number"), (0, "a number"), ({}, "an object")]
+)
 def test_stream_must_be_boolean(stream: Any, kind: str) -> None:
     """stream as a string or number is refused rather than coerced."""
     err = _bad("openai-chat", {**CHAT, "stream": stream})

@@ -41,7 +41,9 @@ class Server:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = next(
-                    int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
                 )
                 request = head + await reader.readexactly(length)
                 self.requests.append(request)
@@ -98,15 +100,27 @@ async def test_request_on_the_wire_and_a_sized_answer() -> None:
     async with serve(answer(b'{"ok":true}', "X-Thing: 1", status="201 Created")) as server:
         p = pool(server, "/api")
         resp = await http1.post(p, "/v1/chat/completions", {"content-type": "application/json", "x-a": "b"}, b'{"q":1}')
-        assert (resp.status, resp.header("x-thing"), resp.header("X-THING"), resp.header("nope")) == (201, "1", "1", None)
+        assert (resp.status, resp.header("x-thing"), resp.header("X-THING"), resp.header("nope")) == (
+            201,
+            "1",
+            "1",
+            None,
+        )
         assert await resp.read_all() == b'{"ok":true}'
         resp.close()
         await p.aclose()
     head, _, body = server.requests[0].partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
     assert lines[0] == "POST /api/v1/chat/completions HTTP/1.1" and body == b'{"q":1}'
-    assert {"Host: 127.0.0.1:%d" % server.port, "content-type: application/json", "x-a: b", "Accept: */*",
-            "Accept-Encoding: gzip, deflate", f"User-Agent: {http1.USER_AGENT}", "Content-Length: 7"} == set(lines[1:])  # fmt: skip
+    assert {
+        f"Host: 127.0.0.1:{server.port}",
+        "content-type: application/json",
+        "x-a: b",
+        "Accept: */*",
+        "Accept-Encoding: gzip, deflate",
+        f"User-Agent: {http1.USER_AGENT}",
+        "Content-Length: 7",
+    } == set(lines[1:])
 
 
 @pytest.mark.anyio
@@ -435,10 +449,27 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
     """A certificate for localhost and its key, made with the openssl command line."""
     cert, key = tmp / "cert.pem", tmp / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 

@@ -18,9 +18,9 @@ from router.billing.accounting import StreamMeter
 from router.clock import ManualClock
 from router.config import Format, Timeouts
 from router.errors import UpstreamConnectError, UpstreamProtocolError
-from router.upstream.relay import StreamRelay
-from router.routing.breaker import AttemptResult
 from router.formats.sse import SSEParser
+from router.routing.breaker import AttemptResult
+from router.upstream.relay import StreamRelay
 
 S, F, N = AttemptResult.SUCCESS, AttemptResult.FAILURE, AttemptResult.NEUTRAL
 HANG = object()  # a read that never returns (until cancelled)
@@ -54,7 +54,12 @@ class FakeUpstream:
 
 
 def chat(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> bytes:
-    obj = {"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}], **extra}
+    obj = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}],
+        **extra,
+    }
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
@@ -83,7 +88,13 @@ A_ERROR = anth("error", error={"type": "overloaded_error", "message": "busy"})
 
 
 def resp(etype: str, seq: int, **fields: Any) -> bytes:
-    return b"event: " + etype.encode() + b"\ndata: " + orjson.dumps({"type": etype, "sequence_number": seq, **fields}) + b"\n\n"
+    return (
+        b"event: "
+        + etype.encode()
+        + b"\ndata: "
+        + orjson.dumps({"type": etype, "sequence_number": seq, **fields})
+        + b"\n\n"
+    )
 
 
 R_CREATED = resp("response.created", 0, response={"id": "resp_abc", "status": "in_progress"})
@@ -107,11 +118,24 @@ def _events(data: bytes) -> list[Any]:
 
 
 class Run:
-    def __init__(self, fmt: Format, up: FakeUpstream, idle_s: float = 5.0, deadline_s: float = 100.0, clock: ManualClock | None = None) -> None:
+    def __init__(
+        self,
+        fmt: Format,
+        up: FakeUpstream,
+        idle_s: float = 5.0,
+        deadline_s: float = 100.0,
+        clock: ManualClock | None = None,
+    ) -> None:
         self.clock = clock or ManualClock()
         self.up = up
         self.relay = StreamRelay(
-            up, fmt, Timeouts(idle_s=idle_s), self.clock.monotonic() + deadline_s, self.clock, "prov", StreamMeter(fmt, 0)  # type: ignore[arg-type]
+            up,
+            fmt,
+            Timeouts(idle_s=idle_s),
+            self.clock.monotonic() + deadline_s,
+            self.clock,
+            "prov",
+            StreamMeter(fmt, 0),  # type: ignore[arg-type]
         )
         self.finished: list[tuple[AttemptResult, str]] = []
         self.chunks: list[bytes] = []
@@ -149,7 +173,16 @@ async def test_prelude_is_held_until_first_content() -> None:
     [
         ("openai-chat", [ROLE], HELLO),
         ("anthropic-messages", [A_START, A_PING, A_BLOCK], A_DELTA),
-        ("openai-responses", [R_CREATED, resp("response.in_progress", 1), resp("response.output_item.added", 2, item={"type": "message", "content": []}), resp("response.content_part.added", 3, part={"type": "output_text", "text": ""})], R_DELTA),
+        (
+            "openai-responses",
+            [
+                R_CREATED,
+                resp("response.in_progress", 1),
+                resp("response.output_item.added", 2, item={"type": "message", "content": []}),
+                resp("response.content_part.added", 3, part={"type": "output_text", "text": ""}),
+            ],
+            R_DELTA,
+        ),
     ],
 )
 async def test_each_format_holds_its_opening_events(fmt: Format, prelude: list[bytes], content: bytes) -> None:
@@ -265,7 +298,7 @@ async def test_chat_done_is_never_doubled() -> None:
 )
 async def test_final_event_ends_the_relay(fmt: Format, script: list[bytes]) -> None:
     """message_stop / response.completed end the stream: nothing more is read or appended."""
-    up = FakeUpstream(*script, b"data: {\"late\": true}\n\n")
+    up = FakeUpstream(*script, b'data: {"late": true}\n\n')
     run = Run(fmt, up)
     assert await run.all() == b"".join(script)
     assert up.reads == len(script) and run.finished == [(S, "ok")] and up.closes == 1
@@ -309,7 +342,9 @@ async def test_truncated_stream_ends_with_the_formats_error_event(fmt: Format) -
     tail = _events(out[len(first) :])
     message = "upstream prov closed the stream before it was complete"
     if fmt == "openai-chat":
-        assert tail == [(None, {"error": {"message": message, "type": "server_error", "code": "upstream_error", "param": None}})]
+        assert tail == [
+            (None, {"error": {"message": message, "type": "server_error", "code": "upstream_error", "param": None}})
+        ]
     elif fmt == "anthropic-messages":
         assert tail == [("error", {"type": "error", "error": {"type": "api_error", "message": message}})]
     else:
@@ -393,7 +428,11 @@ async def test_oversized_event_before_content_fails_over(monkeypatch: pytest.Mon
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("fmt", "first", "error"),
-    [("openai-chat", HELLO, CHAT_ERROR), ("anthropic-messages", A_DELTA, A_ERROR), ("openai-responses", R_DELTA, R_ERROR + R_FAILED)],
+    [
+        ("openai-chat", HELLO, CHAT_ERROR),
+        ("anthropic-messages", A_DELTA, A_ERROR),
+        ("openai-responses", R_DELTA, R_ERROR + R_FAILED),
+    ],
 )
 async def test_upstream_error_event_is_relayed_and_ends_the_stream(fmt: Format, first: bytes, error: bytes) -> None:
     """The upstream's own error event(s) reach the client as they are, nothing is added or read after."""
@@ -415,7 +454,9 @@ async def test_responses_error_without_failed_gets_response_failed_only() -> Non
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("fmt", "first", "error"), [("openai-chat", HELLO, CHAT_ERROR), ("anthropic-messages", A_DELTA, A_ERROR)])
+@pytest.mark.parametrize(
+    ("fmt", "first", "error"), [("openai-chat", HELLO, CHAT_ERROR), ("anthropic-messages", A_DELTA, A_ERROR)]
+)
 async def test_error_in_the_first_chunk_then_close_adds_nothing(fmt: Format, first: bytes, error: bytes) -> None:
     """Chat/Anthropic: an upstream error read with the first content, then the end: relayed as is, FAILURE."""
     run = Run(fmt, FakeUpstream(first + error))

@@ -58,9 +58,7 @@ class MemoryBackend:
         # lease in flight) runs only once something may have expired, not on every admission.
         self._lease_floor: dict[str, float] = {}
 
-    async def admit(
-        self, key_id: str, spec: LimitSpec, reserve_usd: float, request_id: str, now: float
-    ) -> Admission:
+    async def admit(self, key_id: str, spec: LimitSpec, reserve_usd: float, request_id: str, now: float) -> Admission:
         reserve = cost_micros(reserve_usd)
         window = self._open_window(key_id, spec, now)
         log = self._rpm.setdefault(key_id, deque())

@@ -56,7 +56,9 @@ end
 # request_id, rpm cutoff (now - 60), lease expiry, budget ttl ms, rpm ttl ms, conc ttl ms.
 # Returns the facts before admission: {ok, open window start|nil, used, rpm log length,
 # rpm pivot score|nil, live leases}.
-ADMIT_LUA = _FREE_MEMBER + """
+ADMIT_LUA = (
+    _FREE_MEMBER
+    + """
 local now, window_s = tonumber(ARGV[1]), tonumber(ARGV[2])
 local start, used = false, 0
 if ARGV[3] ~= '' then
@@ -100,6 +102,7 @@ if ok == 1 then
 end
 return {ok, start, string.format('%d', used), rpm_len, pivot, leases}
 """
+)
 
 # KEYS: budget, conc. ARGV: now, window_s, budget|'', window_start|'', reserved, cost, request_id.
 # Returns remaining micro-USD after settling (nil without a budget).
@@ -177,22 +180,34 @@ class RedisBackend:
         base = f"{self._prefix}:{{{key_id}}}"
         return f"{base}:budget", f"{base}:rpm", f"{base}:conc"
 
-    async def admit(
-        self, key_id: str, spec: LimitSpec, reserve_usd: float, request_id: str, now: float
-    ) -> Admission:
+    async def admit(self, key_id: str, spec: LimitSpec, reserve_usd: float, request_id: str, now: float) -> Admission:
         budget = None if spec.budget_usd is None else budget_micros(spec.budget_usd)
         args: list[str | int] = [
-            _num(now), _num(spec.window_s), _opt(budget), _opt(spec.rpm), _opt(spec.max_concurrent),
-            str(cost_micros(reserve_usd)), request_id, _num(now - RPM_WINDOW_S), _num(now + spec.lease_s),
-            _ms(spec.window_s + RPM_WINDOW_S), _ms(RPM_WINDOW_S), _ms(spec.lease_s),
-        ]  # fmt: skip
+            _num(now),
+            _num(spec.window_s),
+            _opt(budget),
+            _opt(spec.rpm),
+            _opt(spec.max_concurrent),
+            str(cost_micros(reserve_usd)),
+            request_id,
+            _num(now - RPM_WINDOW_S),
+            _num(now + spec.lease_s),
+            _ms(spec.window_s + RPM_WINDOW_S),
+            _ms(RPM_WINDOW_S),
+            _ms(spec.lease_s),
+        ]
         with _translated("admit"):
             reply: list[Any] = await self._admit(keys=self._keys(key_id), args=args)
         ok, start, used, rpm_len, pivot, leases = reply
         answer = decide(
-            spec, now, None if start is None else float(start), int(used), int(rpm_len),
-            None if pivot is None else float(pivot), int(leases),
-        )  # fmt: skip
+            spec,
+            now,
+            None if start is None else float(start),
+            int(used),
+            int(rpm_len),
+            None if pivot is None else float(pivot),
+            int(leases),
+        )
         assert answer.ok == bool(ok), "base.decide and ADMIT_LUA disagree"
         return answer
 
@@ -209,9 +224,14 @@ class RedisBackend:
         budget_key, _, conc_key = self._keys(key_id)
         budget = None if spec.budget_usd is None else budget_micros(spec.budget_usd)
         args = [
-            _num(now), _num(spec.window_s), _opt(budget), "" if window_start is None else _num(window_start),
-            str(cost_micros(reserved_usd)), str(cost_micros(cost_usd)), request_id,
-        ]  # fmt: skip
+            _num(now),
+            _num(spec.window_s),
+            _opt(budget),
+            "" if window_start is None else _num(window_start),
+            str(cost_micros(reserved_usd)),
+            str(cost_micros(cost_usd)),
+            request_id,
+        ]
         with _translated("settle"):
             reply: str | None = await self._settle(keys=[budget_key, conc_key], args=args)
         return None if reply is None else to_usd(int(reply))

@@ -25,6 +25,7 @@ _NEAREST: dict[Format, tuple[Format, ...]] = {
     "anthropic-messages": ("openai-chat", "openai-responses"),
 }
 
+
 def upstream_format(client: Format, spoken: tuple[Format, ...]) -> Format | None:
     """The format to send upstream for a `client` request to a provider speaking `spoken`:
     the client's own when spoken, else the nearest spoken one (None: speaks nothing we know)."""

@@ -237,18 +237,27 @@ def write_answer(ans: ir.Answer, model: str) -> dict[str, Any]:
 # (type invalid_request_error with code model_not_found is a not-found).
 _KIND_NAMES: dict[str, tuple[str, ...]] = {
     "invalid_request_error": (
-        "invalid_request_error", "invalid_request", "bad_request", "context_length_exceeded", "400",
+        "invalid_request_error",
+        "invalid_request",
+        "bad_request",
+        "context_length_exceeded",
+        "400",
     ),
     "authentication_error": ("authentication_error", "invalid_api_key", "unauthorized", "401"),
     "permission_error": ("permission_error", "permission_denied", "insufficient_permissions", "403"),
     "not_found_error": ("not_found_error", "not_found", "model_not_found", "404"),
     "rate_limit_error": (
-        "rate_limit_error", "rate_limit_exceeded", "insufficient_quota", "requests", "tokens", "resource_exhausted",
+        "rate_limit_error",
+        "rate_limit_exceeded",
+        "insufficient_quota",
+        "requests",
+        "tokens",
+        "resource_exhausted",
         "429",
     ),
     "api_error": ("server_error", "api_error", "internal_error", "internal_server_error", "500"),
     "overloaded_error": ("overloaded_error", "overloaded", "service_unavailable", "unavailable", "503", "529"),
-}  # fmt: skip
+}
 _KINDS: dict[str, str] = {name: kind for kind, names in _KIND_NAMES.items() for name in names}
 # The reverse, for errors written to chat clients (OpenAI has no not-found or overloaded type).
 _OPENAI_TYPES = {

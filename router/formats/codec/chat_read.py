@@ -35,11 +35,23 @@ _EFFORTS: frozenset[str] = frozenset(get_args(ir.Effort))
 # Top-level fields the IR carries; stream_options is consumed by the endpoint (see module doc).
 _CARRIED = frozenset(
     {
-        "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_completion_tokens",
-        "max_tokens", "temperature", "top_p", "stop", "stream", "stream_options", "reasoning_effort",
-        "user", "safety_identifier",
+        "model",
+        "messages",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "max_completion_tokens",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "stream",
+        "stream_options",
+        "reasoning_effort",
+        "user",
+        "safety_identifier",
     }
-)  # fmt: skip
+)
 _MSG_CARRIED: dict[str, frozenset[str]] = {
     "system": frozenset({"role", "content"}),
     "developer": frozenset({"role", "content"}),

@@ -15,9 +15,17 @@ from typing import Any
 import orjson
 
 from router.billing.accounting import Usage, usage_from_answer
-from router.formats.sse import encode
 from router.formats.codec import ir
-from router.formats.codec.chat import FINISH_TO_STOP, FMT, STOP_TO_FINISH, error_from_json, error_json, new_id, usage_json
+from router.formats.codec.chat import (
+    FINISH_TO_STOP,
+    FMT,
+    STOP_TO_FINISH,
+    error_from_json,
+    error_json,
+    new_id,
+    usage_json,
+)
+from router.formats.sse import encode
 
 _DONE = b"data: [DONE]\n\n"
 
@@ -25,7 +33,7 @@ _DONE = b"data: [DONE]\n\n"
 class ChatStreamReader:
     """Chat completion chunks (decoded JSON; the terminator as the string "[DONE]") -> IR events."""
 
-    __slots__ = ("_started", "_ended", "_finish", "_usage", "_calls", "_last", "_next_index")
+    __slots__ = ("_calls", "_ended", "_finish", "_last", "_next_index", "_started", "_usage")
 
     def __init__(self) -> None:
         self._started = False
@@ -122,7 +130,7 @@ class ChatStreamReader:
 class ChatStreamWriter:
     """IR events -> chat completion chunks as SSE bytes (`data: {...}\\n\\n`, then `data: [DONE]`)."""
 
-    __slots__ = ("_model", "_include_usage", "_id", "_created", "_started", "_ended", "_usage")
+    __slots__ = ("_created", "_ended", "_id", "_include_usage", "_model", "_started", "_usage")
 
     def __init__(self, model: str, include_usage: bool = True) -> None:
         self._model = model

@@ -7,8 +7,8 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from router.config import Format
-from router.formats.envelopes import error_body
 from router.formats.codec import chat, chat_stream, ir, messages, messages_stream, responses, responses_stream
+from router.formats.envelopes import error_body
 
 _CODECS: dict[Format, ModuleType] = {
     "openai-chat": chat,
@@ -31,12 +31,21 @@ def write_request(upstream: Format, request: ir.Request, model: str, opts: ir.Re
 
 # drop_params names -> the body fields that carry them in each format.
 _PARAM_FIELDS: dict[Format, dict[str, tuple[str, ...]]] = {
-    "openai-chat": {"temperature": ("temperature",), "top_p": ("top_p",), "stop": ("stop",),
-                    "reasoning": ("reasoning_effort",)},
-    "anthropic-messages": {"temperature": ("temperature",), "top_p": ("top_p",), "top_k": ("top_k",),
-                           "stop": ("stop_sequences",), "reasoning": ("thinking", "output_config")},
+    "openai-chat": {
+        "temperature": ("temperature",),
+        "top_p": ("top_p",),
+        "stop": ("stop",),
+        "reasoning": ("reasoning_effort",),
+    },
+    "anthropic-messages": {
+        "temperature": ("temperature",),
+        "top_p": ("top_p",),
+        "top_k": ("top_k",),
+        "stop": ("stop_sequences",),
+        "reasoning": ("thinking", "output_config"),
+    },
     "openai-responses": {"temperature": ("temperature",), "top_p": ("top_p",), "reasoning": ("reasoning",)},
-}  # fmt: skip
+}
 
 
 def drop_params(fmt: Format, body: dict[str, Any], names: frozenset[str] | tuple[str, ...]) -> None:
@@ -83,7 +92,7 @@ _WRITERS: dict[Format, Any] = {
 class StreamTranslator:
     """Upstream stream events in, client SSE bytes out, event by event with constant state."""
 
-    __slots__ = ("_reader", "_writer", "_ended", "_upstream")
+    __slots__ = ("_ended", "_reader", "_upstream", "_writer")
 
     def __init__(self, upstream: Format, client: Format, model: str, include_usage: bool) -> None:
         self._upstream = upstream

@@ -381,7 +381,9 @@ def strip_unsigned_thinking(body: dict[str, Any]) -> dict[str, Any]:
         content = msg.get("content") if isinstance(msg, dict) and msg.get("role") == "assistant" else None
         if not isinstance(content, list):
             continue
-        kept = [b for b in content if not (isinstance(b, dict) and b.get("type") == "thinking" and not b.get("signature"))]
+        kept = [
+            b for b in content if not (isinstance(b, dict) and b.get("type") == "thinking" and not b.get("signature"))
+        ]
         if len(kept) != len(content):
             if out is None:
                 out = list(messages)

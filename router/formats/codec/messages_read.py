@@ -18,9 +18,24 @@ FMT: Format = "anthropic-messages"
 log = structlog.get_logger("router.formats.codec")
 
 _KNOWN = frozenset(
-    {"model", "messages", "system", "max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "stream",
-     "tools", "tool_choice", "thinking", "output_config", "metadata", "cache_control"}
-)  # fmt: skip
+    {
+        "model",
+        "messages",
+        "system",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop_sequences",
+        "stream",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "output_config",
+        "metadata",
+        "cache_control",
+    }
+)
 _TOOL_KEYS = frozenset({"type", "name", "description", "input_schema", "strict", "cache_control"})
 _ADAPTIVE_EFFORTS = frozenset({"low", "medium", "high", "xhigh", "max"})
 # Blocks produced by server tools (they ran at Anthropic): no other format can replay them.

@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 
 from router.billing.accounting import Usage, usage_from_answer
-from router.formats.sse import encode
 from router.formats.codec import ir
 from router.formats.codec.messages import FMT, STOP_FROM, STOP_TO, json_text, message_id, tool_id, usage_dict
+from router.formats.sse import encode
 
 _USAGE_FIELDS = (  # Anthropic's cumulative usage fields -> ir Usage's
     ("input_tokens", "input_tokens"),
@@ -37,7 +37,7 @@ class MessagesStreamReader:
     until message_stop, so Finish carries both (usage = message_start's input counts overlaid
     with message_delta's cumulative totals)."""
 
-    __slots__ = ("_blocks", "_tools", "_usage", "_stop", "_stop_sequence", "_done")
+    __slots__ = ("_blocks", "_done", "_stop", "_stop_sequence", "_tools", "_usage")
 
     def __init__(self) -> None:
         # Open blocks by Anthropic index: "text", "thinking", "redacted", or a tool_use block's
@@ -158,7 +158,7 @@ class MessagesStreamWriter:
     blocks stay open until their BlockEnd, other content, or the end, so a chat upstream's
     interleaved parallel calls still reach the right block."""
 
-    __slots__ = ("_model", "_id", "_next", "_kind", "_block", "_tools", "_start_usage", "_usage", "_ended")
+    __slots__ = ("_block", "_ended", "_id", "_kind", "_model", "_next", "_start_usage", "_tools", "_usage")
 
     def __init__(self, model: str, include_usage: bool = True) -> None:
         # include_usage is chat's opt-in; Anthropic streams always report usage.

@@ -21,7 +21,14 @@ BUDGETS: dict[Effort, int] = {
 }
 MIN_BUDGET = 1024
 # Adaptive thinking's output_config.effort takes low|medium|high|xhigh|max.
-_ADAPTIVE: dict[Effort, str] = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "max"}
+_ADAPTIVE: dict[Effort, str] = {
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "xhigh",
+    "max": "max",
+}
 ADAPTIVE_DEFAULT: Effort = "medium"  # adaptive thinking without an explicit effort
 
 

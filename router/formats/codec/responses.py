@@ -41,10 +41,21 @@ _SERVER_STATE = ("previous_response_id", "conversation", "prompt")
 # Request fields read into the IR; everything else is dropped (and logged).
 _READ = frozenset(
     {
-        "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens",
-        "temperature", "top_p", "stream", "reasoning", "user", "safety_identifier",
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "stream",
+        "reasoning",
+        "user",
+        "safety_identifier",
     }
-)  # fmt: skip
+)
 _EFFORTS: frozenset[str] = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
 _SUMMARIES = frozenset({"auto", "concise", "detailed"})
 

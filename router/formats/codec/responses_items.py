@@ -176,7 +176,7 @@ def write_input(messages: list[ir.Message]) -> list[dict[str, Any]]:
     for m in messages:
         content: list[dict[str, Any]] = []  # parts of the message item being built
 
-        def flush(role: str = m.role) -> None:
+        def flush(role: str = m.role, content: list[dict[str, Any]] = content) -> None:
             if not content:
                 return
             if role == "assistant":
@@ -344,10 +344,21 @@ def envelope(rid: str, model: str, created: int, status: str, output: list[dict[
     tools, tool_choice and sampling settings are not known where answers are written: the
     defaults stand in for them."""
     return {
-        "id": rid, "object": "response", "created_at": created, "status": status, "model": model,
-        "output": output, "error": None, "incomplete_details": None, "instructions": None, "metadata": {},
-        "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "usage": None,
-    }  # fmt: skip
+        "id": rid,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "model": model,
+        "output": output,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "metadata": {},
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": None,
+    }
 
 
 # ---------------------------------------------------------------- errors

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 
 from router.billing.accounting import Usage, usage_from_answer
-from router.formats.sse import encode
 from router.formats.codec import ir
 from router.formats.codec import responses_items as items
+from router.formats.sse import encode
 
 FMT = items.FMT
 

@@ -253,7 +253,7 @@ async def test_micro_dollars_round_up(backend: StateBackend) -> None:
         b = await backend.admit("k", s, 0.1, f"b{i}", T0 + 1)
         await backend.settle("k", s, b.window_start, 0.1, 0.0000011, f"b{i}", T0 + 1)
     assert (await backend.status("k", s, T0 + 2))[0] == 0.999979  # 1 + 10 x 2 micro-USD
-    for i in range(9):
+    for _ in range(9):
         await spend(backend, s, 0.1, T0 + 3)
     assert (await backend.status("k", s, T0 + 4))[0] == 0.099979
 
@@ -269,7 +269,7 @@ def test_rounding_helpers() -> None:
 
 def test_limit_spec_rejects_impossible_limits() -> None:
     """A LimitSpec that could never be enforced is refused at construction, listing every problem."""
-    with pytest.raises(ValueError, match="budget_usd.*window_s.*rpm.*max_concurrent.*lease_s"):
+    with pytest.raises(ValueError, match=r"budget_usd.*window_s.*rpm.*max_concurrent.*lease_s"):
         LimitSpec(budget_usd=-1.0, window_s=0.0, rpm=-1, max_concurrent=-1, lease_s=0.0)
 
 

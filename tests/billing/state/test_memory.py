@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.config import StateConfig
 from router.billing.state import LimitSpec, MemoryBackend, make_backend
+from router.config import StateConfig
 
 T0 = 1_800_000_000.0
 

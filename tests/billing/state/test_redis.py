@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio
 
-from router.config import StateConfig
 from router.billing.state import LimitSpec, StateUnavailable, make_backend
 from router.billing.state.redis import RedisBackend
+from router.config import StateConfig
 from tests.redis_server import RedisServer
 
 T0 = 1_800_000_000.25
@@ -42,9 +42,7 @@ async def backend(redis_server: RedisServer, prefix: str, anyio_backend: str) ->
     await b.aclose()
 
 
-def spec(
-    budget_usd: float | None = 1.0, rpm: int | None = 10, max_concurrent: int | None = 3
-) -> LimitSpec:
+def spec(budget_usd: float | None = 1.0, rpm: int | None = 10, max_concurrent: int | None = 3) -> LimitSpec:
     return LimitSpec(budget_usd=budget_usd, window_s=3600.0, rpm=rpm, max_concurrent=max_concurrent, lease_s=30.0)
 
 
@@ -52,7 +50,7 @@ def test_factory_builds_the_redis_backend(redis_server: RedisServer) -> None:
     """state.backend=redis gives a RedisBackend on state.url; without a url it is an error."""
     b = make_backend(StateConfig(backend="redis", url=redis_server.url, key_prefix="p", timeout_s=0.3))
     assert isinstance(b, RedisBackend) and "prefix='p'" in repr(b)
-    with pytest.raises(ValueError, match="state.url"):
+    with pytest.raises(ValueError, match=r"state\.url"):
         make_backend(StateConfig(backend="redis"))
 
 

@@ -56,35 +56,79 @@ def read(objs: list[Any]) -> list[ir.Event]:
 READS: list[tuple[str, list[Any], list[ir.Event]]] = [
     (
         "text",
-        [chunk({"role": "assistant", "content": ""}), chunk({"content": "Hel"}), chunk({"content": ""}), chunk({"content": "lo"}),
-         chunk({}, "stop"), usage_chunk(), "[DONE]"],
+        [
+            chunk({"role": "assistant", "content": ""}),
+            chunk({"content": "Hel"}),
+            chunk({"content": ""}),
+            chunk({"content": "lo"}),
+            chunk({}, "stop"),
+            usage_chunk(),
+            "[DONE]",
+        ],
         [START, ir.TextDelta("Hel"), ir.TextDelta("lo"), ir.Finish("end", usage=USAGE)],
     ),
     (
         "parallel tool calls, fragmented and interleaved arguments",
-        [chunk({"role": "assistant", "content": None}), chunk({"content": "Checking."}),
-         tool(0, "", "call_a", "weather"), tool(0, '{"city":'), tool(1, '{"q', "call_b", "search"),
-         tool(0, '"Paris"}'), tool(1, '":"x"}'), chunk({}, "tool_calls"), usage_chunk(), "[DONE]"],
-        [START, ir.TextDelta("Checking."), ir.ToolStart(0, "call_a", "weather"), ir.ToolArgs(0, '{"city":'),
-         ir.ToolStart(1, "call_b", "search"), ir.ToolArgs(1, '{"q'), ir.ToolArgs(0, '"Paris"}'), ir.ToolArgs(1, '":"x"}'),
-         ir.Finish("tool_use", usage=USAGE)],
+        [
+            chunk({"role": "assistant", "content": None}),
+            chunk({"content": "Checking."}),
+            tool(0, "", "call_a", "weather"),
+            tool(0, '{"city":'),
+            tool(1, '{"q', "call_b", "search"),
+            tool(0, '"Paris"}'),
+            tool(1, '":"x"}'),
+            chunk({}, "tool_calls"),
+            usage_chunk(),
+            "[DONE]",
+        ],
+        [
+            START,
+            ir.TextDelta("Checking."),
+            ir.ToolStart(0, "call_a", "weather"),
+            ir.ToolArgs(0, '{"city":'),
+            ir.ToolStart(1, "call_b", "search"),
+            ir.ToolArgs(1, '{"q'),
+            ir.ToolArgs(0, '"Paris"}'),
+            ir.ToolArgs(1, '":"x"}'),
+            ir.Finish("tool_use", usage=USAGE),
+        ],
     ),
     (
         "reasoning_content then content",
-        [chunk({"role": "assistant", "reasoning_content": "Let me"}), chunk({"reasoning_content": " think"}),
-         chunk({"content": "42"}), chunk({}, "length"), usage_chunk(), "[DONE]"],
-        [START, ir.ThinkingDelta("Let me", origin="openai-chat"), ir.ThinkingDelta(" think", origin="openai-chat"),
-         ir.TextDelta("42"), ir.Finish("length", usage=USAGE)],
+        [
+            chunk({"role": "assistant", "reasoning_content": "Let me"}),
+            chunk({"reasoning_content": " think"}),
+            chunk({"content": "42"}),
+            chunk({}, "length"),
+            usage_chunk(),
+            "[DONE]",
+        ],
+        [
+            START,
+            ir.ThinkingDelta("Let me", origin="openai-chat"),
+            ir.ThinkingDelta(" think", origin="openai-chat"),
+            ir.TextDelta("42"),
+            ir.Finish("length", usage=USAGE),
+        ],
     ),
     (
         "`reasoning` (OpenRouter style), sent along with the same reasoning_content, is read once",
         [chunk({"reasoning": "r"}), chunk({"reasoning": "s", "reasoning_content": "s"}), chunk({}, "stop"), "[DONE]"],
-        [START, ir.ThinkingDelta("r", origin="openai-chat"), ir.ThinkingDelta("s", origin="openai-chat"), ir.Finish("end")],
+        [
+            START,
+            ir.ThinkingDelta("r", origin="openai-chat"),
+            ir.ThinkingDelta("s", origin="openai-chat"),
+            ir.Finish("end"),
+        ],
     ),
     (
         "error chunk mid-stream ends it",
-        [chunk({"content": "par"}), {"error": {"message": "overloaded", "type": "server_error", "param": None, "code": None}},
-         chunk({"content": "more"}), "[DONE]"],
+        [
+            chunk({"content": "par"}),
+            {"error": {"message": "overloaded", "type": "server_error", "param": None, "code": None}},
+            chunk({"content": "more"}),
+            "[DONE]",
+        ],
         [START, ir.TextDelta("par"), ir.Error("overloaded", "api_error")],
     ),
     (
@@ -104,35 +148,75 @@ READS: list[tuple[str, list[Any], list[ir.Event]]] = [
     ),
     (
         "usage before finish_reason (continuous usage stats) is an update; the last one rides on Finish",
-        [chunk({"content": "x"}, usage={"prompt_tokens": 50, "completion_tokens": 1, "total_tokens": 51}), chunk({}, "stop"), "[DONE]"],
-        [START, ir.TextDelta("x"), ir.UsageUpdate(Usage(input_tokens=50, output_tokens=1)),
-         ir.Finish("end", usage=Usage(input_tokens=50, output_tokens=1))],
+        [
+            chunk({"content": "x"}, usage={"prompt_tokens": 50, "completion_tokens": 1, "total_tokens": 51}),
+            chunk({}, "stop"),
+            "[DONE]",
+        ],
+        [
+            START,
+            ir.TextDelta("x"),
+            ir.UsageUpdate(Usage(input_tokens=50, output_tokens=1)),
+            ir.Finish("end", usage=Usage(input_tokens=50, output_tokens=1)),
+        ],
     ),
     (
         "refusal deltas read as text; choices other than 0 are ignored",
-        [chunk({"refusal": "No."}), {**OBJ, "choices": [{"index": 1, "delta": {"content": "other"}}]}, chunk({}, "stop"), "[DONE]"],
+        [
+            chunk({"refusal": "No."}),
+            {**OBJ, "choices": [{"index": 1, "delta": {"content": "other"}}]},
+            chunk({}, "stop"),
+            "[DONE]",
+        ],
         [START, ir.TextDelta("No."), ir.Finish("end")],
     ),
     (
         "parallel calls all sent at index 0 with their own ids; fragments without index continue the last call",
-        [tool(0, '{"a":1}', "c1", "f"), tool(0, "{", "c2", "g"), {**OBJ, "choices": [{"index": 0, "delta": {"tool_calls": [{"function": {"arguments": "}"}}]}}]},
-         chunk({}, "tool_calls"), "[DONE]"],
-        [START, ir.ToolStart(0, "c1", "f"), ir.ToolArgs(0, '{"a":1}'), ir.ToolStart(1, "c2", "g"), ir.ToolArgs(1, "{"),
-         ir.ToolArgs(1, "}"), ir.Finish("tool_use")],
+        [
+            tool(0, '{"a":1}', "c1", "f"),
+            tool(0, "{", "c2", "g"),
+            {**OBJ, "choices": [{"index": 0, "delta": {"tool_calls": [{"function": {"arguments": "}"}}]}}]},
+            chunk({}, "tool_calls"),
+            "[DONE]",
+        ],
+        [
+            START,
+            ir.ToolStart(0, "c1", "f"),
+            ir.ToolArgs(0, '{"a":1}'),
+            ir.ToolStart(1, "c2", "g"),
+            ir.ToolArgs(1, "{"),
+            ir.ToolArgs(1, "}"),
+            ir.Finish("tool_use"),
+        ],
     ),
     (
         "odd input is ignored, never raised on",
-        ["garbage", None, 3, [], {**OBJ, "choices": None}, {**OBJ, "choices": ["x", {"index": 0, "delta": "x"}]},
-         {**OBJ, "choices": [{"index": 0, "delta": {"tool_calls": ["x", {"index": 0}]}}]}, chunk({"content": 5}), "[DONE]"],
+        [
+            "garbage",
+            None,
+            3,
+            [],
+            {**OBJ, "choices": None},
+            {**OBJ, "choices": ["x", {"index": 0, "delta": "x"}]},
+            {**OBJ, "choices": [{"index": 0, "delta": {"tool_calls": ["x", {"index": 0}]}}]},
+            chunk({"content": 5}),
+            "[DONE]",
+        ],
         [START, ir.ToolStart(0, "call_0", ""), ir.Finish("end")],
     ),
     ("a stream with no chunk at all", ["[DONE]"], []),
     (
         "a first chunk without id or created",
-        [{"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": "stop"}]}, "[DONE]"],
+        [
+            {
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": "stop"}],
+            },
+            "[DONE]",
+        ],
         [ir.Start("*", "", None), ir.TextDelta("x"), ir.Finish("end")],
     ),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("objs", "expected"), [pytest.param(o, e, id=name) for name, o, e in READS])
@@ -196,7 +280,9 @@ def test_writer_chunks_accumulate_with_the_sdk() -> None:
     lines = data_lines(write(EVENTS))
     assert lines[-1] == "[DONE]"
     chunks = [ChatCompletionChunk.model_validate(json.loads(line)) for line in lines[:-1]]
-    assert {(c.id, c.created, c.model, c.object) for c in chunks} == {("msg_01", 1764000000, "client-model", "chat.completion.chunk")}
+    assert {(c.id, c.created, c.model, c.object) for c in chunks} == {
+        ("msg_01", 1764000000, "client-model", "chat.completion.chunk")
+    }
     assert all(c.usage is None for c in chunks[:-1]) and chunks[-1].choices == []
     assert all("usage" in json.loads(line) for line in lines[:-1])
     state: ChatCompletionStreamState[None] = ChatCompletionStreamState()
@@ -217,7 +303,15 @@ def test_writer_chunks_accumulate_with_the_sdk() -> None:
 
 def test_writer_through_the_sdk_stream_helper() -> None:
     """`client.chat.completions.stream()` over the written bytes gives the whole completion."""
-    raw = write([ir.Start("", "m"), ir.TextDelta("Hi"), ir.ToolStart(0, "c1", "f"), ir.ToolArgs(0, '{"a": [1, 2]}'), ir.Finish("tool_use")])
+    raw = write(
+        [
+            ir.Start("", "m"),
+            ir.TextDelta("Hi"),
+            ir.ToolStart(0, "c1", "f"),
+            ir.ToolArgs(0, '{"a": [1, 2]}'),
+            ir.Finish("tool_use"),
+        ]
+    )
     client = _client(raw)
     with client.chat.completions.stream(model="client-model", messages=[{"role": "user", "content": "x"}]) as stream:
         for _ in stream:
@@ -234,10 +328,14 @@ def test_writer_error_is_raised_by_the_sdk() -> None:
     writer = ChatStreamWriter("m")
     raw = writer.write(ir.Start("id1", "m")) + writer.write(ir.TextDelta("par"))
     err = writer.write(ir.Error("upstream died", "overloaded_error"))
-    assert json.loads(data_lines(err)[0]) == {"error": {"message": "upstream died", "type": "server_error", "param": None, "code": None}}
+    assert json.loads(data_lines(err)[0]) == {
+        "error": {"message": "upstream died", "type": "server_error", "param": None, "code": None}
+    }
     assert writer.write(ir.TextDelta("late")) == b"" and writer.write(ir.Finish("end")) == b""
     with pytest.raises(openai.APIError, match="upstream died"):
-        for _ in _client(raw + err).chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], stream=True):
+        for _ in _client(raw + err).chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "x"}], stream=True
+        ):
             pass
 
 
@@ -278,9 +376,18 @@ def test_writer_quiet_events_and_implicit_start() -> None:
     Start gets a role chunk made up for it; writes after Finish are empty."""
     writer = ChatStreamWriter("m")
     first = data_lines(writer.write(ir.TextDelta("x")))
-    assert [json.loads(x)["choices"][0]["delta"] for x in first] == [{"role": "assistant", "content": ""}, {"content": "x"}]
+    assert [json.loads(x)["choices"][0]["delta"] for x in first] == [
+        {"role": "assistant", "content": ""},
+        {"content": "x"},
+    ]
     assert writer.response_id is not None and writer.response_id.startswith("chatcmpl-")
-    quiet: list[ir.Event] = [ir.BlockEnd(), ir.TextDelta(""), ir.ThinkingDelta(signature="s"), ir.ToolArgs(0, ""), ir.UsageUpdate(USAGE)]
+    quiet: list[ir.Event] = [
+        ir.BlockEnd(),
+        ir.TextDelta(""),
+        ir.ThinkingDelta(signature="s"),
+        ir.ToolArgs(0, ""),
+        ir.UsageUpdate(USAGE),
+    ]
     assert [writer.write(ev) for ev in quiet] == [b""] * len(quiet)
     assert writer.write(ir.Finish("end")).endswith(b"data: [DONE]\n\n")
     assert writer.write(ir.TextDelta("late")) == b"" and "started=True ended=True" in repr(writer)
@@ -330,4 +437,6 @@ def _client(raw: bytes) -> openai.OpenAI:
     def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=raw)
 
-    return openai.OpenAI(api_key="k", base_url="http://test/v1", http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+    return openai.OpenAI(
+        api_key="k", base_url="http://test/v1", http_client=httpx2.Client(transport=httpx2.MockTransport(handler))
+    )

@@ -63,8 +63,8 @@ from openai.types.chat import ChatCompletionChunk
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from router.formats.sse import SSEParser
 from router.formats.codec.codecs import StreamTranslator
+from router.formats.sse import SSEParser
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -107,38 +107,70 @@ HELLO = "Hello! Here is a café ☕ for you."
 PARIS, TOKYO = {"city": "Paris", "unit": "celsius"}, {"city": "Tokyo", "unit": "celsius"}
 THOUGHT = "The user wants 17 × 23. 17 × 20 = 340, 17 × 3 = 51, so 391."
 ANSWER = "17 × 23 = **391**."
-OPENAI_500 = ("An error occurred while processing your request. You can retry your request, or contact us through our "
-              "help center at help.openai.com if the error persists. Please include the request ID "
-              "req_4f2c9a7b1e3d5f6a8b0c2d4e6f8a0b1c in your message.")  # fmt: skip
+OPENAI_500 = (
+    "An error occurred while processing your request. You can retry your request, or contact us through our "
+    "help center at help.openai.com if the error persists. Please include the request ID "
+    "req_4f2c9a7b1e3d5f6a8b0c2d4e6f8a0b1c in your message."
+)
 EXPECT: dict[tuple[str, str], Expect] = {
     (CHAT, "text"): Expect(HELLO, (19, 11)),
-    (CHAT, "tools"): Expect("", (84, 52), "tool_use", calls=(
-        ("call_Wq3Xb8kLmN2pQr5sT7uV9yZa", "get_weather", PARIS),
-        ("call_Jh4Kd6Fg8Hs0Lz2Xc5Vb7NmQ", "get_weather", TOKYO))),
+    (CHAT, "tools"): Expect(
+        "",
+        (84, 52),
+        "tool_use",
+        calls=(
+            ("call_Wq3Xb8kLmN2pQr5sT7uV9yZa", "get_weather", PARIS),
+            ("call_Jh4Kd6Fg8Hs0Lz2Xc5Vb7NmQ", "get_weather", TOKYO),
+        ),
+    ),
     (CHAT, "thinking"): Expect(ANSWER, (15, 48), thinking=THOUGHT),
-    (CHAT, "error"): Expect("The answer begins", None,
-                            error="The server had an error while processing your request. Sorry about that!"),
+    (CHAT, "error"): Expect(
+        "The answer begins", None, error="The server had an error while processing your request. Sorry about that!"
+    ),
     (MESSAGES, "text"): Expect(HELLO, (19, 14)),
-    (MESSAGES, "tools"): Expect("I'll check the weather in both cities.", (412, 118), "tool_use", calls=(
-        ("toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather", PARIS),
-        ("toolu_01Lq8mZyXk3BvNs4RcDe9FgH", "get_weather", TOKYO))),
+    (MESSAGES, "tools"): Expect(
+        "I'll check the weather in both cities.",
+        (412, 118),
+        "tool_use",
+        calls=(
+            ("toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather", PARIS),
+            ("toolu_01Lq8mZyXk3BvNs4RcDe9FgH", "get_weather", TOKYO),
+        ),
+    ),
     (MESSAGES, "thinking"): Expect(ANSWER, (48, 97), thinking=THOUGHT),
     (MESSAGES, "error"): Expect("The answer begins", None, error="Overloaded"),
     (RESPONSES, "text"): Expect(HELLO, (19, 11)),
-    (RESPONSES, "tools"): Expect("", (96, 46), "tool_use", calls=(
-        ("call_Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8", "get_weather", PARIS),
-        ("call_Qr9St0Uv1Wx2Yz3Ab4Cd5Ef6", "get_weather", TOKYO))),
-    (RESPONSES, "thinking"): Expect(ANSWER, (15, 210), thinking=(
-        "**Multiplying 17 by 23**\n\n17 × 20 = 340 and 17 × 3 = 51.\n\n**Adding up**\n\n340 + 51 = 391.")),
+    (RESPONSES, "tools"): Expect(
+        "",
+        (96, 46),
+        "tool_use",
+        calls=(
+            ("call_Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8", "get_weather", PARIS),
+            ("call_Qr9St0Uv1Wx2Yz3Ab4Cd5Ef6", "get_weather", TOKYO),
+        ),
+    ),
+    (RESPONSES, "thinking"): Expect(
+        ANSWER,
+        (15, 210),
+        thinking=("**Multiplying 17 by 23**\n\n17 × 20 = 340 and 17 × 3 = 51.\n\n**Adding up**\n\n340 + 51 = 391."),
+    ),
     (RESPONSES, "error"): Expect("The answer begins", None, error=OPENAI_500),
-}  # fmt: skip
+}
 
 
 CASES = [
-    pytest.param(c, u, s, id=f"{c}<-{u}-{s}",
-                 marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[c, u, s])] if (c, u, s) in KNOWN_BUGS else [])
-    for c in FORMATS for u in FORMATS if c != u for s in SCENARIOS
-]  # fmt: skip
+    pytest.param(
+        c,
+        u,
+        s,
+        id=f"{c}<-{u}-{s}",
+        marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[c, u, s])] if (c, u, s) in KNOWN_BUGS else [],
+    )
+    for c in FORMATS
+    for u in FORMATS
+    if c != u
+    for s in SCENARIOS
+]
 UPSTREAMS = [pytest.param(u, s, id=f"{u}-{s}") for u in FORMATS for s in SCENARIOS]
 
 
@@ -249,8 +281,10 @@ def read_messages(raw: bytes) -> Seen:
         seen.calls = tuple((b.id, b.name, b.input) for b in message.content if b.type == "tool_use")
         seen.opaque = tuple(b.signature for b in message.content if b.type == "thinking" and b.signature)
         u = message.usage
-        seen.usage = (u.input_tokens + (u.cache_read_input_tokens or 0) + (u.cache_creation_input_tokens or 0),
-                      u.output_tokens)  # fmt: skip
+        seen.usage = (
+            u.input_tokens + (u.cache_read_input_tokens or 0) + (u.cache_creation_input_tokens or 0),
+            u.output_tokens,
+        )
     return seen
 
 
@@ -355,8 +389,11 @@ def test_sdk_reads_golden(client: str, upstream: str, scenario: str) -> None:
 
 def _sdk(client: str, raw: bytes) -> Any:
     """The official client whose HTTP transport answers every request with `raw` as SSE."""
-    hc = httpx2.Client(transport=httpx2.MockTransport(lambda _: httpx2.Response(
-        200, headers={"content-type": "text/event-stream"}, content=raw)))  # fmt: skip
+    hc = httpx2.Client(
+        transport=httpx2.MockTransport(
+            lambda _: httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=raw)
+        )
+    )
     if client == MESSAGES:
         return anthropic.Anthropic(api_key="k", base_url="http://golden", http_client=hc, max_retries=0)
     return openai.OpenAI(api_key="k", base_url="http://golden/v1", http_client=hc, max_retries=0)
@@ -369,20 +406,18 @@ def test_sdk_stream_helper_accepts_golden(client: str, upstream: str, scenario: 
     ask: dict[str, Any] = {"model": "client-model", "messages": [{"role": "user", "content": "hi"}]}
     if client == MESSAGES:
         fails: Any = pytest.raises(anthropic.APIStatusError) if want.error else nullcontext()
-        with fails as raised:
-            with sdk.messages.stream(max_tokens=1024, **ask) as s:
-                blocks = s.get_final_message().content
-                assert "".join(b.text for b in blocks if b.type == "text") == want.text
-                assert len([b for b in blocks if b.type == "tool_use"]) == len(want.calls)
+        with fails as raised, sdk.messages.stream(max_tokens=1024, **ask) as s:
+            blocks = s.get_final_message().content
+            assert "".join(b.text for b in blocks if b.type == "text") == want.text
+            assert len([b for b in blocks if b.type == "tool_use"]) == len(want.calls)
         if raised:
             assert raised.value.status_code == 200 and raised.value.body["error"]["message"] == want.error
     elif client == CHAT:
         fails = pytest.raises(openai.APIError) if want.error else nullcontext()
-        with fails as raised:
-            with sdk.chat.completions.stream(stream_options={"include_usage": True}, **ask) as s:
-                for _ in s:
-                    pass
-                assert (s.get_final_completion().choices[0].message.content or "") == want.text
+        with fails as raised, sdk.chat.completions.stream(stream_options={"include_usage": True}, **ask) as s:
+            for _ in s:
+                pass
+            assert (s.get_final_completion().choices[0].message.content or "") == want.text
         if raised:
             assert raised.value.message == want.error
     else:
@@ -390,7 +425,7 @@ def test_sdk_stream_helper_accepts_golden(client: str, upstream: str, scenario: 
             types = [e.type for e in s]
             if want.error:
                 assert types[-2:] == ["error", "response.failed"]
-                with pytest.raises(RuntimeError, match="response.completed"):
+                with pytest.raises(RuntimeError, match=r"response\.completed"):
                     s.get_final_response()
             else:
                 assert types[-1] == "response.completed" and s.get_final_response().output_text == want.text

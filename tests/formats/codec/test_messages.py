@@ -172,12 +172,16 @@ def test_write_tools() -> None:
     ]
     body = valid_request(write_request(ir_req(tools=tools), "m", OPTS))
     assert body["tools"] == [
-        {"name": "a", "input_schema": {"type": "object", "properties": {"x": {"type": "integer"}}},
-         "description": "does a", "strict": True},
+        {
+            "name": "a",
+            "input_schema": {"type": "object", "properties": {"x": {"type": "integer"}}},
+            "description": "does a",
+            "strict": True,
+        },
         {"name": "b", "input_schema": {"type": "object", "properties": {}}},
         {"name": "c", "input_schema": {"type": "object", "properties": {}}},
         {"name": "d", "input_schema": {"properties": {}, "type": "object"}},
-    ]  # fmt: skip
+    ]
     assert "tool_choice" not in body
 
 
@@ -227,8 +231,13 @@ ADAPTIVE = ir.RequestOptions(thinking="adaptive")
         (ir.Reasoning(effort="high"), 2047, BUDGET, None, None),
         # medium (8192) under the default max_tokens (16384)
         (ir.Reasoning(), None, BUDGET, {"type": "enabled", "budget_tokens": 8192}, None),
-        (ir.Reasoning(budget_tokens=3000, effort="low"), None, BUDGET,
-         {"type": "enabled", "budget_tokens": 3000}, None),
+        (
+            ir.Reasoning(budget_tokens=3000, effort="low"),
+            None,
+            BUDGET,
+            {"type": "enabled", "budget_tokens": 3000},
+            None,
+        ),
         (ir.Reasoning(budget_tokens=3000), 2000, BUDGET, {"type": "enabled", "budget_tokens": 1999}, None),
         (ir.Reasoning(budget_tokens=3000), 1000, BUDGET, None, None),
         (ir.Reasoning(effort="minimal"), None, ADAPTIVE, {"type": "adaptive"}, {"effort": "low"}),
@@ -266,9 +275,14 @@ def test_write_thinking_constraints(opts: ir.RequestOptions) -> None:
     assert body["stop_sequences"] == ["END"]
     assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
     assert logs == [
-        {"event": "fields_dropped", "fmt": FMT, "fields": ["temperature", "tool_choice", "top_k", "top_p"],
-         "side": "write", "log_level": "debug"}
-    ]  # fmt: skip
+        {
+            "event": "fields_dropped",
+            "fmt": FMT,
+            "fields": ["temperature", "tool_choice", "top_k", "top_p"],
+            "side": "write",
+            "log_level": "debug",
+        }
+    ]
 
 
 TOOL_LOOP = [
@@ -282,18 +296,35 @@ TOOL_LOOP = [
     ("history", "on"),
     [
         (TOOL_LOOP, False),
-        (TOOL_LOOP[:1] + [assistant(ir.Thinking(text="t", signature="s", origin=FMT), ir.ToolCall("call_1", "g", "{}"))]
-         + TOOL_LOOP[2:], True),
-        (TOOL_LOOP[:1] + [assistant(ir.Thinking(redacted="r", origin=FMT), ir.ToolCall("call_1", "get", "{}"))]
-         + TOOL_LOOP[2:], True),
-        (TOOL_LOOP + [assistant(ir.Text("Sunny.")), user(ir.Text("thanks"))], True),
+        (
+            [
+                *TOOL_LOOP[:1],
+                assistant(ir.Thinking(text="t", signature="s", origin=FMT), ir.ToolCall("call_1", "g", "{}")),
+                *TOOL_LOOP[2:],
+            ],
+            True,
+        ),
+        (
+            [
+                *TOOL_LOOP[:1],
+                assistant(ir.Thinking(redacted="r", origin=FMT), ir.ToolCall("call_1", "get", "{}")),
+                *TOOL_LOOP[2:],
+            ],
+            True,
+        ),
+        ([*TOOL_LOOP, assistant(ir.Text("Sunny.")), user(ir.Text("thanks"))], True),
         ([user(ir.Text("hi"))], True),
     ],
-)  # fmt: skip
+)
 def test_write_thinking_needs_signed_tool_turn(history: list[ir.Message], on: bool) -> None:
     """The last assistant turn that called tools must open with Anthropic thinking, else thinking stays off."""
-    r = ir_req(*history, reasoning=ir.Reasoning(effort="low"), temperature=0.3, tools=[ir.Tool("get")],
-               tool_choice=ir.ToolChoice("required"))  # fmt: skip
+    r = ir_req(
+        *history,
+        reasoning=ir.Reasoning(effort="low"),
+        temperature=0.3,
+        tools=[ir.Tool("get")],
+        tool_choice=ir.ToolChoice("required"),
+    )
     with capture_logs() as logs:
         body = valid_request(write_request(r, "m", BUDGET))
     assert ("thinking" in body) is on
@@ -306,11 +337,13 @@ def test_write_thinking_needs_signed_tool_turn(history: list[ir.Message], on: bo
 @pytest.mark.parametrize(
     ("prefill", "expected"),
     [
-        (assistant(ir.Thinking(text="t", signature="s", origin=FMT), ir.Text("The answer is")),
-         [{"role": "assistant", "content": [{"type": "text", "text": "The answer is"}]}]),
+        (
+            assistant(ir.Thinking(text="t", signature="s", origin=FMT), ir.Text("The answer is")),
+            [{"role": "assistant", "content": [{"type": "text", "text": "The answer is"}]}],
+        ),
         (assistant(ir.Thinking(redacted="r", origin=FMT)), []),
     ],
-)  # fmt: skip
+)
 def test_write_prefill_without_thinking(prefill: ir.Message, expected: list[dict[str, Any]]) -> None:
     """With thinking off, thinking blocks leave a final assistant (prefill) turn, and an emptied turn goes."""
     body = valid_request(write_request(ir_req(user(ir.Text("q")), prefill), "m", OPTS))
@@ -487,8 +520,11 @@ def test_write_answer_from_other_format() -> None:
         {"type": "tool_use", "id": "call_2", "name": "g", "input": {}},
     ]
     assert out["usage"] == {
-        "input_tokens": 7, "output_tokens": 3, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0
-    }  # fmt: skip
+        "input_tokens": 7,
+        "output_tokens": 3,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+    }
 
 
 def test_write_answer_unparsable_arguments_logged() -> None:
@@ -529,11 +565,15 @@ def test_write_answer_without_usage() -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_1"}',
-         ir.Error("Overloaded", "overloaded_error")),
-        (b'{"type":"error","error":{"type":"rate_limit_error","message":"slow",'
-         b'"details":{"error_code":"enforced_spend_limit_reached"}}}',
-         ir.Error("slow", "rate_limit_error", "enforced_spend_limit_reached")),
+        (
+            b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_1"}',
+            ir.Error("Overloaded", "overloaded_error"),
+        ),
+        (
+            b'{"type":"error","error":{"type":"rate_limit_error","message":"slow",'
+            b'"details":{"error_code":"enforced_spend_limit_reached"}}}',
+            ir.Error("slow", "rate_limit_error", "enforced_spend_limit_reached"),
+        ),
         (b'{"error":{"message":"no type"}}', ir.Error("no type", "api_error")),
         (b'{"error":{"type":"invalid_request_error"}}', ir.Error("upstream error", "invalid_request_error")),
         (b'{"error":"plain"}', ir.Error("plain")),
@@ -543,7 +583,7 @@ def test_write_answer_without_usage() -> None:
         (b"\xff\xfe", ir.Error("\ufffd\ufffd")),
         (b"x" * 5000, ir.Error("x" * 1000)),
     ],
-)  # fmt: skip
+)
 def test_read_error(body: bytes, expected: ir.Error) -> None:
     """Error bodies -> message and Anthropic error type; anything unparsable still yields an Error."""
     assert read_error(body) == expected
@@ -555,11 +595,14 @@ def test_strip_unsigned_thinking_keeps_signed_blocks_and_copies_only_what_change
     signed = {"type": "thinking", "thinking": "a", "signature": "sig"}
     unsigned = {"type": "thinking", "thinking": "b", "signature": ""}
     text = {"type": "text", "text": "t"}
-    body = {"model": "m", "messages": [
-        {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": [signed, text]},
-        {"role": "assistant", "content": [unsigned, text]},
-    ]}  # fmt: skip
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [signed, text]},
+            {"role": "assistant", "content": [unsigned, text]},
+        ],
+    }
     out = strip_unsigned_thinking(body)
     assert out["messages"][1] is body["messages"][1]
     assert out["messages"][2]["content"] == [text]

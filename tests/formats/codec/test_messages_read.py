@@ -41,8 +41,11 @@ def test_read_request_minimal() -> None:
     ("system", "inline", "expected"),
     [
         ("Be brief.", None, ["Be brief."]),
-        ([{"type": "text", "text": "A", "cache_control": {"type": "ephemeral"}}, {"type": "text", "text": "B"}],
-         None, ["A", "B"]),
+        (
+            [{"type": "text", "text": "A", "cache_control": {"type": "ephemeral"}}, {"type": "text", "text": "B"}],
+            None,
+            ["A", "B"],
+        ),
         (None, "Inline.", ["Inline."]),
         ("Top.", [{"type": "text", "text": "Inline."}], ["Top.", "Inline."]),
         ("", None, []),
@@ -227,9 +230,17 @@ def test_read_dropped_fields_logged_once() -> None:
             "fmt": FMT,
             "log_level": "debug",
             "fields": sorted(
-                ["citations", "container", "content.server_tool_use", "content.web_search_tool_result",
-                 "metadata.extra", "output_config.format", "service_tier", "thinking.display"]
-            ),  # fmt: skip
+                [
+                    "citations",
+                    "container",
+                    "content.server_tool_use",
+                    "content.web_search_tool_result",
+                    "metadata.extra",
+                    "output_config.format",
+                    "service_tier",
+                    "thinking.display",
+                ]
+            ),
         }
     ]
 
@@ -253,22 +264,36 @@ _BAD: list[tuple[Any, str | None]] = [
     (req([{"role": "user", "content": ["hi"]}]), "messages[0].content[0]"),
     (req([{"role": "user", "content": [{"type": "text", "text": 3}]}]), "messages[0].content[0].text"),
     (req([{"role": "user", "content": [{"type": "document", "source": {}}]}]), "messages[0].content[0].type"),
-    (req([{"role": "user", "content": [{"type": "image", "source": {"type": "file", "file_id": "f"}}]}]),
-     "messages[0].content[0].source.type"),
+    (
+        req([{"role": "user", "content": [{"type": "image", "source": {"type": "file", "file_id": "f"}}]}]),
+        "messages[0].content[0].source.type",
+    ),
     (req([{"role": "user", "content": [{"type": "image"}]}]), "messages[0].content[0].source"),
-    (req([{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": {}}]}]),
-     "messages[0].content[0].type"),
-    (req([{"role": "assistant", "content": [{"type": "tool_result", "tool_use_id": "a"}]}]),
-     "messages[0].content[0].type"),
-    (req([{"role": "assistant", "content": [{"type": "tool_use", "name": "b", "input": {}}]}]),
-     "messages[0].content[0].id"),
-    (req([{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": 5}]}]),
-     "messages[0].content[0].content"),
-    (req([{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": [{"type": "x"}]}]}]),
-     "messages[0].content[0].content[0].type"),
+    (
+        req([{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": {}}]}]),
+        "messages[0].content[0].type",
+    ),
+    (
+        req([{"role": "assistant", "content": [{"type": "tool_result", "tool_use_id": "a"}]}]),
+        "messages[0].content[0].type",
+    ),
+    (
+        req([{"role": "assistant", "content": [{"type": "tool_use", "name": "b", "input": {}}]}]),
+        "messages[0].content[0].id",
+    ),
+    (
+        req([{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": 5}]}]),
+        "messages[0].content[0].content",
+    ),
+    (
+        req([{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": [{"type": "x"}]}]}]),
+        "messages[0].content[0].content[0].type",
+    ),
     (req([{"role": "assistant", "content": [{"type": "redacted_thinking"}]}]), "messages[0].content[0].data"),
-    (req([{"role": "assistant", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": {"n": 2**70}}]}]),
-     "messages[0].content[0].input"),
+    (
+        req([{"role": "assistant", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": {"n": 2**70}}]}]),
+        "messages[0].content[0].input",
+    ),
     (req(system=5), "system"),
     (req(system=[{"type": "image"}]), "system[0]"),
     (req(tools={"name": "x"}), "tools"),
@@ -293,7 +318,7 @@ _BAD: list[tuple[Any, str | None]] = [
     (req(stream="yes"), "stream"),
     (req(metadata={"user_id": 7}), "metadata.user_id"),
     (req(metadata="u"), "metadata"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("body", "param"), _BAD)

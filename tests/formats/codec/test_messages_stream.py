@@ -14,9 +14,9 @@ import pytest
 
 from router.billing.accounting import Usage
 from router.config import Format
-from router.formats.sse import SSEParser
 from router.formats.codec import ir
 from router.formats.codec.messages_stream import MessagesStreamReader, MessagesStreamWriter
+from router.formats.sse import SSEParser
 
 FMT: Format = "anthropic-messages"
 _EVENT = pydantic.TypeAdapter(anthropic.types.RawMessageStreamEvent)
@@ -29,8 +29,16 @@ def start(usage: dict[str, Any] | None = None) -> dict[str, Any]:
     if usage is None:
         usage = {"input_tokens": 40, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 10}
         usage["output_tokens"] = 1
-    message: dict[str, Any] = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
-                               "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}  # fmt: skip
+    message: dict[str, Any] = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-x",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": usage,
+    }
     return {"type": "message_start", "message": message}
 
 
@@ -315,13 +323,23 @@ def test_writer_events_validate() -> None:
     validate(objs)
     assert [o["type"] for o in objs] == [
         "message_start",
-        "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
-        "content_block_start", "content_block_delta", "content_block_stop",
-        "content_block_start", "content_block_delta",
-        "content_block_start", "content_block_delta", "content_block_delta",
-        "content_block_stop", "content_block_stop",
-        "message_delta", "message_stop",
-    ]  # fmt: skip
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
     starts = [o["index"] for o in objs if o["type"] == "content_block_start"]
     assert starts == [0, 1, 2, 3]
     assert objs[0]["message"]["id"] == "msg_chatcmpl-1"

@@ -98,17 +98,23 @@ def test_tool_turns_merge() -> None:
     message form one user message (Anthropic's shape)."""
     items = [
         {"role": "user", "content": "weather?"},
-        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "a"},
-                                                         {"type": "summary_text", "text": "b"}],
-         "encrypted_content": "ENC"},
+        {
+            "type": "reasoning",
+            "id": "rs_1",
+            "summary": [{"type": "summary_text", "text": "a"}, {"type": "summary_text", "text": "b"}],
+            "encrypted_content": "ENC",
+        },
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "checking"}]},
         {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "w", "arguments": '{"c":"P"}'},
         {"type": "function_call", "call_id": "call_2", "name": "w", "arguments": "{}"},
         {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
-        {"type": "function_call_output", "call_id": "call_2",
-         "output": [{"type": "input_text", "text": "x"}, {"type": "input_image", "image_url": "https://i"}]},
+        {
+            "type": "function_call_output",
+            "call_id": "call_2",
+            "output": [{"type": "input_text", "text": "x"}, {"type": "input_image", "image_url": "https://i"}],
+        },
         {"role": "user", "content": "thanks"},
-    ]  # fmt: skip
+    ]
     assert responses.read_request(body(input=items)).messages == [
         ir.Message("user", [ir.Text("weather?")]),
         ir.Message(
@@ -135,11 +141,19 @@ def test_fields(logs: _Log) -> None:
     """Sampling, limits, stream, user and the one debug line listing what was dropped."""
     req = responses.read_request(
         body(
-            max_output_tokens=100, temperature=0.5, top_p=1, stream=True, parallel_tool_calls=False,
-            safety_identifier="u1", user="old", store=False,
-            include=["reasoning.encrypted_content"], text={"format": {"type": "text"}}, prompt_cache_key="k",
+            max_output_tokens=100,
+            temperature=0.5,
+            top_p=1,
+            stream=True,
+            parallel_tool_calls=False,
+            safety_identifier="u1",
+            user="old",
+            store=False,
+            include=["reasoning.encrypted_content"],
+            text={"format": {"type": "text"}},
+            prompt_cache_key="k",
         )
-    )  # fmt: skip
+    )
     assert (req.max_tokens, req.temperature, req.top_p, req.stream) == (100, 0.5, 1.0, True)
     assert req.parallel_tool_calls is False and req.user == "u1"
     assert logs.lines == [
@@ -218,11 +232,23 @@ def test_codex_like_request() -> None:
     """The shape Codex sends (section H): developer messages, ids on items, store false, include."""
     req = responses.read_request(
         {
-            "model": "gpt-5-codex", "stream": True, "store": False, "include": ["reasoning.encrypted_content"],
-            "reasoning": {"summary": "auto"}, "prompt_cache_key": "s", "client_metadata": {}, "tool_choice": "auto",
+            "model": "gpt-5-codex",
+            "stream": True,
+            "store": False,
+            "include": ["reasoning.encrypted_content"],
+            "reasoning": {"summary": "auto"},
+            "prompt_cache_key": "s",
+            "client_metadata": {},
+            "tool_choice": "auto",
             "parallel_tool_calls": True,
-            "tools": [{"type": "function", "name": "shell", "parameters": {"type": "object", "properties": {}},
-                       "strict": False}],
+            "tools": [
+                {
+                    "type": "function",
+                    "name": "shell",
+                    "parameters": {"type": "object", "properties": {}},
+                    "strict": False,
+                }
+            ],
             "input": [
                 {"type": "message", "id": "m0", "role": "developer", "content": [{"type": "input_text", "text": "D"}]},
                 {"type": "message", "id": "m1", "role": "user", "content": [{"type": "input_text", "text": "ls"}]},
@@ -231,7 +257,7 @@ def test_codex_like_request() -> None:
                 {"type": "function_call_output", "id": "o1", "call_id": "c1", "output": "a.txt"},
             ],
         }
-    )  # fmt: skip
+    )
     assert req.system == ["D"] and req.stream and req.tool_choice == ir.ToolChoice("auto")
     assert [m.role for m in req.messages] == ["user", "assistant", "user"]
     assert req.messages[1].parts[0] == ir.Thinking(encrypted="E", id="rs_1", origin=R)
@@ -247,15 +273,23 @@ def test_codex_like_request() -> None:
         ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role"),
         ({"input": [{"role": "user", "content": 3}]}, "input[0].content"),
         ({"input": [{"role": "user", "content": ["x"]}]}, "input[0].content[0]"),
-        ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
-         "input[0].content[0].type"),
-        ({"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
-         "input[0].content[0].file_id"),
-        ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:x,y"}]}]},
-         "input[0].content[0].image_url"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+            "input[0].content[0].type",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
+            "input[0].content[0].file_id",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:x,y"}]}]},
+            "input[0].content[0].image_url",
+        ),
         ({"input": [{"role": "user", "content": [{"type": "input_image"}]}]}, "input[0].content[0].image_url"),
-        ({"input": [{"role": "system", "content": [{"type": "input_image", "image_url": "u"}]}]},
-         "input[0].content[0].type"),
+        (
+            {"input": [{"role": "system", "content": [{"type": "input_image", "image_url": "u"}]}]},
+            "input[0].content[0].type",
+        ),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
         ({"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}, "input[0].call_id"),
         ({"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": {}}]}, "input[0].arguments"),
@@ -275,7 +309,7 @@ def test_codex_like_request() -> None:
         ({"reasoning": "high"}, "reasoning"),
         ({"reasoning": {"effort": "huge"}}, "reasoning.effort"),
     ],
-)  # fmt: skip
+)
 def test_bad_requests(changes: dict[str, Any], param: str) -> None:
     """Wrong types and parts that cannot be carried are a BadRequest naming the field."""
     with pytest.raises(BadRequest) as exc:
@@ -331,12 +365,21 @@ def test_write_request_full() -> None:
         "model": "gpt-up",
         "instructions": "one\n\ntwo",
         "input": [
-            {"type": "message", "role": "user", "content": [
-                {"type": "input_text", "text": "look"},
-                {"type": "input_image", "image_url": "data:image/png;base64,QUJD", "detail": "auto"},
-                {"type": "input_image", "image_url": "https://i", "detail": "auto"}]},
-            {"type": "reasoning", "id": "rs_9", "summary": [{"type": "summary_text", "text": "mine"}],
-             "encrypted_content": "E"},
+            {
+                "type": "message",
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "look"},
+                    {"type": "input_image", "image_url": "data:image/png;base64,QUJD", "detail": "auto"},
+                    {"type": "input_image", "image_url": "https://i", "detail": "auto"},
+                ],
+            },
+            {
+                "type": "reasoning",
+                "id": "rs_9",
+                "summary": [{"type": "summary_text", "text": "mine"}],
+                "encrypted_content": "E",
+            },
             {"type": "message", "role": "assistant", "content": "ok"},
             {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": '{"a":1}'},
             {"type": "function_call", "call_id": "call_2", "name": "g", "arguments": "{}"},
@@ -345,10 +388,20 @@ def test_write_request_full() -> None:
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "next"}]},
         ],
         "tools": [
-            {"type": "function", "name": "f", "description": "d",
-             "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}}, "strict": False},
-            {"type": "function", "name": "g", "description": None,
-             "parameters": {"type": "object", "properties": {}}, "strict": True},
+            {
+                "type": "function",
+                "name": "f",
+                "description": "d",
+                "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}},
+                "strict": False,
+            },
+            {
+                "type": "function",
+                "name": "g",
+                "description": None,
+                "parameters": {"type": "object", "properties": {}},
+                "strict": True,
+            },
         ],
         "tool_choice": {"type": "function", "name": "f"},
         "parallel_tool_calls": True,
@@ -360,7 +413,7 @@ def test_write_request_full() -> None:
         "user": "u1",
         "store": False,
         "stream": True,
-    }  # fmt: skip
+    }
     TypeAdapter(ResponseCreateParamsStreaming).validate_python(out)
 
 
@@ -391,9 +444,12 @@ def test_tool_result_with_image() -> None:
     """A tool result with an image keeps it as an output content list."""
     req = ir.Request(
         model="m",
-        messages=[ir.Message("user", [ir.ToolResult("c", [ir.Text("see"), ir.Image(url="https://i"), ir.Image()],
-                                                    is_error=True)])],
-    )  # fmt: skip
+        messages=[
+            ir.Message(
+                "user", [ir.ToolResult("c", [ir.Text("see"), ir.Image(url="https://i"), ir.Image()], is_error=True)]
+            )
+        ],
+    )
     assert responses.write_request(req, "up", OPTS)["input"] == [
         {
             "type": "function_call_output",
@@ -454,7 +510,9 @@ def test_request_round_trip() -> None:
         ir.Image(url="https://i", detail="auto"),
     ]
     assert back.messages[2].parts == [
-        ir.ToolResult("call_1", [ir.Text("r1\nr2")]), ir.ToolResult("call_2", [ir.Text("Error: bad")]), ir.Text("next")
+        ir.ToolResult("call_1", [ir.Text("r1\nr2")]),
+        ir.ToolResult("call_2", [ir.Text("Error: bad")]),
+        ir.Text("next"),
     ]
     assert back.tools[0] == ir.Tool("f", "d", FULL.tools[0].parameters, False)
     assert (back.tool_choice, back.max_tokens, back.user, back.stream) == (ir.ToolChoice("tool", "f"), 500, "u1", True)
@@ -463,21 +521,49 @@ def test_request_round_trip() -> None:
 # ---------------------------------------------------------------- answers
 
 ANSWER_BODY: dict[str, Any] = {
-    "id": "resp_1", "object": "response", "created_at": 1764000000, "status": "completed", "model": "gpt-x",
+    "id": "resp_1",
+    "object": "response",
+    "created_at": 1764000000,
+    "status": "completed",
+    "model": "gpt-x",
     "output": [
-        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "plan"}],
-         "encrypted_content": "ENC"},
-        {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
-         "content": [{"type": "output_text", "text": "Let me check.", "annotations": []},
-                     {"type": "refusal", "refusal": "partly no"}]},
-        {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "w", "arguments": '{"c":"P"}',
-         "status": "completed"},
+        {
+            "type": "reasoning",
+            "id": "rs_1",
+            "summary": [{"type": "summary_text", "text": "plan"}],
+            "encrypted_content": "ENC",
+        },
+        {
+            "type": "message",
+            "id": "msg_1",
+            "role": "assistant",
+            "status": "completed",
+            "content": [
+                {"type": "output_text", "text": "Let me check.", "annotations": []},
+                {"type": "refusal", "refusal": "partly no"},
+            ],
+        },
+        {
+            "type": "function_call",
+            "id": "fc_1",
+            "call_id": "call_1",
+            "name": "w",
+            "arguments": '{"c":"P"}',
+            "status": "completed",
+        },
         {"type": "web_search_call", "id": "ws_1", "status": "completed"},
     ],
-    "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
-    "usage": {"input_tokens": 50, "input_tokens_details": {"cached_tokens": 20, "cache_write_tokens": 5},
-              "output_tokens": 80, "output_tokens_details": {"reasoning_tokens": 30}, "total_tokens": 130},
-}  # fmt: skip
+    "parallel_tool_calls": True,
+    "tool_choice": "auto",
+    "tools": [],
+    "usage": {
+        "input_tokens": 50,
+        "input_tokens_details": {"cached_tokens": 20, "cache_write_tokens": 5},
+        "output_tokens": 80,
+        "output_tokens_details": {"reasoning_tokens": 30},
+        "total_tokens": 130,
+    },
+}
 
 
 def test_read_answer() -> None:
@@ -515,8 +601,13 @@ def test_read_answer_stop(status: str, details: Any, stop: ir.Stop) -> None:
 def test_read_answer_odd_body() -> None:
     """Missing or odd fields give an empty answer, not an exception."""
     assert responses.read_answer({"output": "x"}) == ir.Answer(id="", model="", parts=[])
-    odd = {"output": ["x", {"type": "message", "content": [{"type": "input_audio"}, {"type": "refusal"}]},
-                     {"type": "function_call", "arguments": None}]}  # fmt: skip
+    odd = {
+        "output": [
+            "x",
+            {"type": "message", "content": [{"type": "input_audio"}, {"type": "refusal"}]},
+            {"type": "function_call", "arguments": None},
+        ]
+    }
     assert responses.read_answer(odd).parts == [ir.ToolCall("", "", "")]
 
 
@@ -586,16 +677,26 @@ def test_answer_round_trip() -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        (b'{"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}}',
-         ir.Error("slow down", "rate_limit_error", "rate_limit_exceeded")),
-        (b'{"error": {"message": "bad key", "type": "invalid_request_error", "code": "invalid_api_key"}}',
-         ir.Error("bad key", "authentication_error", "invalid_api_key")),
-        (b'{"error": {"message": "m", "type": "invalid_request_error", "code": null}}',
-         ir.Error("m", "invalid_request_error")),
-        (b'{"error": {"message": "no model", "type": "invalid_request_error", "code": "model_not_found"}}',
-         ir.Error("no model", "not_found_error", "model_not_found")),
-        (b'{"error": {"message": "quota", "type": "insufficient_quota", "code": "insufficient_quota"}}',
-         ir.Error("quota", "rate_limit_error", "insufficient_quota")),
+        (
+            b'{"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}}',
+            ir.Error("slow down", "rate_limit_error", "rate_limit_exceeded"),
+        ),
+        (
+            b'{"error": {"message": "bad key", "type": "invalid_request_error", "code": "invalid_api_key"}}',
+            ir.Error("bad key", "authentication_error", "invalid_api_key"),
+        ),
+        (
+            b'{"error": {"message": "m", "type": "invalid_request_error", "code": null}}',
+            ir.Error("m", "invalid_request_error"),
+        ),
+        (
+            b'{"error": {"message": "no model", "type": "invalid_request_error", "code": "model_not_found"}}',
+            ir.Error("no model", "not_found_error", "model_not_found"),
+        ),
+        (
+            b'{"error": {"message": "quota", "type": "insufficient_quota", "code": "insufficient_quota"}}',
+            ir.Error("quota", "rate_limit_error", "insufficient_quota"),
+        ),
         (b'{"error": {"message": "", "type": "server_error"}}', ir.Error("upstream error", "api_error")),
         (b'{"error": {"message": "busy", "type": "overloaded_error"}}', ir.Error("busy", "overloaded_error")),
         (b'{"error": {"message": "no", "type": "permission_denied"}}', ir.Error("no", "permission_error")),
@@ -606,7 +707,7 @@ def test_answer_round_trip() -> None:
         (b"", ir.Error("upstream error")),
         (b"\xff\xfe", ir.Error("\ufffd\ufffd")),
     ],
-)  # fmt: skip
+)
 def test_read_error(raw: bytes, expected: ir.Error) -> None:
     """Any error body gives a message and an Anthropic-style kind; never raises."""
     assert responses.read_error(raw) == expected

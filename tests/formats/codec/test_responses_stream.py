@@ -21,17 +21,28 @@ from router.formats.codec.responses_stream import ResponsesStreamReader, Respons
 R: Format = "openai-responses"
 EVENT = TypeAdapter(ResponseStreamEvent)
 USAGE = {
-    "input_tokens": 50, "input_tokens_details": {"cached_tokens": 20, "cache_write_tokens": 0},
-    "output_tokens": 80, "output_tokens_details": {"reasoning_tokens": 30}, "total_tokens": 130,
-}  # fmt: skip
+    "input_tokens": 50,
+    "input_tokens_details": {"cached_tokens": 20, "cache_write_tokens": 0},
+    "output_tokens": 80,
+    "output_tokens_details": {"reasoning_tokens": 30},
+    "total_tokens": 130,
+}
 IR_USAGE = Usage(input_tokens=30, cached_tokens=20, output_tokens=80, reasoning_tokens=30)
 
 
 def envelope(status: str, output: list[Any] | None = None, **kw: Any) -> dict[str, Any]:
     return {
-        "id": "resp_1", "object": "response", "created_at": 1764000000, "status": status, "model": "gpt-x",
-        "output": output or [], "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], **kw,
-    }  # fmt: skip
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1764000000,
+        "status": status,
+        "model": "gpt-x",
+        "output": output or [],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        **kw,
+    }
 
 
 def upstream(*events: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -84,22 +95,58 @@ def sdk_stream(raw: bytes) -> tuple[list[Any], Response | None]:
 TEXT = upstream(
     ("response.created", {"response": envelope("in_progress")}),
     ("response.in_progress", {"response": envelope("in_progress")}),
-    ("response.output_item.added", {"output_index": 0, "item": {"type": "message", "id": "msg_1", "role": "assistant",
-                                                                "status": "in_progress", "content": []}}),
-    ("response.content_part.added", {"item_id": "msg_1", "output_index": 0, "content_index": 0,
-                                     "part": {"type": "output_text", "text": "", "annotations": []}}),
-    ("response.output_text.delta", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "Hel",
-                                    "logprobs": []}),
-    ("response.output_text.delta", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "lo",
-                                    "logprobs": []}),
-    ("response.output_text.done", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "text": "Hello",
-                                   "logprobs": []}),
-    ("response.content_part.done", {"item_id": "msg_1", "output_index": 0, "content_index": 0,
-                                    "part": {"type": "output_text", "text": "Hello", "annotations": []}}),
-    ("response.output_item.done", {"output_index": 0, "item": {"type": "message", "id": "msg_1", "role": "assistant",
-        "status": "completed", "content": [{"type": "output_text", "text": "Hello", "annotations": []}]}}),
+    (
+        "response.output_item.added",
+        {
+            "output_index": 0,
+            "item": {"type": "message", "id": "msg_1", "role": "assistant", "status": "in_progress", "content": []},
+        },
+    ),
+    (
+        "response.content_part.added",
+        {
+            "item_id": "msg_1",
+            "output_index": 0,
+            "content_index": 0,
+            "part": {"type": "output_text", "text": "", "annotations": []},
+        },
+    ),
+    (
+        "response.output_text.delta",
+        {"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "Hel", "logprobs": []},
+    ),
+    (
+        "response.output_text.delta",
+        {"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "lo", "logprobs": []},
+    ),
+    (
+        "response.output_text.done",
+        {"item_id": "msg_1", "output_index": 0, "content_index": 0, "text": "Hello", "logprobs": []},
+    ),
+    (
+        "response.content_part.done",
+        {
+            "item_id": "msg_1",
+            "output_index": 0,
+            "content_index": 0,
+            "part": {"type": "output_text", "text": "Hello", "annotations": []},
+        },
+    ),
+    (
+        "response.output_item.done",
+        {
+            "output_index": 0,
+            "item": {
+                "type": "message",
+                "id": "msg_1",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": "Hello", "annotations": []}],
+            },
+        },
+    ),
     ("response.completed", {"response": envelope("completed", usage=USAGE)}),
-)  # fmt: skip
+)
 
 
 def test_read_text() -> None:
@@ -114,8 +161,14 @@ def test_read_text() -> None:
 
 
 def _call(n: int, status: str = "in_progress", args: str = "") -> dict[str, Any]:
-    return {"type": "function_call", "id": f"fc_{n}", "call_id": f"call_{n}", "name": f"f{n}", "arguments": args,
-            "status": status}  # fmt: skip
+    return {
+        "type": "function_call",
+        "id": f"fc_{n}",
+        "call_id": f"call_{n}",
+        "name": f"f{n}",
+        "arguments": args,
+        "status": status,
+    }
 
 
 TOOLS = upstream(
@@ -152,21 +205,40 @@ def test_read_two_calls() -> None:
 REASONING = upstream(
     ("response.created", {"response": envelope("in_progress")}),
     ("response.output_item.added", {"output_index": 0, "item": {"type": "reasoning", "id": "rs_1", "summary": []}}),
-    ("response.reasoning_summary_part.added", {"item_id": "rs_1", "output_index": 0, "summary_index": 0,
-                                               "part": {"type": "summary_text", "text": ""}}),
-    ("response.reasoning_summary_text.delta", {"item_id": "rs_1", "output_index": 0, "summary_index": 0,
-                                               "delta": "First"}),
-    ("response.reasoning_summary_text.done", {"item_id": "rs_1", "output_index": 0, "summary_index": 0,
-                                              "text": "First"}),
-    ("response.reasoning_summary_part.added", {"item_id": "rs_1", "output_index": 0, "summary_index": 1,
-                                               "part": {"type": "summary_text", "text": ""}}),
-    ("response.reasoning_summary_text.delta", {"item_id": "rs_1", "output_index": 0, "summary_index": 1,
-                                               "delta": "Second"}),
-    ("response.output_item.done", {"output_index": 0, "item": {"type": "reasoning", "id": "rs_1",
-        "encrypted_content": "ENC",
-        "summary": [{"type": "summary_text", "text": "First"}, {"type": "summary_text", "text": "Second"}]}}),
+    (
+        "response.reasoning_summary_part.added",
+        {"item_id": "rs_1", "output_index": 0, "summary_index": 0, "part": {"type": "summary_text", "text": ""}},
+    ),
+    (
+        "response.reasoning_summary_text.delta",
+        {"item_id": "rs_1", "output_index": 0, "summary_index": 0, "delta": "First"},
+    ),
+    (
+        "response.reasoning_summary_text.done",
+        {"item_id": "rs_1", "output_index": 0, "summary_index": 0, "text": "First"},
+    ),
+    (
+        "response.reasoning_summary_part.added",
+        {"item_id": "rs_1", "output_index": 0, "summary_index": 1, "part": {"type": "summary_text", "text": ""}},
+    ),
+    (
+        "response.reasoning_summary_text.delta",
+        {"item_id": "rs_1", "output_index": 0, "summary_index": 1, "delta": "Second"},
+    ),
+    (
+        "response.output_item.done",
+        {
+            "output_index": 0,
+            "item": {
+                "type": "reasoning",
+                "id": "rs_1",
+                "encrypted_content": "ENC",
+                "summary": [{"type": "summary_text", "text": "First"}, {"type": "summary_text", "text": "Second"}],
+            },
+        },
+    ),
     ("response.incomplete", {"response": envelope("incomplete", incomplete_details={"reason": "max_output_tokens"})}),
-)  # fmt: skip
+)
 
 
 def test_read_reasoning_summary() -> None:
@@ -226,12 +298,28 @@ def test_read_whole_items_without_deltas() -> None:
         ("response.output_item.done", {"output_index": 1, "item": _call(2, "completed", "{}")}),
         ("response.output_item.added", {"output_index": 3, "item": _call(3)}),
         ("response.output_item.done", {"output_index": 3, "item": _call(3, "completed", '{"b":2}')}),
-        ("response.output_item.done", {"output_index": 4, "item": {"type": "message", "id": "m", "role": "assistant",
-            "status": "completed", "content": [{"type": "refusal", "refusal": "no"}]}}),
-        ("response.output_item.done", {"output_index": 5, "item": {"type": "reasoning", "id": "r",
-            "summary": [{"type": "summary_text", "text": "why"}]}}),
+        (
+            "response.output_item.done",
+            {
+                "output_index": 4,
+                "item": {
+                    "type": "message",
+                    "id": "m",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "refusal", "refusal": "no"}],
+                },
+            },
+        ),
+        (
+            "response.output_item.done",
+            {
+                "output_index": 5,
+                "item": {"type": "reasoning", "id": "r", "summary": [{"type": "summary_text", "text": "why"}]},
+            },
+        ),
         ("response.output_item.done", {"output_index": 6, "item": {"type": "web_search_call", "id": "w"}}),
-    )  # fmt: skip
+    )
     assert read(objs)[1:] == [
         ir.ToolStart(0, "call_1", "f1"),
         ir.ToolArgs(0, '{"a":1}'),
@@ -252,7 +340,11 @@ def test_read_whole_items_without_deltas() -> None:
 @pytest.mark.parametrize(
     "obj",
     [
-        "[DONE]", None, 3, [], {},
+        "[DONE]",
+        None,
+        3,
+        [],
+        {},
         {"type": "response.output_text.delta"},
         {"type": "response.output_text.delta", "delta": ""},
         {"type": "response.web_search_call.searching"},
@@ -263,7 +355,7 @@ def test_read_whole_items_without_deltas() -> None:
         {"type": "response.created", "response": 1},
         {"type": "response.output_text.annotation.added"},
     ],
-)  # fmt: skip
+)
 def test_read_odd_input(obj: Any) -> None:
     """Anything odd or unknown yields nothing and never raises."""
     assert ResponsesStreamReader().feed(obj) == []
@@ -408,8 +500,13 @@ def test_writer_error_mid_stream() -> None:
         EVENT.validate_python(obj)
     assert [o["type"] for o in objs][-3:] == ["response.output_item.done", "error", "response.failed"]
     assert objs[-3]["item"]["status"] == "incomplete"
-    assert objs[-2] == {"type": "error", "sequence_number": len(objs) - 2, "code": "server_error",
-                        "message": "overloaded", "param": None}  # fmt: skip
+    assert objs[-2] == {
+        "type": "error",
+        "sequence_number": len(objs) - 2,
+        "code": "server_error",
+        "message": "overloaded",
+        "param": None,
+    }
     assert objs[-1]["response"]["status"] == "failed"
     assert objs[-1]["response"]["error"] == {"code": "server_error", "message": "overloaded"}
     assert writer.write(ir.TextDelta("more")) == b"" and writer.write(ir.Finish("end")) == b""
@@ -462,7 +559,10 @@ def test_round_trip_writer_then_reader() -> None:
     final usage, and BlockEnd appears where the writer closed a block implicitly."""
     assert _round_trip(MIXED) == MIXED
     implicit: list[ir.Event] = [
-        ir.Start("resp_1", "gpt-x", 5), ir.TextDelta("a"), ir.ToolStart(0, "c", "f"), ir.Finish("tool_use")
+        ir.Start("resp_1", "gpt-x", 5),
+        ir.TextDelta("a"),
+        ir.ToolStart(0, "c", "f"),
+        ir.Finish("tool_use"),
     ]
     assert _round_trip(implicit) == [implicit[0], implicit[1], ir.BlockEnd(), implicit[2], ir.BlockEnd(), implicit[3]]
 
@@ -503,9 +603,11 @@ def test_writer_small_cases() -> None:
 def test_read_without_positions() -> None:
     """Deltas and items without output_index or item id still map."""
     objs: list[Any] = [
-        {"type": "response.output_item.added", "item": {"type": "function_call", "call_id": "c", "name": "f",
-                                                         "arguments": "{}"}},
+        {
+            "type": "response.output_item.added",
+            "item": {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+        },
         {"type": "response.output_text.delta", "delta": "t"},
         {"type": "response.output_item.done", "item": {"type": "message", "content": [{"type": "other"}, "x"]}},
-    ]  # fmt: skip
+    ]
     assert read(objs) == [ir.ToolStart(0, "c", "f"), ir.ToolArgs(0, "{}"), ir.TextDelta("t"), ir.BlockEnd()]
