@@ -27,8 +27,8 @@ from router.billing.metering import Metering
 from router.billing.state import make_backend
 from router.billing.state.base import StateBackend
 from router.clock import Clock, SystemClock
-from router.config import Config, Format, ProviderConfig, load_config
-from router.formats.envelopes import error_body
+from router.config import Config, ProviderConfig, load_config
+from router.formats import for_path
 from router.log import configure
 from router.ops.metrics import Metrics
 from router.ops.reload import register as register_reload
@@ -83,9 +83,9 @@ class Readiness:
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Unknown paths and methods, in the envelope of the API the path belongs to."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    fmt: Format = "anthropic-messages" if request.url.path.startswith("/v1/messages") else "openai-chat"
     what = "not found" if status == 404 else "method not allowed"
-    body = error_body(fmt, status, f"{request.method} {request.url.path}: {what}", what.replace(" ", "_"))
+    message = f"{request.method} {request.url.path}: {what}"
+    body = for_path(request.url.path).error_body(status, message, what.replace(" ", "_"))
     return Response(body, status, media_type="application/json")
 
 
@@ -172,9 +172,7 @@ def create_app(
         return Response(body, status, headers=headers)
 
     routes = [
-        Route("/v1/chat/completions", endpoints.chat_completions, methods=["POST"]),
-        Route("/v1/messages", endpoints.messages, methods=["POST"]),
-        Route("/v1/responses", endpoints.responses, methods=["POST"]),
+        *(Route(path, endpoint, methods=["POST"]) for path, endpoint in endpoints.api.items()),
         Route("/v1/models", endpoints.models, methods=["GET"]),
         Route("/health/live", endpoints.live, methods=["GET"]),
         Route("/health/ready", endpoints.ready, methods=["GET"]),
@@ -182,13 +180,8 @@ def create_app(
         Route("/status", status_page, methods=["GET"]),
         Route("/status.json", status_json, methods=["GET"]),
     ]
-    hot = {
-        "/v1/chat/completions": endpoints.chat_completions,
-        "/v1/messages": endpoints.messages,
-        "/v1/responses": endpoints.responses,
-    }
     app = RouterApp(
-        hot=hot,
+        hot=endpoints.api,
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(AccessMiddleware, metrics=metrics)],

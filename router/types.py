@@ -1,49 +1,22 @@
-"""Value types shared along the request path: the parsed client request, the answer handed back
-to the endpoint, and the per-request record behind the access log line."""
+"""Value types shared along the request path that belong to no one stage: the token usage of one
+request, and the record behind its access log line. A leaf: imports nothing of the router's."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.billing.accounting import StreamMeter, Usage
-from router.config import Format
-
 
 @dataclass(slots=True)
-class ClientRequest:
-    """A validated client request: parsed once at the endpoint, never re-parsed."""
+class Usage:
+    """One request's token counts, split the way they are priced."""
 
-    fmt: Format
-    model: str
-    stream: bool
-    body: dict[str, Any]
-    headers: dict[str, str]  # lower-cased; credentials are dropped before anything goes upstream
-    request_id: str
-
-
-@dataclass(slots=True)
-class FullAnswer:
-    """A whole (non-stream) answer, or an upstream client error returned as it is."""
-
-    status: int
-    body: bytes
-    content_type: str
-    provider: str
-    model: str  # the public model that served (a context fallback's, if one did)
-    headers: dict[str, str] = field(default_factory=dict)
-    usage: Usage | None = None
-
-
-@dataclass(slots=True)
-class StreamAnswer:
-    """A committed stream: its first events have arrived, the rest follow from `body`."""
-
-    provider: str
-    model: str
-    body: AsyncIterator[bytes]
-    meter: StreamMeter  # fed by the relay; the usage to bill when the stream ends
+    input_tokens: int = 0  # uncached input only (excludes cache reads and writes)
+    cached_tokens: int = 0  # cache reads
+    cache_write_tokens: int = 0  # cache writes
+    output_tokens: int = 0  # includes reasoning
+    reasoning_tokens: int = 0  # informational: already inside output_tokens
+    estimated: bool = False  # True when some count was estimated from characters (a cut stream)
 
 
 @dataclass(slots=True)

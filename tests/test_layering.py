@@ -30,18 +30,15 @@ LAYERS: dict[str, int] = {
     "router.config.loader": 0,
     "router.config.schema": 0,
     "router.billing": 0,
-    "router.formats": 0,
+    "router.formats": 1,
     "router.ops": 0,
     "router.server": 0,
     "router.upstream": 0,
-    "router.billing.accounting": 0,
+    "router.billing.accounting": 1,
     "router.types": 0,
     "router.log": 1,
-    "router.formats.sse": 1,
     "router.routing.classify": 1,
-    "router.formats.envelopes": 1,
     "router.server.parse": 1,
-    "router.formats.codec": 1,
     "router.routing": 2,
     "router.routing.ewma": 2,
     "router.routing.health": 2,
@@ -50,6 +47,7 @@ LAYERS: dict[str, int] = {
     "router.routing.table": 2,
     "router.billing.state": 2,
     "router.routing.pool": 3,
+    "router.routing.outcome": 3,
     "router.routing.choose": 3,
     "router.billing.auth": 4,
     "router.billing.limits": 4,
@@ -82,7 +80,7 @@ LAYERS: dict[str, int] = {
     "router.fake_upstream": 7,
 }
 # Subpackages whose every module shares the package's layer.
-_PACKAGE_LAYERS = ("router.formats.codec", "router.billing.state", "router.fake_upstream")
+_PACKAGE_LAYERS = ("router.formats", "router.billing.state", "router.fake_upstream")
 
 # The shipped fake provider stands beside the router, not on top of it: besides its own modules
 # it may use only layer 0-1 helpers (sse, translate writers, config's Format).

@@ -5,13 +5,13 @@ stream cut short, estimated from what it delivered."""
 
 from __future__ import annotations
 
-from router.billing.accounting import Usage, cost_usd, usage_fields
+from router.billing.accounting import cost_usd, usage_fields
 from router.billing.ledger import Ledger
 from router.billing.limits import Grant, Limits
 from router.clock import Clock
 from router.config import Price
 from router.ops.metrics import Metrics
-from router.types import AccessRecord, FullAnswer, StreamAnswer
+from router.types import AccessRecord, Usage
 
 
 class Metering:
@@ -35,19 +35,21 @@ class Metering:
         """A config reload: new prices and plans bill the next request that settles."""
         self._limits, self._prices, self._plan_of = limits, prices, plan_of
 
-    async def whole(self, grant: Grant, answer: FullAnswer, record: AccessRecord) -> float | None:
-        """Settle a non-stream answer; returns the USD left after it."""
-        return await self._settle(grant, answer.model, answer.usage, answer.status, record)
+    async def whole(
+        self, grant: Grant, model: str, usage: Usage | None, status: int, record: AccessRecord
+    ) -> float | None:
+        """Settle a non-stream answer of `model` that used `usage`; returns the USD left after it."""
+        return await self._settle(grant, model, usage, status, record)
 
     async def nothing(self, grant: Grant, status: int, record: AccessRecord) -> float | None:
         """Release the reservation of a request that got no answer (an error)."""
         return await self._settle(grant, record.model, None, status, record)
 
-    async def stream_end(self, grant: Grant, answer: StreamAnswer, record: AccessRecord) -> float | None:
-        """Settle a stream once it has ended, however it ended, with the usage it reported or
-        the estimate of what it delivered. The caller closes `answer.body` first (that frees
-        the route) and shields both from cancellation."""
-        return await self._settle(grant, answer.model, answer.meter.usage(), 200, record)
+    async def stream_end(self, grant: Grant, model: str, usage: Usage, record: AccessRecord) -> float | None:
+        """Settle a stream of `model` once it has ended, however it ended, with the usage it
+        reported or the estimate of what it delivered. The caller closes the stream first (that
+        frees the route) and shields both from cancellation."""
+        return await self._settle(grant, model, usage, 200, record)
 
     async def _settle(
         self, grant: Grant, model: str | None, usage: Usage | None, status: int, record: AccessRecord

@@ -50,7 +50,6 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from router.billing.accounting import Usage
 from router.config import Config
 from router.errors import (
     UpstreamConnectError,
@@ -63,6 +62,7 @@ from router.errors import (
 from router.ops.admin_auth import CHALLENGE, BearerGuard
 from router.ops.metrics_live import LIVE_PUBLISH_INTERVAL_S, LiveFiles, Rows, aggregate, pool_rows
 from router.routing.pool import Pool
+from router.types import Usage
 
 log = structlog.get_logger("router.ops.metrics")
 

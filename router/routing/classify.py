@@ -1,8 +1,7 @@
-"""What an upstream's answer means for routing, decided in one place.
-
-Two tables: `event_kind` says where a stream event stands (opening, content, final, error), and
-`classify` turns one failed attempt (a status, or a transport error) into a `Verdict`: try the next
-route or not, count a breaker failure or not, cool the route down or not.
+"""What a failed attempt means for routing, decided in one place: `classify` turns one failure
+(a status, or a transport error) into a `Verdict`: try the next route or not, count a breaker
+failure or not, cool the route down or not. (Where a stream event stands is its format's
+business: `WireFormat.event_kind`.)
 """
 
 from __future__ import annotations
@@ -11,9 +10,7 @@ import email.utils
 import enum
 import time
 from dataclasses import dataclass
-from typing import Any
 
-from router.config import Format
 from router.errors import (
     UpstreamConnectError,
     UpstreamError,
@@ -21,88 +18,6 @@ from router.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
-
-
-class EventKind(enum.Enum):
-    PRELUDE = "prelude"  # opening events held back until content arrives (role chunk, message_start, ping, created)
-    CONTENT = "content"  # the answer has begun: from here on the stream is committed to this route
-    FINAL = "final"  # the answer is complete (finish_reason, message_stop, response.completed)
-    TRAILER = "trailer"  # after content but not content: chat's usage chunk, message_delta, output_*.done
-    ERROR = "error"  # the upstream reports a failure inside the stream
-    DONE = "done"  # chat's `data: [DONE]` terminator
-
-
-_ANTHROPIC_KINDS = {
-    "message_start": EventKind.PRELUDE,
-    "ping": EventKind.PRELUDE,
-    "message_delta": EventKind.TRAILER,
-    "message_stop": EventKind.FINAL,
-    "error": EventKind.ERROR,
-}
-_RESPONSES_KINDS = {
-    "response.created": EventKind.PRELUDE,
-    "response.in_progress": EventKind.PRELUDE,
-    "response.queued": EventKind.PRELUDE,
-    "response.completed": EventKind.FINAL,
-    "response.incomplete": EventKind.FINAL,
-    "response.failed": EventKind.ERROR,
-    "error": EventKind.ERROR,
-}
-_CHAT_CONTENT_KEYS = ("content", "tool_calls", "reasoning_content", "reasoning", "refusal", "function_call")
-
-
-def event_kind(fmt: Format, obj: Any) -> EventKind:
-    """Where a parsed stream event (its JSON `data`) stands in the stream of `fmt`."""
-    if fmt == "openai-chat":
-        if not isinstance(obj, dict):
-            return EventKind.TRAILER
-        if obj.get("error"):
-            return EventKind.ERROR
-        choices = obj.get("choices") or ()
-        if not choices:
-            # The usage chunk comes after the content; an empty chunk before it (Azure's
-            # prompt_filter_results) is an opening event, held like the role chunk.
-            return EventKind.TRAILER if obj.get("usage") else EventKind.PRELUDE
-        kind = EventKind.PRELUDE
-        for choice in choices:
-            if not isinstance(choice, dict):
-                continue
-            if choice.get("finish_reason"):
-                return EventKind.FINAL
-            delta = choice.get("delta")
-            if isinstance(delta, dict) and any(delta.get(k) for k in _CHAT_CONTENT_KEYS):
-                kind = EventKind.CONTENT
-        return kind
-    etype = obj.get("type") if isinstance(obj, dict) else None
-    if not isinstance(etype, str):
-        return EventKind.TRAILER
-    if fmt == "anthropic-messages":
-        if etype == "content_block_start" and _empty_shell(obj.get("content_block")):
-            return EventKind.PRELUDE
-        return _ANTHROPIC_KINDS.get(etype, EventKind.CONTENT)
-    if etype.endswith(".done"):
-        return EventKind.TRAILER
-    if etype == "response.output_item.added" and _empty_shell(obj.get("item")):
-        return EventKind.PRELUDE
-    if etype == "response.content_part.added" and _empty_shell(obj.get("part")):
-        return EventKind.PRELUDE
-    return _RESPONSES_KINDS.get(etype, EventKind.CONTENT)
-
-
-def _empty_shell(block: Any) -> bool:
-    """An opening block with nothing in it yet (an empty text, thinking or message shell): held
-    back like the opening events, so a stream that dies right after it can still fail over.
-    A tool-call shell is content: it names the tool."""
-    if not isinstance(block, dict):
-        return False
-    kind = block.get("type")
-    if kind in ("text", "output_text"):
-        return not block.get("text")
-    if kind == "thinking":
-        return not block.get("thinking")
-    if kind == "message":
-        return not block.get("content")
-    return False
 
 
 class Action(enum.Enum):

@@ -14,9 +14,8 @@ from typing import Any
 import anyio
 import orjson
 
-from router.billing.accounting import StreamMeter, estimate_input_tokens, usage_from_answer
 from router.clock import Clock
-from router.config import Format, RoutingConfig
+from router.config import RoutingConfig
 from router.errors import (
     NoRouteAvailable,
     UnknownModel,
@@ -25,17 +24,20 @@ from router.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
-from router.formats.codec import codecs, ir
-from router.formats.codec.messages import strip_unsigned_thinking
+from router.formats import FORMAT_HEADER_PREFIXES, ClientRequest, WireFormat
+from router.formats.base import estimate_input_tokens
+from router.formats.codec import ir
+from router.formats.translate import StreamTranslator, translate_answer, translate_error, write_request
 from router.ops.metrics import Metrics, outcome_of
 from router.ops.status import StatusBoard
 from router.routing.breaker import AttemptResult, BreakerState
 from router.routing.choose import Candidate, choose
 from router.routing.classify import Action, Verdict, classify
+from router.routing.outcome import FullAnswer, StreamAnswer
 from router.routing.pool import Lease, Pool, RouteState
 from router.routing.table import Route
 from router.server.drain import Drain
-from router.types import AccessRecord, ClientRequest, FullAnswer, StreamAnswer
+from router.types import AccessRecord
 from router.upstream.provider import ProviderClient, UpstreamResponse
 from router.upstream.relay import StreamRelay
 
@@ -152,7 +154,7 @@ class Forwarder:
         if self._board is not None:
             self._board.note_served(state.route.key)
 
-    def _choose(self, states: list[RouteState], fmt: Format) -> RouteState:
+    def _choose(self, states: list[RouteState], fmt: WireFormat) -> RouteState:
         if len(states) == 1:
             return states[0]  # what choose() answers for one candidate, without building it
         # A breaker ready for its half-open trial counts as unmeasured: the trial is its
@@ -163,7 +165,7 @@ class Forwarder:
                 ewma_s=s.ewma.value() if s.breaker.state is BreakerState.CLOSED else None,
                 inflight=s.inflight,
                 weight=s.route.weight,
-                native=s.route.upstream_format(fmt) == fmt,
+                native=s.route.upstream_format(fmt) is fmt,
             )
             for s in states
         ]
@@ -201,8 +203,8 @@ class Forwarder:
         assert fmt is not None, "select() offers only routes that can serve the client's format"
         body, hide_usage = bodies.for_route(route, fmt)
         translator = None
-        if fmt != req.fmt and req.stream:
-            translator = codecs.StreamTranslator(fmt, req.fmt, req.model, bodies.client_wants_usage)
+        if fmt is not req.fmt and req.stream:
+            translator = StreamTranslator(fmt, req.fmt, req.model, req.fmt.wants_usage(req.body))
         payload = orjson.dumps(body)
         headers = client.request_headers(bodies.headers(fmt), fmt, req.request_id)
         t = provider.timeouts
@@ -224,7 +226,7 @@ class Forwarder:
                     lease.finish(AttemptResult.SUCCESS)
                     record.provider, record.ttfb_ms = provider.name, (self._clock.monotonic() - start) * 1000
                     return answer
-                meter = StreamMeter(fmt, estimate_input_tokens(len(payload)))
+                stream_state = fmt.stream_state(estimate_input_tokens(len(payload)))
                 relay = StreamRelay(
                     resp,
                     fmt,
@@ -232,7 +234,7 @@ class Forwarder:
                     attempt_deadline,
                     self._clock,
                     provider.name,
-                    meter,
+                    stream_state,
                     hide_usage,
                     translator,
                     self._drain,
@@ -253,10 +255,10 @@ class Forwarder:
             lease.finish(result)
             record.stream_end = reason
 
-        return StreamAnswer(provider=provider.name, model=model, body=relay.body(finish), meter=meter)
+        return StreamAnswer(provider=provider.name, model=model, body=relay.body(finish), state=stream_state)
 
     async def _whole(
-        self, resp: UpstreamResponse, fmt: Format, req: ClientRequest, provider: str, model: str
+        self, resp: UpstreamResponse, fmt: WireFormat, req: ClientRequest, provider: str, model: str
     ) -> FullAnswer:
         body = await resp.read_all()
         try:
@@ -264,10 +266,10 @@ class Forwarder:
         except orjson.JSONDecodeError:
             raise UpstreamProtocolError(f"{provider} answered 200 with a body that is not JSON") from None
         ctype = resp.header("content-type") or "application/json"
-        if fmt != req.fmt:
+        if fmt is not req.fmt:
             if not isinstance(parsed, dict):
                 raise UpstreamProtocolError(f"{provider} answered 200 with JSON that is not an object")
-            body = orjson.dumps(codecs.translate_answer(fmt, req.fmt, parsed, req.model))
+            body = orjson.dumps(translate_answer(fmt, req.fmt, parsed, req.model))
             ctype = "application/json"
         return FullAnswer(
             status=resp.status,
@@ -275,7 +277,7 @@ class Forwarder:
             content_type=ctype,
             provider=provider,
             model=model,
-            usage=usage_from_answer(fmt, parsed),
+            usage=fmt.read_usage(parsed),
         )
 
     @staticmethod
@@ -285,15 +287,15 @@ class Forwarder:
         return f"no provider could serve model '{model}'; tried: " + ", ".join(record.attempts)
 
 
-def _as_is(exc: UpstreamStatusError, state: RouteState, model: str, client: Format) -> FullAnswer:
+def _as_is(exc: UpstreamStatusError, state: RouteState, model: str, client: WireFormat) -> FullAnswer:
     """An upstream client error (4xx), returned with its own status and body (in the client's
     envelope when the upstream spoke another format)."""
     keep = {k: v for k, v in exc.headers.items() if k in ("retry-after", "request-id")}
     fmt = state.route.upstream_format(client)
-    translated = fmt is not None and fmt != client
+    translated = fmt is not None and fmt is not client
     return FullAnswer(
         status=exc.upstream_status,
-        body=codecs.translate_error(fmt, client, exc.upstream_status, exc.body) if translated and fmt else exc.body,
+        body=translate_error(fmt, client, exc.upstream_status, exc.body) if translated and fmt else exc.body,
         content_type="application/json" if translated else exc.headers.get("content-type", "application/json"),
         provider=state.route.provider.name,
         model=model,
@@ -301,42 +303,28 @@ def _as_is(exc: UpstreamStatusError, state: RouteState, model: str, client: Form
     )
 
 
-# Client headers that belong to one wire format; not sent to a provider of another.
-_FORMAT_HEADER_PREFIXES = ("anthropic-", "openai-")
-
-
 class _Bodies:
-    """The upstream body for each route of one request: the client's own with `model` rewritten,
+    """The upstream body for each route of one request: the client's own, prepared by its format,
     or a translation; the client's body is read into the IR at most once per request."""
 
-    __slots__ = ("_ir", "_req", "client_wants_usage")
+    __slots__ = ("_ir", "_req")
 
     def __init__(self, req: ClientRequest) -> None:
         self._req = req
         self._ir: ir.Request | None = None
-        options = req.body.get("stream_options") if req.fmt == "openai-chat" else None
-        self.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
 
-    def for_route(self, route: Route, fmt: Format) -> tuple[dict[str, Any], bool]:
-        """(body, hide_usage): hide_usage when the router asked a chat upstream for the usage chunk."""
+    def for_route(self, route: Route, fmt: WireFormat) -> tuple[dict[str, Any], bool]:
+        """(body, hide_usage): hide_usage when the router asked for a usage report the client did not."""
         req = self._req
-        if fmt != req.fmt:
+        if fmt is not req.fmt:
             if self._ir is None:
-                self._ir = codecs.read_request(req.fmt, req.body)
-            return codecs.write_request(fmt, self._ir, route.upstream_model, route.options), False
-        body = dict(req.body)
-        body["model"] = route.upstream_model
-        codecs.drop_params(fmt, body, route.options.drop_params)
-        if fmt == "anthropic-messages":
-            body = strip_unsigned_thinking(body)
-        if req.stream and fmt == "openai-chat" and not self.client_wants_usage:
-            # Ask for the usage chunk to bill the stream; hide it from a client that did not.
-            options = body.get("stream_options")
-            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-            return body, True
-        return body, False
+                self._ir = req.fmt.read_request(req.body)
+            return write_request(fmt, self._ir, route.upstream_model, route.options), False
+        prepared = fmt.prepare(req.body, route.upstream_model, route.options.drop_params, req.stream)
+        return prepared.body, prepared.hide_usage
 
-    def headers(self, fmt: Format) -> Mapping[str, str]:
-        if fmt == self._req.fmt:
+    def headers(self, fmt: WireFormat) -> Mapping[str, str]:
+        """The client's headers; those of another format's API family are not sent to this one."""
+        if fmt is self._req.fmt:
             return self._req.headers
-        return {k: v for k, v in self._req.headers.items() if not k.startswith(_FORMAT_HEADER_PREFIXES)}
+        return {k: v for k, v in self._req.headers.items() if not k.startswith(FORMAT_HEADER_PREFIXES)}

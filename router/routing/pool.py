@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from router.clock import Clock
-from router.config import Format
+from router.formats import WireFormat
 from router.routing.breaker import AttemptResult, Breaker, BreakerState, Ticket
 from router.routing.cooldown import Cooldown
 from router.routing.ewma import PeakEwma
@@ -132,7 +132,7 @@ class Pool:
         self._build(table, self.providers, self.routes)
         return [name for name in self.providers if name not in before]
 
-    def select(self, model: ModelRoutes, fmt: Format, exclude: set[str], max_wait_s: float) -> Selection:
+    def select(self, model: ModelRoutes, fmt: WireFormat, exclude: set[str], max_wait_s: float) -> Selection:
         """The ready routes of the best tier that has any. Cases, tier by tier:
         1. some routes are available: those;
         2. none, but one is only cooling down for at most `max_wait_s`: wait for it, rather than

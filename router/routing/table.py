@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from router.config import Config, Format, ModelConfig, ProviderConfig
-from router.formats.codec import upstream_format
+from router.config import Config, ModelConfig, ProviderConfig
+from router.formats import WireFormat, upstream_format
 from router.formats.codec.ir import RequestOptions
 
 
@@ -24,7 +24,7 @@ class Route:
     def key(self) -> str:
         return f"{self.provider.name}/{self.upstream_model}"
 
-    def upstream_format(self, client: Format) -> Format | None:
+    def upstream_format(self, client: WireFormat) -> WireFormat | None:
         """The format this route is sent in for a `client` request; None if it cannot serve it."""
         return upstream_format(client, self.provider.formats)
 

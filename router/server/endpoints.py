@@ -18,10 +18,12 @@ from router.billing.accounting import reserve_usd
 from router.billing.auth import Authenticator, Principal
 from router.billing.limits import Grant, Limits
 from router.billing.metering import Metering
-from router.config import AccountingConfig, Format
+from router.config import AccountingConfig
 from router.errors import InternalError, RouterError, UnknownModel
+from router.formats import ALL, CHAT, WireFormat
 from router.ops.metrics import Metrics
 from router.routing.failover import Forwarder
+from router.routing.outcome import FullAnswer
 from router.routing.pool import Pool
 from router.server.parse import parse_request
 from router.server.responses import (
@@ -35,7 +37,7 @@ from router.server.responses import (
     send_sse,
     send_whole,
 )
-from router.types import AccessRecord, FullAnswer
+from router.types import AccessRecord
 
 log = structlog.get_logger("router.server.endpoints")
 
@@ -49,9 +51,9 @@ class ApiEndpoint:
 
     __slots__ = ("_endpoints", "fmt")
 
-    def __init__(self, endpoints: Endpoints, fmt: Format) -> None:
+    def __init__(self, endpoints: Endpoints, fmt: WireFormat) -> None:
         self._endpoints = endpoints
-        self.fmt: Format = fmt
+        self.fmt = fmt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._endpoints.proxy(scope, receive, send, self.fmt)
@@ -81,9 +83,8 @@ class Endpoints:
         self._ready = ready
         self._max_body = max_body_bytes
         self._created = created
-        self.chat_completions = ApiEndpoint(self, "openai-chat")
-        self.messages = ApiEndpoint(self, "anthropic-messages")
-        self.responses = ApiEndpoint(self, "openai-responses")
+        # API path -> its endpoint, one per wire format
+        self.api: dict[str, ApiEndpoint] = {f.path: ApiEndpoint(self, f) for f in ALL}
 
     def reconfigure(
         self, auth: Authenticator, limits: Limits, accounting: AccountingConfig, max_body_bytes: int
@@ -96,7 +97,7 @@ class Endpoints:
         record.key_id = principal.key_id
         return principal
 
-    async def proxy(self, scope: Scope, receive: Receive, send: Send, fmt: Format) -> None:
+    async def proxy(self, scope: Scope, receive: Receive, send: Send, fmt: WireFormat) -> None:
         record: AccessRecord = scope["state"]["access"]
         # From the raw list, once: a Headers object would rescan the list once per key.
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -112,11 +113,8 @@ class Endpoints:
                 raise UnknownModel(f"model '{req.model}' is not served by this router")
             self._limits.check_model(principal, req.model)
             price = routes.model.price
-            cost = (
-                reserve_usd(fmt, req.body, len(raw), price, self._accounting.default_max_output_tokens)
-                if price
-                else 0.0
-            )
+            cap = fmt.max_output_tokens(req.body, self._accounting.default_max_output_tokens)
+            cost = reserve_usd(cap, len(raw), price) if price else 0.0
             grant = await self._limits.admit(principal, req.request_id, cost)
             answer = await self._forwarder.forward(req, record)
         except RouterError as exc:
@@ -137,7 +135,7 @@ class Endpoints:
             (b"x-router-attempts", b"%d" % (len(record.attempts) + 1)),
         ]
         if isinstance(answer, FullAnswer):
-            remaining = await self._metering.whole(grant, answer, record)
+            remaining = await self._metering.whole(grant, answer.model, answer.usage, answer.status, record)
             out += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
             raw_limit_headers(remaining, grant.window_end, out)
             await send_whole(send, answer.status, out, answer.body, answer.content_type.encode("latin-1"))
@@ -148,14 +146,14 @@ class Endpoints:
         stream = answer
 
         async def settle() -> object:
-            return await self._metering.stream_end(grant, stream, record)
+            return await self._metering.stream_end(grant, stream.model, stream.state.usage(), record)
 
         await send_sse(send, receive, out, answer.body, settle)
 
     async def _error(
         self,
         send: Send,
-        fmt: Format,
+        fmt: WireFormat,
         exc: RouterError,
         principal: Principal | None,
         grant: Grant | None,
@@ -179,7 +177,7 @@ class Endpoints:
         try:
             principal = self._principal(headers, record)
         except RouterError as exc:
-            return error_response("openai-chat", exc)
+            return error_response(CHAT, exc)
         data = [
             {"id": m.name, "object": "model", "created": self._created, "owned_by": m.owned_by}
             for m in self._pool.table.models()

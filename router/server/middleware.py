@@ -9,8 +9,7 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from router.config import Format
-from router.formats.envelopes import error_body
+from router.formats import for_path
 from router.ops.metrics import Metrics
 from router.types import AccessRecord
 
@@ -63,8 +62,7 @@ class AccessMiddleware:
             log.exception("unhandled_error")
             if record.status:
                 raise  # the response has started; only the server can end it now
-            fmt: Format = "anthropic-messages" if scope["path"].startswith("/v1/messages") else "openai-chat"
-            body = error_body(fmt, 500, "internal error; see the router log", "internal_error")
+            body = for_path(scope["path"]).error_body(500, "internal error; see the router log", "internal_error")
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             await send_with_id({"type": "http.response.start", "status": 500, "headers": headers})
             await send_with_id({"type": "http.response.body", "body": body})

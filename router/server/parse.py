@@ -7,34 +7,11 @@ from typing import Any
 
 import orjson
 
-from router.config import Format
 from router.errors import BadRequest
-from router.types import ClientRequest
-
-# (field, accepted types, type name for the message, required) per format.
-_FIELDS: dict[Format, tuple[tuple[str, tuple[type, ...], str, bool], ...]] = {
-    "openai-chat": (
-        ("messages", (list,), "an array", True),
-        ("max_tokens", (int,), "an integer", False),
-        ("max_completion_tokens", (int,), "an integer", False),
-        ("tools", (list,), "an array", False),
-    ),
-    "anthropic-messages": (
-        ("messages", (list,), "an array", True),
-        ("max_tokens", (int,), "an integer", False),
-        ("system", (str, list), "a string or an array", False),
-        ("tools", (list,), "an array", False),
-    ),
-    "openai-responses": (
-        ("input", (str, list), "a string or an array", False),
-        ("instructions", (str,), "a string", False),
-        ("max_output_tokens", (int,), "an integer", False),
-        ("tools", (list,), "an array", False),
-    ),
-}
+from router.formats import ClientRequest, WireFormat
 
 
-def parse_request(fmt: Format, raw: bytes, headers: dict[str, str], request_id: str) -> ClientRequest:
+def parse_request(fmt: WireFormat, raw: bytes, headers: dict[str, str], request_id: str) -> ClientRequest:
     if not raw.strip():
         raise BadRequest("the request body is empty; expected a JSON object")
     try:
@@ -55,7 +32,7 @@ def parse_request(fmt: Format, raw: bytes, headers: dict[str, str], request_id: 
         stream = False
     if not isinstance(stream, bool):
         raise BadRequest(f"'stream' must be a boolean, not {_kind(stream)}", param="stream")
-    for name, types, tname, required in _FIELDS[fmt]:
+    for name, types, tname, required in fmt.body_fields:
         value = body.get(name)
         if value is None:
             if required:

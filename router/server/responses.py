@@ -13,9 +13,8 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Message, Receive, Send
 
-from router.config import Format
 from router.errors import BadRequest, BodyTooLarge, BudgetExceeded, NoRouteAvailable, RateLimited, RouterError
-from router.formats.envelopes import error_body
+from router.formats import WireFormat
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -48,7 +47,7 @@ def raw_limit_headers(remaining_usd: float | None, reset_at: float | None, out: 
     return out
 
 
-def _error_parts(fmt: Format, exc: RouterError, headers: dict[str, str] | None) -> tuple[bytes, dict[str, str]]:
+def _error_parts(fmt: WireFormat, exc: RouterError, headers: dict[str, str] | None) -> tuple[bytes, dict[str, str]]:
     out = dict(headers or {})
     retry_after = None
     if isinstance(exc, (NoRouteAvailable, BudgetExceeded, RateLimited)):
@@ -56,15 +55,15 @@ def _error_parts(fmt: Format, exc: RouterError, headers: dict[str, str] | None) 
     if retry_after is not None:
         out["retry-after"] = str(max(1, math.ceil(retry_after)))
     param = exc.param if isinstance(exc, BadRequest) else None
-    return error_body(fmt, exc.status, exc.message, exc.code, param), out
+    return fmt.error_body(exc.status, exc.message, exc.code, param), out
 
 
-def error_response(fmt: Format, exc: RouterError, headers: dict[str, str] | None = None) -> Response:
+def error_response(fmt: WireFormat, exc: RouterError, headers: dict[str, str] | None = None) -> Response:
     body, out = _error_parts(fmt, exc, headers)
     return Response(body, status_code=exc.status, media_type="application/json", headers=out)
 
 
-async def send_error(send: Send, fmt: Format, exc: RouterError, headers: dict[str, str] | None = None) -> None:
+async def send_error(send: Send, fmt: WireFormat, exc: RouterError, headers: dict[str, str] | None = None) -> None:
     """`error_response`, sent as raw messages (same headers, same order)."""
     body, out = _error_parts(fmt, exc, headers)
     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out.items()]

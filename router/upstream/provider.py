@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from router.config import Format, ProviderConfig
+from router.config import ProviderConfig
 from router.errors import UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
+from router.formats import WireFormat, wire
 from router.upstream import client as http1
 
 # RFC 9110 7.6.1 hop-by-hop headers, plus what the router replaces (credentials, framing,
@@ -39,13 +40,6 @@ _DROP_REQUEST_HEADERS = frozenset(
         "x-request-id",
     }
 )
-
-# Which upstream path serves each format; the provider's base_url is prefixed.
-PATHS: dict[Format, str] = {
-    "openai-chat": "/v1/chat/completions",
-    "anthropic-messages": "/v1/messages",
-    "openai-responses": "/v1/responses",
-}
 
 
 class UpstreamResponse:
@@ -100,7 +94,7 @@ class ProviderClient:
             await self._pool.aclose()
             self._pool = None
 
-    def request_headers(self, client_headers: Mapping[str, str], fmt: Format, request_id: str) -> dict[str, str]:
+    def request_headers(self, client_headers: Mapping[str, str], fmt: WireFormat, request_id: str) -> dict[str, str]:
         """Client headers minus hop-by-hop and credentials, plus the provider's own."""
         cfg = self.config
         out = {k: v for k, v in client_headers.items() if k not in _DROP_REQUEST_HEADERS}
@@ -109,20 +103,15 @@ class ProviderClient:
         out.update(cfg.headers)
         out["content-type"] = "application/json"
         out["x-request-id"] = request_id
-        if fmt == "anthropic-messages":
-            out.setdefault("anthropic-version", cfg.anthropic_version)
-            if cfg.api_key:
-                out["x-api-key"] = cfg.api_key
-        elif cfg.api_key:
-            out["authorization"] = f"Bearer {cfg.api_key}"
+        fmt.auth_headers(cfg.api_key, out, anthropic_version=cfg.anthropic_version)
         return out
 
-    async def send(self, fmt: Format, body: bytes, headers: dict[str, str]) -> UpstreamResponse:
+    async def send(self, fmt: WireFormat, body: bytes, headers: dict[str, str]) -> UpstreamResponse:
         """POST to the format's path; returns once the status line and headers have arrived."""
         if self._pool is None:
             raise UpstreamConnectError(f"provider {self.config.name} is not started")
         try:
-            resp = await http1.post(self._pool, PATHS[fmt], headers, body)
+            resp = await http1.post(self._pool, fmt.path, headers, body)
         except (http1.TransportError, OSError) as exc:
             raise _map(exc, "connecting") from None
         return UpstreamResponse(resp)
@@ -144,10 +133,5 @@ def _map(exc: BaseException, during: str) -> UpstreamError:
 def probe_headers(cfg: ProviderConfig) -> dict[str, str]:
     """Credentials for a health probe, in the style of the provider's first format."""
     out = dict(cfg.headers)
-    if cfg.formats[0] == "anthropic-messages":
-        out["anthropic-version"] = cfg.anthropic_version
-        if cfg.api_key:
-            out["x-api-key"] = cfg.api_key
-    elif cfg.api_key:
-        out["authorization"] = f"Bearer {cfg.api_key}"
+    wire(cfg.formats[0]).auth_headers(cfg.api_key, out, anthropic_version=cfg.anthropic_version)
     return out

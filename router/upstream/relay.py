@@ -19,32 +19,19 @@ import anyio
 import orjson
 import structlog
 
-from router.billing.accounting import StreamMeter, is_usage_only_chunk
 from router.clock import Clock
-from router.config import Format, Timeouts
+from router.config import Timeouts
 from router.errors import UpstreamError, UpstreamProtocolError
-from router.formats.codec.codecs import StreamTranslator
-from router.formats.envelopes import stream_error
+from router.formats.base import TERMINATOR, EventKind, StreamState, WireFormat
 from router.formats.sse import SSEError, SSEEvent, SSEParser
+from router.formats.translate import StreamTranslator
 from router.routing.breaker import AttemptResult
-from router.routing.classify import EventKind, event_kind
 from router.server.drain import Drain
 from router.upstream.provider import UpstreamResponse
 
 log = structlog.get_logger("router.upstream.relay")
 
-_DONE = b"data: [DONE]\n\n"
-# Which formats end with a single final event after which nothing else matters.
-_ENDS_AT_FINAL = frozenset({"anthropic-messages", "openai-responses"})
-
 Finish = Callable[[AttemptResult, str], None]
-
-
-class _DoneMark:
-    """Chat's [DONE] terminator, as a parsed event."""
-
-
-_DONE_MARK = _DoneMark()
 
 
 class StreamRelay:
@@ -53,12 +40,12 @@ class StreamRelay:
     def __init__(
         self,
         resp: UpstreamResponse,
-        fmt: Format,
+        fmt: WireFormat,
         timeouts: Timeouts,
         deadline: float,
         clock: Clock,
         provider: str,
-        meter: StreamMeter,
+        state: StreamState,
         hide_usage: bool = False,
         translator: StreamTranslator | None = None,
         drain: Drain | None = None,
@@ -72,7 +59,7 @@ class StreamRelay:
         self._deadline = deadline  # monotonic: the earlier of the attempt's total_s and the request's
         self._clock = clock
         self._provider = provider
-        self._meter = meter
+        self._state = state
         self._hide_usage = hide_usage  # chat: the usage chunk the router asked for, not the client
         self._translator = translator  # None: the client speaks the upstream's format
         self._parser = SSEParser()
@@ -81,9 +68,7 @@ class StreamRelay:
         self._complete = False  # the final event has been relayed
         self._done_sent = False
         self._error_relayed = False
-        self._failed_sent = False  # responses: response.failed relayed
-        self._response_id: str | None = None
-        self._seq = 0
+        self._error_final = False  # an error event that ends the stream by itself was relayed
 
     async def prime(self) -> None:
         """Read until the first content event. Raises UpstreamProtocolError if the stream
@@ -103,7 +88,7 @@ class StreamRelay:
                 kind = self._kind(obj)
                 if kind is EventKind.ERROR:
                     raise UpstreamProtocolError("upstream stream sent an error before its first content event", ev.raw)
-                self._note(obj)
+                self._state.feed(obj)
                 if kind is EventKind.DONE:
                     raise UpstreamProtocolError("upstream stream ended before its first content event")
                 self._held.append(self._out(obj, ev.raw))
@@ -159,8 +144,8 @@ class StreamRelay:
                 result, reason = AttemptResult.SUCCESS, "ok"
                 if self._translator is not None:
                     yield self._translator.finish()  # b"" when the upstream's own end was translated
-                elif self._fmt == "openai-chat" and not self._done_sent:
-                    yield _DONE
+                elif self._fmt.terminator and not self._done_sent:
+                    yield self._fmt.terminator
         finally:
             if self._drain is not None:
                 self._drain.unregister(self)
@@ -208,17 +193,17 @@ class StreamRelay:
             if obj is None:
                 continue
             kind = self._kind(obj)
-            self._note(obj)
+            self._state.feed(obj)
             if kind is EventKind.DONE:
                 if self._done_sent:
                     continue
                 self._done_sent = True
             elif kind is EventKind.ERROR:
                 self._error_relayed = True
-                if isinstance(obj, dict) and obj.get("type") == "response.failed":
-                    self._failed_sent = True
+                if self._fmt.error_is_final(obj):
+                    self._error_final = True
             self._after(kind)
-            if self._hide_usage and kind is EventKind.TRAILER and is_usage_only_chunk(obj):
+            if self._hide_usage and kind is EventKind.TRAILER and self._fmt.is_usage_only(obj):
                 continue
             data = self._out(obj, ev.raw)
             if data:
@@ -229,20 +214,20 @@ class StreamRelay:
         """What the client gets for one upstream event."""
         if self._translator is None:
             return raw
-        return self._translator.feed("[DONE]" if obj is _DONE_MARK else obj)
+        return self._translator.feed(obj)
 
     def _more_expected(self) -> bool:
         if self._done_sent or self._error_ended():
             return False
-        return not (self._complete and self._fmt in _ENDS_AT_FINAL)
+        return not (self._complete and self._fmt.ends_at_final)
 
     def _error_ended(self) -> bool:
-        """The upstream's own error event(s) already ended the stream for the client: an error
-        line or event, and for Responses its closing `response.failed` too."""
-        return self._error_relayed and (self._fmt != "openai-responses" or self._failed_sent)
+        """The upstream's own error event(s) already ended the stream for the client (for
+        Responses, only its closing `response.failed` does)."""
+        return self._error_final
 
     def _kind(self, obj: Any) -> EventKind:
-        return EventKind.DONE if obj is _DONE_MARK else event_kind(self._fmt, obj)
+        return EventKind.DONE if obj is TERMINATOR else self._fmt.event_kind(obj)
 
     def _after(self, kind: EventKind) -> None:
         if kind is EventKind.FINAL:
@@ -255,36 +240,15 @@ class StreamRelay:
         """The event's JSON, or None for one that must not reach the client."""
         if ev.is_comment:
             return None
-        if self._fmt == "openai-chat" and ev.data == b"[DONE]":
-            return _DONE_MARK
+        if self._fmt.load_terminator(ev.data):
+            return TERMINATOR
         try:
             return orjson.loads(ev.data)
         except orjson.JSONDecodeError:
             log.warning("upstream_event_not_json", provider=self._provider, size=len(ev.data))
             return None
 
-    def _note(self, obj: Any) -> None:
-        """Count the event for the bill; remember what an error tail needs (Responses id, sequence)."""
-        self._meter.feed(obj)
-        if self._fmt != "openai-responses" or not isinstance(obj, dict):
-            return
-        seq = obj.get("sequence_number")
-        if isinstance(seq, int):
-            self._seq = seq
-        if self._response_id is None:
-            resp = obj.get("response")
-            if isinstance(resp, dict) and isinstance(resp.get("id"), str):
-                self._response_id = resp["id"]
-
     def _error_tail(self, message: str, after_error: bool = False) -> bytes:
         if self._translator is not None:
             return self._translator.error(message)  # b"" when an upstream error was translated
-        if after_error and self._fmt != "openai-responses":
-            return b""
-        return stream_error(
-            self._fmt,
-            message,
-            response_id=self._response_id,
-            sequence_number=self._seq + 1,
-            send_error_event=not after_error,
-        )
+        return self._state.error_tail(message, after_error)

@@ -15,11 +15,13 @@ import router.upstream.relay
 from router.clock import ManualClock
 from router.config import parse_config
 from router.errors import NoRouteAvailable, UpstreamConnectError
+from router.formats import CHAT, ClientRequest
 from router.formats.sse import SSEParser
 from router.routing.failover import Forwarder
+from router.routing.outcome import FullAnswer, StreamAnswer
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
-from router.types import AccessRecord, ClientRequest, FullAnswer, StreamAnswer
+from router.types import AccessRecord
 
 HANG = object()
 
@@ -105,7 +107,7 @@ class Setup:
 
     async def forward(self, stream: bool = False) -> FullAnswer | StreamAnswer:
         body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
-        req = ClientRequest(fmt="openai-chat", model="m", stream=stream, body=body, headers={}, request_id="rid")
+        req = ClientRequest(fmt=CHAT, model="m", stream=stream, body=body, headers={}, request_id="rid")
         with anyio.fail_after(2):
             return await self.forwarder.forward(req, self.record)
 

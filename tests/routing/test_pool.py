@@ -10,6 +10,7 @@ from structlog.testing import capture_logs
 
 from router.clock import ManualClock
 from router.config import Config, parse_config
+from router.formats import CHAT, MESSAGES
 from router.routing.breaker import AttemptResult
 from router.routing.pool import Lease, Pool, RouteState
 from router.routing.table import ModelRoutes, RoutingTable
@@ -72,7 +73,7 @@ def _open(pool: Pool, key: str) -> None:
 def test_best_tier_first() -> None:
     """All healthy: the priority-0 routes, never the lower tier."""
     pool, _, model = _pool()
-    sel = pool.select(model, "openai-chat", set(), max_wait_s=3.0)
+    sel = pool.select(model, CHAT, set(), max_wait_s=3.0)
     assert _keys(sel.routes) == ["a/a-m", "b/b-m"] and sel.wait_s is None
 
 
@@ -80,10 +81,10 @@ def test_unavailable_routes_drop_out_of_their_tier() -> None:
     """An unhealthy provider or an open breaker leaves only the tier's other routes."""
     pool, _, model = _pool()
     pool.providers["a"].health.record(False)
-    assert _keys(pool.select(model, "openai-chat", set(), 3.0).routes) == ["b/b-m"]
+    assert _keys(pool.select(model, CHAT, set(), 3.0).routes) == ["b/b-m"]
     pool.providers["a"].health.record(True)
     _open(pool, "b/b-m")
-    assert _keys(pool.select(model, "openai-chat", set(), 3.0).routes) == ["a/a-m"]
+    assert _keys(pool.select(model, CHAT, set(), 3.0).routes) == ["a/a-m"]
 
 
 def test_next_tier_when_the_best_is_down() -> None:
@@ -91,7 +92,7 @@ def test_next_tier_when_the_best_is_down() -> None:
     pool, _, model = _pool()
     pool.providers["a"].health.record(False)
     _open(pool, "b/b-m")
-    sel = pool.select(model, "openai-chat", set(), 3.0)
+    sel = pool.select(model, CHAT, set(), 3.0)
     assert _keys(sel.routes) == ["c/c-m"] and sel.wait_s is None
 
 
@@ -100,7 +101,7 @@ def test_short_cooldown_is_waited_out_in_its_tier() -> None:
     pool, _, model = _pool()
     pool.routes["a/a-m"].cooldown.start(2.0)
     pool.routes["b/b-m"].cooldown.start(1.5)
-    sel = pool.select(model, "openai-chat", set(), max_wait_s=3.0)
+    sel = pool.select(model, CHAT, set(), max_wait_s=3.0)
     assert sel.routes == [] and sel.wait_s == pytest.approx(1.5)
 
 
@@ -109,7 +110,7 @@ def test_long_cooldown_drops_to_the_next_tier() -> None:
     pool, _, model = _pool()
     pool.routes["a/a-m"].cooldown.start(10.0)
     pool.routes["b/b-m"].cooldown.start(10.0)
-    sel = pool.select(model, "openai-chat", set(), max_wait_s=3.0)
+    sel = pool.select(model, CHAT, set(), max_wait_s=3.0)
     assert _keys(sel.routes) == ["c/c-m"] and sel.wait_s is None
 
 
@@ -119,7 +120,7 @@ def test_cooldown_with_a_down_provider_is_not_waited_for() -> None:
     pool.routes["a/a-m"].cooldown.start(1.0)
     pool.providers["a"].health.record(False)
     pool.routes["b/b-m"].cooldown.start(10.0)
-    sel = pool.select(model, "openai-chat", set(), max_wait_s=3.0)
+    sel = pool.select(model, CHAT, set(), max_wait_s=3.0)
     assert _keys(sel.routes) == ["c/c-m"]
 
 
@@ -127,17 +128,17 @@ def test_cooldown_ends_on_the_clock() -> None:
     """Once the clock passes the cooldown the route is ready again."""
     pool, clock, model = _pool()
     pool.routes["a/a-m"].cooldown.start(1.0)
-    assert _keys(pool.select(model, "openai-chat", set(), 3.0).routes) == ["b/b-m"]
+    assert _keys(pool.select(model, CHAT, set(), 3.0).routes) == ["b/b-m"]
     clock.advance(1.0)
-    assert _keys(pool.select(model, "openai-chat", set(), 3.0).routes) == ["a/a-m", "b/b-m"]
+    assert _keys(pool.select(model, CHAT, set(), 3.0).routes) == ["a/a-m", "b/b-m"]
 
 
 def test_exclude_removes_routes_and_can_empty_every_tier() -> None:
     """Excluded keys are never offered; excluding all leaves an empty selection with no wait."""
     pool, _, model = _pool()
-    assert _keys(pool.select(model, "openai-chat", {"a/a-m"}, 3.0).routes) == ["b/b-m"]
-    assert _keys(pool.select(model, "openai-chat", {"a/a-m", "b/b-m"}, 3.0).routes) == ["c/c-m"]
-    sel = pool.select(model, "openai-chat", {"a/a-m", "b/b-m", "c/c-m"}, 3.0)
+    assert _keys(pool.select(model, CHAT, {"a/a-m"}, 3.0).routes) == ["b/b-m"]
+    assert _keys(pool.select(model, CHAT, {"a/a-m", "b/b-m"}, 3.0).routes) == ["c/c-m"]
+    sel = pool.select(model, CHAT, {"a/a-m", "b/b-m", "c/c-m"}, 3.0)
     assert sel.routes == [] and sel.wait_s is None
 
 
@@ -145,16 +146,16 @@ def test_excluded_cooling_route_gives_no_wait() -> None:
     """An excluded route's cooldown is not a reason to wait in its tier."""
     pool, _, model = _pool()
     pool.routes["a/a-m"].cooldown.start(1.0)
-    sel = pool.select(model, "openai-chat", {"a/a-m", "b/b-m"}, 3.0)
+    sel = pool.select(model, CHAT, {"a/a-m", "b/b-m"}, 3.0)
     assert _keys(sel.routes) == ["c/c-m"]
 
 
 def test_routes_of_any_format_are_candidates_through_translation() -> None:
     """A provider that does not speak the client's format still serves it, translated."""
     pool, _, model = _pool(_config(formats={"a": ["anthropic-messages"]}))
-    assert _keys(pool.select(model, "openai-chat", set(), 3.0).routes) == ["a/a-m", "b/b-m"]
-    assert pool.routes["a/a-m"].route.upstream_format("openai-chat") == "anthropic-messages"
-    assert pool.routes["b/b-m"].route.upstream_format("openai-chat") == "openai-chat"
+    assert _keys(pool.select(model, CHAT, set(), 3.0).routes) == ["a/a-m", "b/b-m"]
+    assert pool.routes["a/a-m"].route.upstream_format(CHAT) is MESSAGES
+    assert pool.routes["b/b-m"].route.upstream_format(CHAT) is CHAT
 
 
 def test_lease_counts_inflight_and_finish_is_idempotent() -> None:
@@ -294,7 +295,7 @@ def test_reconfigure_keeps_live_state_of_routes_that_still_exist() -> None:
     assert added == ["c"]
     assert pool.routes["a/a-m"] is a and a.inflight == 1 and a.ewma.value() == pytest.approx(0.25)
     assert set(pool.routes) == {"a/a-m", "c/c-m"} and set(pool.providers) == {"a", "c"}
-    assert _keys(pool.select(old_model, "openai-chat", set(), 3.0).routes) == ["a/a-m"], "b is gone"
+    assert _keys(pool.select(old_model, CHAT, set(), 3.0).routes) == ["a/a-m"], "b is gone"
     lease.finish(AttemptResult.SUCCESS)
     assert a.inflight == 0
     new_model = pool.table.get("m")

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from starlette.types import Message
 from structlog.testing import capture_logs
 
+from router import formats
 from router.billing.auth import Authenticator
 from router.billing.ledger import Ledger
 from router.billing.limits import Limits
@@ -57,11 +58,7 @@ def _app(forwarder: StubForwarder) -> AccessMiddleware:
     metering = Metering(limits, Ledger(None), {}, clock)
     auth = Authenticator(config)
     ep = Endpoints(forwarder, pool, auth, limits, metering, config.accounting, lambda: True, 2048, 0)  # type: ignore[arg-type]
-    routes = [
-        Route("/v1/chat/completions", ep.chat_completions, methods=["POST"]),
-        Route("/v1/messages", ep.messages, methods=["POST"]),
-        Route("/v1/responses", ep.responses, methods=["POST"]),
-    ]
+    routes = [Route(path, endpoint, methods=["POST"]) for path, endpoint in ep.api.items()]
     return AccessMiddleware(Starlette(routes=routes))
 
 
@@ -157,16 +154,16 @@ async def test_server_side_router_errors_are_logged_client_errors_are_not() -> N
 
 def test_retry_after_header_is_whole_seconds_at_least_one() -> None:
     """503 NoRouteAvailable carries retry-after rounded to whole seconds, never 0; none when unknown."""
-    assert error_response("openai-chat", NoRouteAvailable("x", 0.2)).headers["retry-after"] == "1"
-    assert error_response("openai-chat", NoRouteAvailable("x", 2.6)).headers["retry-after"] == "3"
-    assert "retry-after" not in error_response("openai-chat", NoRouteAvailable("x")).headers
+    assert error_response(formats.CHAT, NoRouteAvailable("x", 0.2)).headers["retry-after"] == "1"
+    assert error_response(formats.CHAT, NoRouteAvailable("x", 2.6)).headers["retry-after"] == "3"
+    assert "retry-after" not in error_response(formats.CHAT, NoRouteAvailable("x")).headers
 
 
 def test_bad_request_names_its_param_in_openai_envelopes() -> None:
     """A BadRequest's param reaches the OpenAI envelope; Anthropic's envelope has no param field."""
-    r = error_response("openai-responses", BadRequest("bad stream", param="stream"))
+    r = error_response(formats.RESPONSES, BadRequest("bad stream", param="stream"))
     assert r.status_code == 400 and orjson.loads(r.body)["error"]["param"] == "stream"
-    a = error_response("anthropic-messages", BadRequest("bad stream", param="stream"))
+    a = error_response(formats.MESSAGES, BadRequest("bad stream", param="stream"))
     assert orjson.loads(a.body) == {
         "type": "error",
         "error": {"type": "invalid_request_error", "message": "bad stream"},

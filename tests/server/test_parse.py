@@ -9,6 +9,7 @@ import pytest
 
 from router.config import Format
 from router.errors import BadRequest
+from router.formats import wire
 from router.server.parse import parse_request
 
 CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -23,7 +24,7 @@ BODIES: dict[Format, dict[str, Any]] = {
 
 def _parse(fmt: Format, body: Any) -> Any:
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
-    return parse_request(fmt, raw, {"user-agent": "t"}, "rid")
+    return parse_request(wire(fmt), raw, {"user-agent": "t"}, "rid")
 
 
 def _bad(fmt: Format, body: Any) -> BadRequest:
@@ -36,8 +37,8 @@ def _bad(fmt: Format, body: Any) -> BadRequest:
 @pytest.mark.parametrize("fmt", list(BODIES))
 def test_valid_minimal_bodies(fmt: Format) -> None:
     """The minimal valid body of each format parses into a ClientRequest carrying everything."""
-    req = parse_request(fmt, orjson.dumps(BODIES[fmt]), {"user-agent": "t"}, "rid-7")
-    assert (req.fmt, req.model, req.stream, req.request_id) == (fmt, "m", False, "rid-7")
+    req = parse_request(wire(fmt), orjson.dumps(BODIES[fmt]), {"user-agent": "t"}, "rid-7")
+    assert (req.fmt.name, req.model, req.stream, req.request_id) == (fmt, "m", False, "rid-7")
     assert req.body == BODIES[fmt]
     assert req.headers == {"user-agent": "t"} and type(req.headers) is dict
 

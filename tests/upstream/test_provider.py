@@ -11,8 +11,9 @@ import pytest
 
 from router.config import ProviderConfig
 from router.errors import UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
+from router.formats import CHAT, MESSAGES, RESPONSES, wire
 from router.upstream import client as http1
-from router.upstream.provider import PATHS, ProviderClient, UpstreamResponse, _map, probe_headers
+from router.upstream.provider import ProviderClient, UpstreamResponse, _map, probe_headers
 
 ALL = ("openai-chat", "anthropic-messages", "openai-responses")
 
@@ -50,7 +51,7 @@ _KEPT = {"user-agent", "openai-beta", "anthropic-beta"}
 @pytest.mark.parametrize("fmt", ALL)
 def test_request_headers_strip_hop_by_hop_and_client_credentials(fmt: Any) -> None:
     """Hop-by-hop, framing, encoding and every client credential are dropped; the rest pass."""
-    out = ProviderClient(_provider()).request_headers(CLIENT_HEADERS, fmt, "rid-1")
+    out = ProviderClient(_provider()).request_headers(CLIENT_HEADERS, wire(fmt), "rid-1")
     assert set(out) >= _KEPT
     for name in set(CLIENT_HEADERS) - _KEPT - {"content-type", "x-request-id", "authorization", "x-api-key"}:
         assert name not in out, name
@@ -64,7 +65,7 @@ def test_headers_named_by_connection_are_hop_by_hop() -> None:
     """Headers the client lists in Connection (any case, spaces) are hop-by-hop too (RFC 9110 7.6.1)."""
     out = ProviderClient(_provider()).request_headers(
         {"connection": "keep-alive, X-Hop ,x-other", "x-hop": "1", "x-other": "2", "user-agent": "sdk"},
-        "openai-chat",
+        CHAT,
         "r",
     )
     assert "x-hop" not in out and "x-other" not in out and out["user-agent"] == "sdk"
@@ -73,7 +74,7 @@ def test_headers_named_by_connection_are_hop_by_hop() -> None:
 def test_connection_cannot_strip_what_the_router_sets() -> None:
     """A client naming the router's own headers in Connection cannot remove them."""
     out = ProviderClient(_provider()).request_headers(
-        {"connection": "authorization, content-type, x-request-id"}, "openai-chat", "rid"
+        {"connection": "authorization, content-type, x-request-id"}, CHAT, "rid"
     )
     assert out["authorization"] == "Bearer sk-provider"
     assert out["content-type"] == "application/json" and out["x-request-id"] == "rid"
@@ -83,7 +84,7 @@ def test_openai_formats_get_a_bearer_provider_key() -> None:
     """openai-chat and openai-responses carry the provider's key as a Bearer token, no x-api-key."""
     client = ProviderClient(_provider())
     for fmt in ("openai-chat", "openai-responses"):
-        out = client.request_headers(CLIENT_HEADERS, fmt, "r")
+        out = client.request_headers(CLIENT_HEADERS, wire(fmt), "r")
         assert out["authorization"] == "Bearer sk-provider"
         assert "x-api-key" not in out and "anthropic-version" not in out
 
@@ -91,7 +92,7 @@ def test_openai_formats_get_a_bearer_provider_key() -> None:
 def test_anthropic_gets_x_api_key_and_a_default_version() -> None:
     """anthropic-messages carries x-api-key (no authorization) and the configured anthropic-version."""
     client = ProviderClient(_provider(anthropic_version="2099-01-01"))
-    out = client.request_headers({"user-agent": "sdk"}, "anthropic-messages", "r")
+    out = client.request_headers({"user-agent": "sdk"}, MESSAGES, "r")
     assert out["x-api-key"] == "sk-provider"
     assert "authorization" not in out
     assert out["anthropic-version"] == "2099-01-01"
@@ -99,7 +100,7 @@ def test_anthropic_gets_x_api_key_and_a_default_version() -> None:
 
 def test_anthropic_version_from_the_client_passes_through() -> None:
     """A client's own anthropic-version wins over the provider default."""
-    out = ProviderClient(_provider()).request_headers({"anthropic-version": "2023-01-01"}, "anthropic-messages", "r")
+    out = ProviderClient(_provider()).request_headers({"anthropic-version": "2023-01-01"}, MESSAGES, "r")
     assert out["anthropic-version"] == "2023-01-01"
 
 
@@ -107,21 +108,21 @@ def test_no_provider_key_sends_no_credentials() -> None:
     """A keyless provider (a local server) gets no credentials at all, not even the client's."""
     client = ProviderClient(_provider(api_key=None))
     for fmt in ALL:
-        out = client.request_headers(CLIENT_HEADERS, fmt, "r")  # type: ignore[arg-type]
+        out = client.request_headers(CLIENT_HEADERS, wire(fmt), "r")
         assert not {"authorization", "x-api-key", "api-key"} & set(out), fmt
 
 
 def test_provider_extra_headers_are_added() -> None:
     """The provider's configured headers are sent, overriding a client header of the same name."""
     client = ProviderClient(_provider(headers=(("http-referer", "https://me"), ("user-agent", "router"))))
-    out = client.request_headers({"user-agent": "sdk"}, "openai-chat", "r")
+    out = client.request_headers({"user-agent": "sdk"}, CHAT, "r")
     assert out["http-referer"] == "https://me" and out["user-agent"] == "router"
 
 
 def test_request_headers_do_not_mutate_the_client_mapping() -> None:
     """The client's headers are copied, never changed in place."""
     headers = dict(CLIENT_HEADERS)
-    ProviderClient(_provider()).request_headers(headers, "openai-chat", "r")
+    ProviderClient(_provider()).request_headers(headers, CHAT, "r")
     assert headers == CLIENT_HEADERS
 
 
@@ -139,11 +140,7 @@ def test_probe_headers_follow_the_first_format() -> None:
 
 def test_paths_per_format() -> None:
     """Each client format goes to its provider path."""
-    assert PATHS == {
-        "openai-chat": "/v1/chat/completions",
-        "anthropic-messages": "/v1/messages",
-        "openai-responses": "/v1/responses",
-    }
+    assert (CHAT.path, MESSAGES.path, RESPONSES.path) == ("/v1/chat/completions", "/v1/messages", "/v1/responses")
 
 
 # --- exception mapping --------------------------------------------------------------------------
@@ -275,7 +272,7 @@ def test_close_hands_the_connection_back_to_the_transport() -> None:
 async def test_send_before_start_is_a_connect_error() -> None:
     """A client used before start() fails as a connect error, not an AttributeError."""
     with pytest.raises(UpstreamConnectError, match="provider p is not started"):
-        await ProviderClient(_provider()).send("openai-chat", b"{}", {})
+        await ProviderClient(_provider()).send(CHAT, b"{}", {})
 
 
 @pytest.mark.anyio
@@ -288,7 +285,7 @@ async def test_refused_connection_is_mapped() -> None:
     await client.start()
     try:
         with pytest.raises(UpstreamConnectError, match="cannot connect"):
-            await client.send("openai-chat", b"{}", {})
+            await client.send(CHAT, b"{}", {})
     finally:
         await client.aclose()
         await client.aclose()

@@ -14,10 +14,10 @@ import pytest
 from structlog.testing import capture_logs
 
 import router.upstream.relay
-from router.billing.accounting import StreamMeter
 from router.clock import ManualClock
 from router.config import Format, Timeouts
 from router.errors import UpstreamConnectError, UpstreamProtocolError
+from router.formats import wire
 from router.formats.sse import SSEParser
 from router.routing.breaker import AttemptResult
 from router.upstream.relay import StreamRelay
@@ -130,12 +130,12 @@ class Run:
         self.up = up
         self.relay = StreamRelay(
             up,
-            fmt,
+            wire(fmt),
             Timeouts(idle_s=idle_s),
             self.clock.monotonic() + deadline_s,
             self.clock,
             "prov",
-            StreamMeter(fmt, 0),  # type: ignore[arg-type]
+            wire(fmt).stream_state(0),
         )
         self.finished: list[tuple[AttemptResult, str]] = []
         self.chunks: list[bytes] = []

@@ -17,12 +17,13 @@ from typing import Any
 
 import orjson
 
-from router.billing.accounting import Usage, usage_from_answer
 from router.formats.codec import ir
 from router.formats.codec.chat_read import FMT, read_request
+from router.formats.codec.fields import count, sub, usage_in
 from router.formats.codec.reasoning import effort_for
+from router.types import Usage
 
-__all__ = ["FMT", "read_answer", "read_error", "read_request", "write_answer", "write_request"]
+__all__ = ["FMT", "read_answer", "read_error", "read_request", "read_usage", "write_answer", "write_request"]
 
 # OpenAI rejects more than 4 stop sequences; Anthropic clients may send more.
 MAX_STOP = 4
@@ -184,7 +185,7 @@ def read_answer(body: dict[str, Any]) -> ir.Answer:
         model=str(body.get("model") or ""),
         parts=parts,
         stop=FINISH_TO_STOP.get(str(choice.get("finish_reason")), "end"),
-        usage=usage_from_answer(FMT, body),
+        usage=usage_in(body, read_usage),
         created=created if type(created) is int else None,
     )
 
@@ -295,3 +296,15 @@ def read_error(body: bytes) -> ir.Error:
         return error_from_json(obj)
     text = body.decode("utf-8", "replace").strip()[:_MAX_ERROR_TEXT]
     return ir.Error(text or "upstream error")
+
+
+def read_usage(u: dict[str, Any]) -> Usage | None:
+    # prompt_tokens INCLUDES cache reads (and writes); completion_tokens includes reasoning.
+    prompt, completion = count(u.get("prompt_tokens")), count(u.get("completion_tokens"))
+    if prompt is None and completion is None:
+        return None
+    details = sub(u, "prompt_tokens_details")
+    cached = count(details.get("cached_tokens")) or 0
+    write = count(details.get("cache_write_tokens")) or 0
+    reasoning = count(sub(u, "completion_tokens_details").get("reasoning_tokens")) or 0
+    return Usage(max(0, (prompt or 0) - cached - write), cached, write, completion or 0, reasoning)

@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 
-from router.billing.accounting import Usage, usage_from_answer
 from router.formats.codec import ir
 from router.formats.codec.chat import (
     FINISH_TO_STOP,
@@ -23,9 +22,12 @@ from router.formats.codec.chat import (
     error_from_json,
     error_json,
     new_id,
+    read_usage,
     usage_json,
 )
+from router.formats.codec.fields import usage_in
 from router.formats.sse import encode
+from router.types import Usage
 
 _DONE = b"data: [DONE]\n\n"
 
@@ -71,7 +73,7 @@ class ChatStreamReader:
         for choice in choices if isinstance(choices, list) else []:
             if isinstance(choice, dict) and choice.get("index", 0) == 0:
                 self._choice(choice, events)
-        usage = usage_from_answer(FMT, obj)
+        usage = usage_in(obj, read_usage)
         if usage is not None:
             self._usage = usage
             if self._finish is not None:

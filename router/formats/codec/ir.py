@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from router.billing.accounting import Usage
 from router.config import Format
+from router.types import Usage
 
 # ---------------------------------------------------------------- content parts
 

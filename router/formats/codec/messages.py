@@ -22,11 +22,12 @@ from typing import Any
 
 import orjson
 
-from router.billing.accounting import Usage, usage_from_answer
 from router.formats.codec import ir, reasoning
+from router.formats.codec.fields import count, sub, usage_in
 from router.formats.codec.messages_read import FMT, log, read_request, split_data_url
+from router.types import Usage
 
-__all__ = ["FMT", "read_answer", "read_error", "read_request", "write_answer", "write_request"]
+__all__ = ["FMT", "read_answer", "read_error", "read_request", "read_usage", "write_answer", "write_request"]
 
 STOP_FROM: dict[str, ir.Stop] = {
     "end_turn": "end",
@@ -273,7 +274,7 @@ def read_answer(body: dict[str, Any]) -> ir.Answer:
         parts=parts,
         stop=STOP_FROM.get(stop, "end") if isinstance(stop, str) else "end",
         stop_sequence=seq if isinstance(seq, str) else None,
-        usage=usage_from_answer(FMT, body),
+        usage=usage_in(body, read_usage),
     )
 
 
@@ -389,3 +390,17 @@ def strip_unsigned_thinking(body: dict[str, Any]) -> dict[str, Any]:
                 out = list(messages)
             out[i] = {**msg, "content": kept}
     return body if out is None else {**body, "messages": out}
+
+
+def read_usage(u: dict[str, Any]) -> Usage | None:
+    # input_tokens EXCLUDES cache reads and writes, which come in their own fields.
+    inp, out = count(u.get("input_tokens")), count(u.get("output_tokens"))
+    if inp is None and out is None:
+        return None
+    return Usage(
+        inp or 0,
+        count(u.get("cache_read_input_tokens")) or 0,
+        count(u.get("cache_creation_input_tokens")) or 0,
+        out or 0,
+        count(sub(u, "output_tokens_details").get("thinking_tokens")) or 0,
+    )

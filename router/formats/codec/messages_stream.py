@@ -11,10 +11,20 @@ from typing import Any
 
 import orjson
 
-from router.billing.accounting import Usage, usage_from_answer
 from router.formats.codec import ir
-from router.formats.codec.messages import FMT, STOP_FROM, STOP_TO, json_text, message_id, tool_id, usage_dict
+from router.formats.codec.fields import count, usage_in
+from router.formats.codec.messages import (
+    FMT,
+    STOP_FROM,
+    STOP_TO,
+    json_text,
+    message_id,
+    read_usage,
+    tool_id,
+    usage_dict,
+)
 from router.formats.sse import encode
+from router.types import Usage
 
 _USAGE_FIELDS = (  # Anthropic's cumulative usage fields -> ir Usage's
     ("input_tokens", "input_tokens"),
@@ -22,10 +32,6 @@ _USAGE_FIELDS = (  # Anthropic's cumulative usage fields -> ir Usage's
     ("cache_read_input_tokens", "cached_tokens"),
     ("cache_creation_input_tokens", "cache_write_tokens"),
 )
-
-
-def _count(v: Any) -> int | None:
-    return v if type(v) is int and v >= 0 else None
 
 
 def _text(v: Any) -> str:
@@ -79,7 +85,7 @@ class MessagesStreamReader:
     def _start(self, message: Any) -> list[ir.Event]:
         if not isinstance(message, dict):
             return []
-        usage = usage_from_answer(FMT, message)
+        usage = usage_in(message, read_usage)
         # A copy: message_delta overlays it, and the Start event must keep what it said.
         self._usage = None if usage is None else dataclasses.replace(usage)
         return [ir.Start(id=_text(message.get("id")), model=_text(message.get("model")), usage=usage)]
@@ -140,12 +146,12 @@ class MessagesStreamReader:
         u = self._usage or Usage()
         seen = False
         for wire, field in _USAGE_FIELDS:
-            n = _count(usage.get(wire))
+            n = count(usage.get(wire))
             if n is not None:
                 setattr(u, field, n)
                 seen = True
         details = usage.get("output_tokens_details")
-        thinking = _count(details.get("thinking_tokens")) if isinstance(details, dict) else None
+        thinking = count(details.get("thinking_tokens")) if isinstance(details, dict) else None
         if thinking is not None:
             u.reasoning_tokens = thinking
         if seen or thinking is not None:

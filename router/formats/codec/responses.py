@@ -28,11 +28,10 @@ from typing import Any
 import orjson
 import structlog
 
-from router.billing.accounting import usage_from_answer
 from router.errors import BadRequest
 from router.formats.codec import ir
 from router.formats.codec import responses_items as items
-from router.formats.codec.fields import opt_number
+from router.formats.codec.fields import opt_number, usage_in
 from router.formats.codec.reasoning import effort_for
 
 log = structlog.get_logger("router.formats.codec")
@@ -235,7 +234,7 @@ def read_answer(body: dict[str, Any]) -> ir.Answer:
         model=str(body.get("model") or ""),
         parts=parts,
         stop=items.stop_from(body, has_calls),
-        usage=usage_from_answer(items.FMT, body),
+        usage=usage_in(body, items.read_usage),
         created=int(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None,
     )
 

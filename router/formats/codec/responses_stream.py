@@ -26,10 +26,11 @@ from typing import Any, Literal
 
 import orjson
 
-from router.billing.accounting import Usage, usage_from_answer
 from router.formats.codec import ir
 from router.formats.codec import responses_items as items
+from router.formats.codec.fields import usage_in
 from router.formats.sse import encode
+from router.types import Usage
 
 FMT = items.FMT
 
@@ -152,7 +153,7 @@ class ResponsesStreamReader:
         has_calls = self._calls > 0 or (
             isinstance(output, list) and any(isinstance(i, dict) and i.get("type") == "function_call" for i in output)
         )
-        return [ir.Finish(items.stop_from(r, has_calls), usage=usage_from_answer(FMT, r))]
+        return [ir.Finish(items.stop_from(r, has_calls), usage=usage_in(r, items.read_usage))]
 
     def _error(self, err: dict[str, Any]) -> list[ir.Event]:
         self._ended = True

@@ -6,7 +6,7 @@ Inputs:  golden/upstream/<upstream format>/<scenario>.sse, hand-written transcri
          APIs stream (protocols.md A.4, B.4, C.3); test_upstream_transcript_is_real checks each event
          against the SDK's own types so they cannot drift from the real wire shapes.
 Outputs: golden/<client format>__from__<upstream format>/<scenario>.sse, what
-         router.formats.codec.codecs.StreamTranslator writes for a client of <client format> when the
+         router.formats.translate.StreamTranslator writes for a client of <client format> when the
          upstream streamed the input: each input event's JSON (chat's terminator as the string
          "[DONE]") goes through feed(), then finish() when the stream ended complete (not in the
          `error` scenario, which ends with the upstream's own error event).
@@ -63,8 +63,9 @@ from openai.types.chat import ChatCompletionChunk
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from router.formats.codec.codecs import StreamTranslator
+from router.formats import wire
 from router.formats.sse import SSEParser
+from router.formats.translate import StreamTranslator
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -198,7 +199,7 @@ def normalise(upstream: str, out: bytes) -> bytes:
 
 
 def translate(client: str, upstream: str, scenario: str) -> bytes:
-    t = StreamTranslator(upstream, client, "client-model", True)  # type: ignore[arg-type]
+    t = StreamTranslator(wire(upstream), wire(client), "client-model", True)
     out = b"".join(t.feed(obj) for obj in upstream_events(upstream, scenario))
     if scenario != "error":  # the upstream stream ended complete
         out += t.finish()

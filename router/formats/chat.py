@@ -1,0 +1,176 @@
+"""OpenAI Chat Completions (`POST /v1/chat/completions`): everything the router knows about it.
+
+Streams are `data: {chunk}` lines ending with `data: [DONE]`; usage comes in a last chunk with
+empty `choices`, and only when the request set `stream_options.include_usage`. Errors use the
+OpenAI envelope `{"error": {"message", "type", "code", "param"}}`, shared with the Responses API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import orjson
+
+from router.formats.base import EventKind, Prepared, StreamReader, StreamState, StreamWriter, WireFormat
+from router.formats.codec import chat as codec
+from router.formats.codec import chat_stream, ir
+from router.formats.codec.fields import usage_in
+from router.formats.sse import encode
+from router.types import Usage
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_CONTENT_KEYS = ("content", "tool_calls", "reasoning_content", "reasoning", "refusal", "function_call")
+_DELTA_TEXT = ("content", "reasoning_content", "reasoning", "refusal")
+
+
+def openai_error_body(status: int, message: str, code: str, param: str | None = None) -> bytes:
+    """The OpenAI error envelope (Chat Completions and Responses)."""
+    etype = _OPENAI_TYPES.get(status, "server_error")
+    return orjson.dumps({"error": {"message": message, "type": etype, "code": code, "param": param}})
+
+
+class ChatStreamState(StreamState):
+    __slots__ = ()
+
+    def feed(self, obj: Any) -> None:
+        if not isinstance(obj, dict):
+            return
+        choices = obj.get("choices")
+        if isinstance(choices, list):
+            n = 0
+            for choice in choices:
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if not isinstance(delta, dict):
+                    continue
+                for key in _DELTA_TEXT:
+                    text = delta.get(key)
+                    if isinstance(text, str):
+                        n += len(text)
+                calls = delta.get("tool_calls")
+                if isinstance(calls, list):
+                    for call in calls:
+                        fn = call.get("function") if isinstance(call, dict) else None
+                        args = fn.get("arguments") if isinstance(fn, dict) else None
+                        if isinstance(args, str):
+                            n += len(args)
+            self._add_chars(n)
+        usage = obj.get("usage")  # after the chunk's own text: a usage on it covers that text
+        if isinstance(usage, dict):
+            self._report(codec.read_usage(usage))
+
+    def error_tail(self, message: str, after_error: bool) -> bytes:
+        if after_error:
+            return b""  # the upstream's own error line already ended it
+        return encode(
+            orjson.dumps(
+                {"error": {"message": message, "type": "server_error", "code": "upstream_error", "param": None}}
+            )
+        )
+
+
+class ChatFormat(WireFormat):
+    name = "openai-chat"
+    path = "/v1/chat/completions"
+    header_prefix = "openai-"
+    terminator = b"data: [DONE]\n\n"
+    ends_at_final = False  # the usage chunk and [DONE] follow the finish_reason
+    body_fields = (
+        ("messages", (list,), "an array", True),
+        ("max_tokens", (int,), "an integer", False),
+        ("max_completion_tokens", (int,), "an integer", False),
+        ("tools", (list,), "an array", False),
+    )
+    max_output_fields = ("max_completion_tokens", "max_tokens")
+    param_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "temperature": ("temperature",),
+        "top_p": ("top_p",),
+        "stop": ("stop",),
+        "reasoning": ("reasoning_effort",),
+    }
+
+    def auth_headers(self, api_key: str | None, headers: dict[str, str], *, anthropic_version: str) -> None:
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+
+    def wants_usage(self, body: dict[str, Any]) -> bool:
+        options = body.get("stream_options")
+        return isinstance(options, dict) and options.get("include_usage") is True
+
+    def prepare(self, body: dict[str, Any], model: str, drop: frozenset[str], stream: bool) -> Prepared:
+        prepared = super().prepare(body, model, drop, stream)
+        if not stream or self.wants_usage(body):
+            return prepared
+        # Ask for the usage chunk to bill the stream; hide it from a client that did not.
+        out = prepared.body
+        options = out.get("stream_options")
+        out["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        return Prepared(out, hide_usage=True)
+
+    def read_usage(self, body: Any) -> Usage | None:
+        return usage_in(body, codec.read_usage)
+
+    def event_kind(self, obj: Any) -> EventKind:
+        if not isinstance(obj, dict):
+            return EventKind.TRAILER
+        if obj.get("error"):
+            return EventKind.ERROR
+        choices = obj.get("choices") or ()
+        if not choices:
+            # The usage chunk comes after the content; an empty chunk before it (Azure's
+            # prompt_filter_results) is an opening event, held like the role chunk.
+            return EventKind.TRAILER if obj.get("usage") else EventKind.PRELUDE
+        kind = EventKind.PRELUDE
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            if choice.get("finish_reason"):
+                return EventKind.FINAL
+            delta = choice.get("delta")
+            if isinstance(delta, dict) and any(delta.get(k) for k in _CONTENT_KEYS):
+                kind = EventKind.CONTENT
+        return kind
+
+    def load_terminator(self, data: bytes) -> bool:
+        return data == b"[DONE]"
+
+    def is_usage_only(self, obj: Any) -> bool:
+        return isinstance(obj, dict) and isinstance(obj.get("usage"), dict) and not obj.get("choices")
+
+    def stream_state(self, input_estimate_tokens: int) -> StreamState:
+        return ChatStreamState(input_estimate_tokens)
+
+    def error_body(self, status: int, message: str, code: str, param: str | None = None) -> bytes:
+        return openai_error_body(status, message, code, param)
+
+    def read_request(self, body: dict[str, Any]) -> ir.Request:
+        return codec.read_request(body)
+
+    def write_request(self, req: ir.Request, model: str, opts: ir.RequestOptions) -> dict[str, Any]:
+        return codec.write_request(req, model, opts)
+
+    def read_answer(self, body: dict[str, Any]) -> ir.Answer:
+        return codec.read_answer(body)
+
+    def write_answer(self, ans: ir.Answer, model: str) -> dict[str, Any]:
+        return codec.write_answer(ans, model)
+
+    def read_error(self, body: bytes) -> ir.Error:
+        return codec.read_error(body)
+
+    def stream_reader(self) -> StreamReader:
+        return chat_stream.ChatStreamReader()
+
+    def stream_writer(self, model: str, include_usage: bool) -> StreamWriter:
+        return chat_stream.ChatStreamWriter(model, include_usage)
+
+
+CHAT = ChatFormat()

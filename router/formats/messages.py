@@ -1,0 +1,160 @@
+"""Anthropic Messages (`POST /v1/messages`): everything the router knows about it.
+
+Streams are named events (`message_start`, `content_block_*`, `message_delta`, `message_stop`)
+and end at `message_stop`; usage is cumulative, split between `message_start` (input) and
+`message_delta` (output). The credential goes in `x-api-key` with an `anthropic-version`.
+Errors: `{"type": "error", "error": {"type", "message"}}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import orjson
+
+from router.formats.base import EventKind, Prepared, StreamReader, StreamState, StreamWriter, WireFormat, empty_shell
+from router.formats.codec import ir, messages_stream
+from router.formats.codec import messages as codec
+from router.formats.codec.fields import count, sub, usage_in
+from router.formats.sse import encode
+from router.types import Usage
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+_KINDS = {
+    "message_start": EventKind.PRELUDE,
+    "ping": EventKind.PRELUDE,
+    "message_delta": EventKind.TRAILER,
+    "message_stop": EventKind.FINAL,
+    "error": EventKind.ERROR,
+}
+_DELTA_TEXT = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
+
+
+class MessagesStreamState(StreamState):
+    __slots__ = ()
+
+    def feed(self, obj: Any) -> None:
+        if not isinstance(obj, dict):
+            return
+        kind = obj.get("type")
+        if kind == "content_block_delta":
+            delta = obj.get("delta")
+            if isinstance(delta, dict):
+                kind = delta.get("type")
+                text = delta.get(_DELTA_TEXT.get(kind, "")) if isinstance(kind, str) else None
+                if isinstance(text, str):
+                    self._add_chars(len(text))
+        elif kind == "message_start":
+            message = obj.get("message")
+            if isinstance(message, dict):
+                self._overlay(sub(message, "usage"))
+        elif kind == "message_delta":
+            usage = obj.get("usage")
+            if isinstance(usage, dict) and self._overlay(usage):
+                self._complete = True
+
+    def _overlay(self, u: dict[str, Any]) -> bool:
+        """Overwrite the reported counts present in `u` (Anthropic's are cumulative, never summed);
+        True when it carried output or input tokens."""
+        r = self._reported
+        inp, out = count(u.get("input_tokens")), count(u.get("output_tokens"))
+        if inp is not None:
+            r.input_tokens = inp
+        if out is not None:
+            r.output_tokens = out
+        cached, write = count(u.get("cache_read_input_tokens")), count(u.get("cache_creation_input_tokens"))
+        if cached is not None:
+            r.cached_tokens = cached
+        if write is not None:
+            r.cache_write_tokens = write
+        thinking = count(sub(u, "output_tokens_details").get("thinking_tokens"))
+        if thinking is not None:
+            r.reasoning_tokens = thinking
+        return inp is not None or out is not None
+
+    def error_tail(self, message: str, after_error: bool) -> bytes:
+        if after_error:
+            return b""  # the upstream's own error event already ended it
+        return encode(orjson.dumps({"type": "error", "error": {"type": "api_error", "message": message}}), "error")
+
+
+class MessagesFormat(WireFormat):
+    name = "anthropic-messages"
+    path = "/v1/messages"
+    header_prefix = "anthropic-"
+    body_fields = (
+        ("messages", (list,), "an array", True),
+        ("max_tokens", (int,), "an integer", False),
+        ("system", (str, list), "a string or an array", False),
+        ("tools", (list,), "an array", False),
+    )
+    max_output_fields = ("max_tokens",)
+    param_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "temperature": ("temperature",),
+        "top_p": ("top_p",),
+        "top_k": ("top_k",),
+        "stop": ("stop_sequences",),
+        "reasoning": ("thinking", "output_config"),
+    }
+
+    def auth_headers(self, api_key: str | None, headers: dict[str, str], *, anthropic_version: str) -> None:
+        headers.setdefault("anthropic-version", anthropic_version)  # the client's own, if it sent one
+        if api_key:
+            headers["x-api-key"] = api_key
+
+    def prepare(self, body: dict[str, Any], model: str, drop: frozenset[str], stream: bool) -> Prepared:
+        prepared = super().prepare(body, model, drop, stream)
+        return Prepared(codec.strip_unsigned_thinking(prepared.body))
+
+    def read_usage(self, body: Any) -> Usage | None:
+        return usage_in(body, codec.read_usage)
+
+    def event_kind(self, obj: Any) -> EventKind:
+        etype = obj.get("type") if isinstance(obj, dict) else None
+        if not isinstance(etype, str):
+            return EventKind.TRAILER
+        if etype == "content_block_start" and empty_shell(obj.get("content_block")):
+            return EventKind.PRELUDE
+        return _KINDS.get(etype, EventKind.CONTENT)
+
+    def stream_state(self, input_estimate_tokens: int) -> StreamState:
+        return MessagesStreamState(input_estimate_tokens)
+
+    def error_body(self, status: int, message: str, code: str, param: str | None = None) -> bytes:
+        etype = _ERROR_TYPES.get(status, "api_error")
+        return orjson.dumps({"type": "error", "error": {"type": etype, "message": message}})
+
+    def read_request(self, body: dict[str, Any]) -> ir.Request:
+        return codec.read_request(body)
+
+    def write_request(self, req: ir.Request, model: str, opts: ir.RequestOptions) -> dict[str, Any]:
+        return codec.write_request(req, model, opts)
+
+    def read_answer(self, body: dict[str, Any]) -> ir.Answer:
+        return codec.read_answer(body)
+
+    def write_answer(self, ans: ir.Answer, model: str) -> dict[str, Any]:
+        return codec.write_answer(ans, model)
+
+    def read_error(self, body: bytes) -> ir.Error:
+        return codec.read_error(body)
+
+    def stream_reader(self) -> StreamReader:
+        return messages_stream.MessagesStreamReader()
+
+    def stream_writer(self, model: str, include_usage: bool) -> StreamWriter:
+        return messages_stream.MessagesStreamWriter(model, include_usage)
+
+
+MESSAGES = MessagesFormat()

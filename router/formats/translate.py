@@ -1,0 +1,75 @@
+"""Translation between formats, through the IR: an upstream's answer, error body and stream
+events, written in the client's format. Same-format routes never come here: their bodies are
+forwarded as they came, unknown fields and all.
+
+One reader and one writer per format (in each format object, from `codec/`) rather than six
+direct pairs: three formats need three readers and three writers, each written and tested once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from router.formats.base import TERMINATOR, StreamReader, StreamWriter, WireFormat
+from router.formats.codec import ir
+
+
+def translate_answer(upstream: WireFormat, client: WireFormat, body: dict[str, Any], model: str) -> dict[str, Any]:
+    """An upstream's non-stream answer in the client's format."""
+    return client.write_answer(upstream.read_answer(body), model)
+
+
+def translate_error(upstream: WireFormat, client: WireFormat, status: int, body: bytes) -> bytes:
+    """An upstream error body (any bytes) in the client's envelope, same status."""
+    err = upstream.read_error(body)
+    return client.error_body(status, err.message, err.code or err.kind)
+
+
+def write_request(upstream: WireFormat, req: ir.Request, model: str, opts: ir.RequestOptions) -> dict[str, Any]:
+    """A request read into the IR, written for an `upstream` route (its drop_params applied)."""
+    out = upstream.write_request(req, model, opts)
+    upstream.drop_params(out, opts.drop_params)
+    return out
+
+
+class StreamTranslator:
+    """Upstream stream events in, client SSE bytes out, event by event with constant state."""
+
+    __slots__ = ("_ended", "_reader", "_upstream", "_writer")
+
+    def __init__(self, upstream: WireFormat, client: WireFormat, model: str, include_usage: bool) -> None:
+        self._upstream = upstream
+        self._reader: StreamReader = upstream.stream_reader()
+        self._writer: StreamWriter = client.stream_writer(model, include_usage)
+        self._ended = False
+
+    def feed(self, obj: Any) -> bytes:
+        """One decoded upstream event (`TERMINATOR` for a format's non-JSON end marker)."""
+        if obj is TERMINATOR:
+            obj = "[DONE]"  # how the codec readers name it
+        out = b""
+        for ev in self._reader.feed(obj):
+            if isinstance(ev, ir.Finish | ir.Error):
+                self._ended = True
+            out += self._writer.write(ev)
+        return out
+
+    def finish(self) -> bytes:
+        """The upstream ended complete without a terminal event the reader knew: end it cleanly."""
+        if self._ended:
+            return b""
+        # A reader of a format with a terminator (chat) holds the finish reason and usage until
+        # it; one that never came still ended a complete answer, so let the reader close with
+        # what it holds.
+        out = self.feed(TERMINATOR) if self._upstream.terminator else b""
+        if not self._ended:
+            self._ended = True
+            out += self._writer.write(ir.Finish("end"))
+        return out
+
+    def error(self, message: str) -> bytes:
+        """The stream broke after commit: the client's own error ending."""
+        if self._ended:
+            return b""
+        self._ended = True
+        return self._writer.write(ir.Error(message))
