@@ -30,6 +30,7 @@ from router.clock import Clock, SystemClock
 from router.config import Config, ProviderConfig, load_config
 from router.formats import for_path
 from router.log import configure
+from router.observe import Observers
 from router.ops.metrics import Metrics
 from router.ops.reload import register as register_reload
 from router.ops.reload import watch as watch_config
@@ -116,9 +117,10 @@ def create_app(
     limits = Limits(config, state, clock)
     metrics = Metrics.from_config(config, pool)
     board = StatusBoard(pool, limits, config, clock)
-    forwarder = Forwarder(pool, clients, config.routing, clock, rng, metrics=metrics, board=board, drain=drain)
+    observer = Observers([metrics, board])  # what the request path reports, they record
+    forwarder = Forwarder(pool, clients, config.routing, clock, rng, observer=observer)
     ledger = Ledger(config.ledger.path if config.ledger.enabled else None)
-    metering = Metering(limits, ledger, prices_of(config), clock, metrics, plans_of_keys(config))
+    metering = Metering(limits, ledger, prices_of(config), clock, observer, plans_of_keys(config))
     endpoints = Endpoints(
         forwarder,
         pool,
@@ -129,7 +131,8 @@ def create_app(
         Readiness(pool, drain),
         config.server.max_body_bytes,
         int(time.time()),
-        metrics,
+        drain,
+        observer,
     )
     live = Runtime(config, clock, pool, clients, forwarder, endpoints, metering, metrics, board, state, probe_factory)
 
@@ -184,14 +187,10 @@ def create_app(
         hot=endpoints.api,
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(AccessMiddleware, metrics=metrics)],
+        middleware=[Middleware(AccessMiddleware, observer=observer)],
         exception_handlers={404: _http_error, 405: _http_error},
     )
-    app.state.pool = pool
-    app.state.config = config
-    app.state.limits = limits
-    app.state.runtime = live
-    app.state.drain = drain
+    app.state.runtime = live  # the live config and pool, for tools and tests
     return app
 
 

@@ -152,7 +152,7 @@ def cmd_fake_upstream(argv: list[str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from router.ops.demo import run_demo
+    from router.demo import run_demo
 
     config = _load(args.config)
     if config is None:

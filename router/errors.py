@@ -147,9 +147,10 @@ class NoRouteAvailable(RouterError):
     code = "no_route_available"
     source: Source = "router"
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, failovers: list[str] | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.failovers = failovers or []  # "route:reason" of each attempt that failed
 
 
 class LimitsUnavailable(RouterError):

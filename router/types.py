@@ -1,10 +1,22 @@
-"""Value types shared along the request path that belong to no one stage: the token usage of one
-request, and the record behind its access log line. A leaf: imports nothing of the router's."""
+"""Value types shared along the request path that belong to no one stage: what an attempt says
+about its upstream, the token usage of one request, and the record behind its access log line.
+A leaf: imports nothing of the router's."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
+
+
+class AttemptResult(enum.Enum):
+    """What one attempt says about its upstream, for the breaker (`routing/breaker.py`)."""
+
+    SUCCESS = enum.auto()
+    FAILURE = enum.auto()
+    # Cancelled by client disconnect, or otherwise says nothing about the
+    # upstream: releases a half-open slot, counts nothing.
+    NEUTRAL = enum.auto()
 
 
 @dataclass(slots=True)

@@ -131,5 +131,5 @@ def test_app_from_env_reads_the_config_named_by_the_environment(
         app = app_from_env()
     finally:
         structlog.reset_defaults()
-    assert app.state.config.provider("a").api_key == "sk-from-env"
-    assert list(app.state.pool.routes) == ["a/a-m"]
+    assert app.state.runtime.config.provider("a").api_key == "sk-from-env"
+    assert list(app.state.runtime.pool.routes) == ["a/a-m"]

@@ -1,6 +1,6 @@
-"""The dependency direction of design.md's layering table, and where third-party packages may be
-imported, checked by parsing every module under router/ with `ast` (in the spirit of httpx's
-tests/test_exported_members.py). Imports inside functions and under TYPE_CHECKING count too."""
+"""The architecture of docs/architecture.md, checked by parsing every module under router/ with
+`ast`: the layers and which way imports point, no import cycles, where third-party packages may
+be imported, and the size of modules. Imports inside functions and under TYPE_CHECKING count too."""
 
 from __future__ import annotations
 
@@ -12,112 +12,47 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "router"
 
-# design.md's table, adapted to the modules that exist:
-# - `config` (with its loader and reader) sits in layer 0, not 1: `types` (a leaf) imports
-#   `config.Format`, and config imports nothing of the router's but its own two helpers.
-# - `accounting` (usage, prices, the stream meter: pure) is layer 0 because `types` carries its
-#   Usage and StreamMeter in answers.
-# - `parse` (request body checks, pure) is layer 1; `translate` (today only its __init__) is
-#   layer 1 as design.md says, and routing/table, layer 2, asks it for a route's format.
-# - `threaded` and `demo` are wiring (layer 7); so are the package `__init__`s of router and
-#   fake_upstream. `routing/__init__` is an empty package marker, put with its layer-2 leaves.
-LAYERS: dict[str, int] = {
-    "router.clock": 0,
-    "router.errors": 0,
-    "router.config": 0,
-    "router.config.validate": 0,
-    "router.config.reader": 0,
-    "router.config.loader": 0,
-    "router.config.schema": 0,
-    "router.billing": 0,
-    "router.formats": 1,
-    "router.ops": 0,
-    "router.server": 0,
-    "router.upstream": 0,
-    "router.billing.accounting": 1,
-    "router.types": 0,
-    "router.log": 1,
-    "router.routing.classify": 1,
-    "router.server.parse": 1,
-    "router.routing": 2,
-    "router.routing.ewma": 2,
-    "router.routing.health": 2,
-    "router.routing.breaker": 2,
-    "router.routing.cooldown": 2,
-    "router.routing.table": 2,
-    "router.billing.state": 2,
-    "router.routing.pool": 3,
-    "router.routing.outcome": 3,
-    "router.routing.choose": 3,
-    "router.billing.auth": 4,
-    "router.billing.limits": 4,
-    "router.upstream.provider": 4,
-    "router.upstream.client": 4,
-    "router.upstream.connection": 4,
-    "router.upstream.relay": 4,
-    "router.billing.ledger": 4,
-    "router.ops.admin_auth": 4,
-    "router.server.drain": 4,
-    "router.routing.failover": 5,
-    "router.ops.metrics": 5,
-    "router.ops.metrics_live": 5,
-    "router.ops.status": 5,
-    "router.ops.status_page": 5,
-    "router.billing.metering": 5,
-    "router.server.responses": 6,
-    "router.server.endpoints": 6,
-    "router.server.middleware": 6,
-    "router.server.dispatch": 6,
-    "router": 7,
-    "router.app": 7,
-    "router.cli": 7,
-    "router.ops.serve": 7,
-    "router.ops.runtime": 7,
-    "router.ops.reload": 7,
-    "router.__main__": 7,
-    "router.ops.threaded": 7,
-    "router.ops.demo": 7,
-    "router.fake_upstream": 7,
-}
-# Subpackages whose every module shares the package's layer.
-_PACKAGE_LAYERS = ("router.formats", "router.billing.state", "router.fake_upstream")
-
-# The shipped fake provider stands beside the router, not on top of it: besides its own modules
-# it may use only layer 0-1 helpers (sse, translate writers, config's Format).
+# The layers, lowest first (docs/architecture.md). A module may import its own package and
+# anything in a lower layer; never a higher layer, nor another package of its own layer.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    # leaves: the error tree, value types, the clock, logging setup, the observer interface
+    ("router", "router.clock", "router.errors", "router.types", "router.log", "router.observe"),
+    ("router.config",),
+    ("router.formats",),
+    # talking to providers, and who may ask what at what cost: independent of each other
+    ("router.upstream", "router.billing"),
+    ("router.routing",),
+    ("router.server",),
+    ("router.ops",),
+    ("router.app", "router.demo", "router.cli", "router.__main__"),
+)
+# Packages of one layer that must not import each other (other same-layer imports are allowed,
+# and kept acyclic by the cycle check).
+INDEPENDENT = frozenset({"router.upstream", "router.billing"})
+# The shipped fake provider stands beside the router, not on top of it: besides itself it may
+# use only the leaves, the config and the formats.
 FAKE = "router.fake_upstream"
-FAKE_MAX_LAYER = 1
+FAKE_MAY_USE = ("router.clock", "router.errors", "router.types", "router.config", "router.formats")
+MAX_LINES = 400
 
 # Third-party package -> the modules (or packages, by prefix) allowed to import it.
 CONFINED: dict[str, tuple[str, ...]] = {
     "pybreaker": ("router.routing.breaker",),
-    # The data path's HTTP client is router.upstream.client (over httptools); aiohttp is only the
-    # benchmarks' and tests' client now.
-    "aiohttp": (),
+    "aiohttp": (),  # the benchmarks' and tests' client only
     "httptools": ("router.upstream.connection",),
-    "yaml": ("router.config",),
-    "redis": ("router.billing.state",),
-    "starlette": (
-        "router.app",
-        "router.server.endpoints",
-        "router.server.responses",
-        "router.server.middleware",
-        "router.server.dispatch",
-        "router.ops.threaded",
-        "router.fake_upstream",
-    ),
-    # app builds the health probe callable; demo drives traffic; the fake's admin client.
-    "httpx": ("router.app", "router.ops.runtime", "router.ops.demo", "router.fake_upstream"),
-    # The metrics module is the one place that knows the exposition library.
+    "yaml": ("router.config.loader",),
+    "redis": ("router.billing.state.redis",),
+    "starlette": ("router.app", "router.server", "router.ops.threaded", FAKE),
+    # the health probe (app), reload's first probe, the demo's traffic, the fake's admin client
+    "httpx": ("router.app", "router.ops.runtime", "router.demo", FAKE),
     "prometheus_client": ("router.ops.metrics",),
-    # Not in the brief, but the same idea: only the process and thread wiring runs a server.
-    "uvicorn": ("router.cli", "router.ops.serve", "router.ops.threaded", "router.fake_upstream"),
+    "uvicorn": ("router.cli", "router.ops.serve", "router.ops.threaded", FAKE),
 }
 # Every third-party import must be a declared dependency (pyproject.toml) by its import name.
 DECLARED = frozenset(
     {
         "starlette",
         "uvicorn",
-        "aiohttp",
         "httptools",
         "httpx",
         "sniffio",
@@ -139,14 +74,10 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _modules() -> dict[str, Path]:
-    return {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+MODULES: dict[str, Path] = {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
 
 
-MODULES = _modules()
-
-
-def _imports(name: str, path: Path) -> list[tuple[str, int]]:
+def _imports(name: str, path: Path, known: dict[str, Path] = MODULES) -> list[tuple[str, int]]:
     """(absolute imported module, line) for every import statement in the module."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -163,20 +94,24 @@ def _imports(name: str, path: Path) -> list[tuple[str, int]]:
                 mod = node.module or ""
             if mod == "__future__":
                 continue
-            out.append((mod, node.lineno))
-            # `from router import x` / `from . import x` may name submodules.
-            for alias in node.names:
-                sub = f"{mod}.{alias.name}"
-                if sub in MODULES:
-                    out.append((sub, node.lineno))
+            # `from router.x import y` names module router.x.y when there is one, else router.x
+            subs = [f"{mod}.{alias.name}" for alias in node.names if f"{mod}.{alias.name}" in known]
+            if subs:
+                out.extend((s, node.lineno) for s in subs)
+            if len(subs) < len(node.names):
+                out.append((mod, node.lineno))
     return out
 
 
-def _layer(module: str) -> int | None:
-    for pkg in _PACKAGE_LAYERS:
-        if module == pkg or module.startswith(pkg + "."):
-            return LAYERS[pkg]
-    return LAYERS.get(module)
+def _owner(module: str) -> tuple[int, str] | None:
+    """(layer, owning package or module) of a router module: the longest entry that contains it."""
+    best: tuple[int, str] | None = None
+    for i, names in enumerate(LAYERS):
+        for n in names:
+            inside = module == n or (n != "router" and module.startswith(n + "."))
+            if inside and (best is None or len(n) > len(best[1])):
+                best = (i, n)
+    return best
 
 
 def _within(module: str, owners: tuple[str, ...]) -> bool:
@@ -187,54 +122,114 @@ def _is_router(module: str) -> bool:
     return module == "router" or module.startswith("router.")
 
 
+def _graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Router module -> the router modules it imports (as they exist)."""
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for mod, _ in _imports(name, path, modules):
+            while mod and mod not in modules:  # `from router.x.y import Name`: the module is router.x.y
+                mod = mod.rpartition(".")[0]
+            if mod and mod != name:
+                targets.add(mod)
+        graph[name] = targets
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected component of more than one module (Tarjan), each a cycle or more."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
 def test_every_module_has_a_layer() -> None:
-    """Each module under router/ is placed in the table, so a new one must choose its layer."""
-    missing = [m for m in MODULES if _layer(m) is None]
+    """Each module under router/ belongs to a layer, so a new package must choose its place."""
+    missing = [m for m in MODULES if not _within(m, (FAKE,)) and _owner(m) is None]
     assert not missing, f"add these modules to LAYERS in tests/test_layering.py: {missing}"
 
 
-def test_table_names_are_real_or_planned() -> None:
+def test_the_walk_finds_the_modules() -> None:
     """The parser finds the modules that really exist (guards against a broken walk)."""
-    assert {"router.app", "router.routing.pool", "router.upstream.provider", "router.config"} <= set(MODULES)
-    assert len(MODULES) > 20
+    assert {"router.app", "router.routing.pool", "router.upstream.provider", "router.formats.base"} <= set(MODULES)
+    assert len(MODULES) > 60
 
 
-@pytest.mark.parametrize("name", sorted(MODULES))
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if not _within(m, (FAKE,))))
 def test_imports_point_down(name: str) -> None:
-    """A router module imports only router modules of its own layer or lower ones."""
-    own = _layer(name)
+    """A router module imports its own package and lower layers, never up, and never across the
+    independent packages of one layer."""
+    own = _owner(name)
     assert own is not None
     bad = []
     for mod, line in _imports(name, MODULES[name]):
         if not _is_router(mod) or mod == "router":
-            continue  # `import router` alone (version) is fine from anywhere
-        target = _layer(mod)
+            continue  # `import router` alone (the version) is fine from anywhere
+        if _within(mod, (FAKE,)):
+            if not _within(name, ("router.cli", "router.demo")):
+                bad.append(f"{name} line {line} imports the fake provider {mod}")
+            continue
+        target = _owner(mod)
         assert target is not None, f"{name}:{line} imports unknown module {mod}"
-        if target > own:
-            bad.append(f"{name} (layer {own}) line {line} imports {mod} (layer {target})")
+        if target[1] == own[1] or (target[0] == own[0] and not {target[1], own[1]} <= INDEPENDENT):
+            continue
+        if target[0] >= own[0]:
+            bad.append(f"{name} ({own[1]}, layer {own[0]}) line {line} imports {mod} ({target[1]}, layer {target[0]})")
     assert not bad, "\n".join(bad)
+
+
+def test_no_import_cycles() -> None:
+    """No module reaches itself through its imports, within a package or across them."""
+    assert _cycles(_graph(MODULES)) == []
 
 
 @pytest.mark.parametrize("name", sorted(m for m in MODULES if _within(m, (FAKE,))))
 def test_fake_upstream_stands_apart(name: str) -> None:
-    """The fake provider imports only itself and layer 0-1 helpers, never the router proper."""
+    """The fake provider imports only itself, the leaves, the config and the formats."""
     bad = [
         f"{name} line {line} imports {mod}"
         for mod, line in _imports(name, MODULES[name])
-        if _is_router(mod) and mod != "router" and not _within(mod, (FAKE,)) and (_layer(mod) or 0) > FAKE_MAX_LAYER
+        if _is_router(mod) and mod != "router" and not _within(mod, (FAKE, *FAKE_MAY_USE))
     ]
     assert not bad, "\n".join(bad)
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_third_party_imports_are_confined(name: str) -> None:
-    """pybreaker, aiohttp, yaml, redis, starlette, httpx, uvicorn appear only where allowed."""
+    """pybreaker, yaml, redis, starlette, httpx, uvicorn, ... appear only where allowed."""
     bad = []
     for mod, line in _imports(name, MODULES[name]):
-        top = mod.split(".")[0]
-        owners = CONFINED.get(top)
+        owners = CONFINED.get(mod.split(".")[0])
         if owners is not None and not _within(name, owners):
-            bad.append(f"{name} line {line} imports {mod}; only {', '.join(owners)} may")
+            bad.append(f"{name} line {line} imports {mod}; only {', '.join(owners) or 'nothing in router/'} may")
     assert not bad, "\n".join(bad)
 
 
@@ -249,6 +244,13 @@ def test_third_party_imports_are_declared(name: str) -> None:
         and mod.split(".")[0] not in DECLARED
     ]
     assert not undeclared, "\n".join(undeclared)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_modules_stay_small(name: str) -> None:
+    """No module passes the size a newcomer reads in one go."""
+    lines = len(MODULES[name].read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{name} has {lines} lines; split it by concern"
 
 
 def test_only_log_configures_structlog() -> None:
@@ -268,14 +270,24 @@ def test_only_log_configures_structlog() -> None:
     assert callers and set(callers) == {"router.log"}, callers
 
 
-def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
-    """The import walker resolves relative and absolute imports (a guard for the checks above)."""
+def test_the_checks_see_violations(tmp_path: Path) -> None:
+    """The walker resolves relative and absolute imports, the layer rule flags an upward import,
+    and the cycle finder finds a cycle (guards for the checks above)."""
     pkg = tmp_path / "router" / "routing"
     pkg.mkdir(parents=True)
     src = pkg / "x.py"
-    src.write_text(
-        "from ..failover import Forwarder\nfrom . import pool\nimport aiohttp\n\ndef f():\n    import yaml\n"
-    )
+    src.write_text("from ..server import endpoints\nfrom . import pool\nimport aiohttp\n\ndef f():\n    import yaml\n")
     found = [m for m, _ in _imports("router.routing.x", src)]
-    assert "router.failover" in found and "aiohttp" in found and "yaml" in found
-    assert "router.routing" in found
+    assert "router.server.endpoints" in found and "aiohttp" in found and "yaml" in found
+    routing, server = _owner("router.routing.x"), _owner("router.server.endpoints")
+    assert routing is not None and server is not None and server[0] > routing[0]
+    assert _owner("router.upstream.relay") == (3, "router.upstream")
+    assert _owner("router.billing.auth") == (3, "router.billing")
+    a, b, c = (tmp_path / f"{n}.py" for n in "abc")
+    a.write_text("import router.b\n")
+    b.write_text("from router import c\n")
+    c.write_text("from router.a import thing\n")
+    graph = _graph({"router.a": a, "router.b": b, "router.c": c})
+    assert _cycles(graph) == [["router.a", "router.b", "router.c"]]
+    c.write_text("x = 1\n")
+    assert _cycles(_graph({"router.a": a, "router.b": b, "router.c": c})) == []

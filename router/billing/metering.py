@@ -5,13 +5,33 @@ stream cut short, estimated from what it delivered."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from router.billing.accounting import cost_usd, usage_fields
 from router.billing.ledger import Ledger
 from router.billing.limits import Grant, Limits
 from router.clock import Clock
 from router.config import Price
-from router.ops.metrics import Metrics
-from router.types import AccessRecord, Usage
+from router.observe import Observer
+from router.types import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What one request is billed for: the ledger line's facts."""
+
+    request_id: str
+    model: str | None  # the public model that served; None when the request got no model that far
+    provider: str | None  # None: no provider answered
+    stream: bool
+    status: int
+    usage: Usage | None  # None: nothing was used (an error), only the reservation is released
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    remaining_usd: float | None  # what the key has left in its window after this request
+    cost_usd: float
 
 
 class Metering:
@@ -21,11 +41,11 @@ class Metering:
         ledger: Ledger,
         prices: dict[str, Price | None],
         clock: Clock,
-        metrics: Metrics | None = None,
+        observer: Observer | None = None,
         plan_of: dict[str, str] | None = None,
     ) -> None:
-        self._metrics = metrics
-        self._plan_of = plan_of or {}  # key id -> plan name, for the metrics' plan label
+        self._observer = observer or Observer()
+        self._plan_of = plan_of or {}  # key id -> plan name, for the observer's plan label
         self._limits = limits
         self._ledger = ledger
         self._prices = prices
@@ -35,42 +55,26 @@ class Metering:
         """A config reload: new prices and plans bill the next request that settles."""
         self._limits, self._prices, self._plan_of = limits, prices, plan_of
 
-    async def whole(
-        self, grant: Grant, model: str, usage: Usage | None, status: int, record: AccessRecord
-    ) -> float | None:
-        """Settle a non-stream answer of `model` that used `usage`; returns the USD left after it."""
-        return await self._settle(grant, model, usage, status, record)
-
-    async def nothing(self, grant: Grant, status: int, record: AccessRecord) -> float | None:
-        """Release the reservation of a request that got no answer (an error)."""
-        return await self._settle(grant, record.model, None, status, record)
-
-    async def stream_end(self, grant: Grant, model: str, usage: Usage, record: AccessRecord) -> float | None:
-        """Settle a stream of `model` once it has ended, however it ended, with the usage it
-        reported or the estimate of what it delivered. The caller closes the stream first (that
+    async def settle(self, grant: Grant, charge: Charge) -> Settled:
+        """Settle the reservation behind `grant` at what `charge` used (nothing for an error), and
+        write the ledger line. For a stream, once it has ended: the caller closes it first (that
         frees the route) and shields both from cancellation."""
-        return await self._settle(grant, model, usage, 200, record)
-
-    async def _settle(
-        self, grant: Grant, model: str | None, usage: Usage | None, status: int, record: AccessRecord
-    ) -> float | None:
+        model, usage = charge.model, charge.usage
         price = self._prices.get(model) if model else None
         cost = cost_usd(usage, price) if usage is not None and price is not None else 0.0
         remaining = await self._limits.settle(grant, cost)
         fields: dict[str, object] = {
             "ts": round(self._clock.wall(), 3),
-            "request_id": record.request_id,
+            "request_id": charge.request_id,
             "key": grant.key_id,
             "model": model,
-            "provider": record.provider,
-            "stream": record.stream,
-            "status": status,
+            "provider": charge.provider,
+            "stream": charge.stream,
+            "status": charge.status,
             "cost_usd": round(cost, 8),
         }
         if usage is not None:
             fields.update(usage_fields(usage))
         self._ledger.record(fields)
-        record.cost_usd = cost
-        if self._metrics is not None:
-            self._metrics.usage(self._plan_of.get(grant.key_id), model, usage, cost)
-        return remaining
+        self._observer.usage(self._plan_of.get(grant.key_id), model, usage, cost)
+        return Settled(remaining, cost)

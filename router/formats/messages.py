@@ -41,6 +41,29 @@ _KINDS = {
 _DELTA_TEXT = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
 
 
+def strip_unsigned_thinking(body: dict[str, Any]) -> dict[str, Any]:
+    """A native Anthropic body without thinking blocks that carry no signature. An earlier turn
+    served through another provider shows its reasoning to an Anthropic client as a thinking block
+    with an empty signature; sent back to Anthropic, that block would be refused (a 400 after a
+    failover, say). Copies only what it changes; the common case costs one scan of the turns."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return body
+    out: list[Any] | None = None
+    for i, msg in enumerate(messages):
+        content = msg.get("content") if isinstance(msg, dict) and msg.get("role") == "assistant" else None
+        if not isinstance(content, list):
+            continue
+        kept = [
+            b for b in content if not (isinstance(b, dict) and b.get("type") == "thinking" and not b.get("signature"))
+        ]
+        if len(kept) != len(content):
+            if out is None:
+                out = list(messages)
+            out[i] = {**msg, "content": kept}
+    return body if out is None else {**body, "messages": out}
+
+
 class MessagesStreamState(StreamState):
     __slots__ = ()
 
@@ -115,7 +138,7 @@ class MessagesFormat(WireFormat):
 
     def prepare(self, body: dict[str, Any], model: str, drop: frozenset[str], stream: bool) -> Prepared:
         prepared = super().prepare(body, model, drop, stream)
-        return Prepared(codec.strip_unsigned_thinking(prepared.body))
+        return Prepared(strip_unsigned_thinking(prepared.body))
 
     def read_usage(self, body: Any) -> Usage | None:
         return usage_in(body, codec.read_usage)

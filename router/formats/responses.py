@@ -17,7 +17,6 @@ from router.formats.base import EventKind, StreamReader, StreamState, StreamWrit
 from router.formats.chat import openai_error_body
 from router.formats.codec import ir, responses_stream
 from router.formats.codec import responses as codec
-from router.formats.codec import responses_items as items
 from router.formats.codec.fields import usage_in
 from router.formats.sse import encode
 from router.types import Usage
@@ -76,7 +75,7 @@ class ResponsesStreamState(StreamState):
         if kind in _TERMINAL:
             usage = response.get("usage")
             if isinstance(usage, dict):
-                self._report(items.read_usage(usage))
+                self._report(codec.read_usage(usage))
 
     def error_tail(self, message: str, after_error: bool) -> bytes:
         out = b""
@@ -121,7 +120,7 @@ class ResponsesFormat(WireFormat):
             headers["authorization"] = f"Bearer {api_key}"
 
     def read_usage(self, body: Any) -> Usage | None:
-        return usage_in(body, items.read_usage)
+        return usage_in(body, codec.read_usage)
 
     def event_kind(self, obj: Any) -> EventKind:
         etype = obj.get("type") if isinstance(obj, dict) else None

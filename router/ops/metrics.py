@@ -6,7 +6,6 @@ few dict lookups and increments; see `Metrics.request` and friends):
   router_requests_total{endpoint, model, provider, status}       counter
   router_request_duration_seconds{endpoint, model, provider}     histogram, up to 600 s
   router_request_ttfb_seconds{endpoint, model, provider}         histogram, time to first byte
-  router_overhead_seconds{endpoint}                              histogram, time outside upstream calls
   router_upstream_attempts_total{provider, outcome}              counter (OUTCOMES)
   router_failovers_total{reason}                                 counter (classify.py's reasons)
   router_tokens_total{plan, model, kind}                         counter, kind: input|cached|cache_write|output
@@ -36,7 +35,6 @@ the live workers' files: in-flight summed, breaker and EWMA the worst (max), hea
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import time
@@ -51,14 +49,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from router.config import Config
-from router.errors import (
-    UpstreamConnectError,
-    UpstreamError,
-    UpstreamProtocolError,
-    UpstreamReset,
-    UpstreamStatusError,
-    UpstreamTimeout,
-)
+from router.observe import Attempt, Observer
 from router.ops.admin_auth import CHALLENGE, BearerGuard
 from router.ops.metrics_live import LIVE_PUBLISH_INTERVAL_S, LiveFiles, Rows, aggregate, pool_rows
 from router.routing.pool import Pool
@@ -113,40 +104,15 @@ DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600
 # Time to first byte: fast models answer in 100-500 ms, reasoning models take tens of seconds,
 # and first_token_s defaults to 60 s.
 TTFB_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30, 60)
-# The router's own time: parsing, routing and translation cost tens to hundreds of microseconds;
-# milliseconds mean trouble (event-loop stalls, a slow state store).
-OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 _STATUS = {code: str(code) for code in range(100, 600)}
 
 
-def outcome_of(exc: BaseException | None) -> str:
-    """The `outcome` label of one upstream attempt: None is a success; a cancellation (client gone)
-    is "cancelled"; an upstream error by its kind."""
-    if exc is None:
-        return "ok"
-    if isinstance(exc, UpstreamStatusError):
-        s = exc.upstream_status
-        return "429" if s == 429 else "5xx" if s >= 500 else "4xx" if s >= 400 else "error"
-    if isinstance(exc, UpstreamTimeout):
-        return "timeout"
-    if isinstance(exc, UpstreamReset):  # before its parent class
-        return "reset"
-    if isinstance(exc, UpstreamConnectError):
-        return "connect_error"
-    if isinstance(exc, UpstreamProtocolError):
-        return "protocol_error"
-    if isinstance(exc, UpstreamError):
-        return "error"
-    # anyio runs on asyncio here: a cancelled attempt (client gone, deadline) raises this.
-    return "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
-
-
-class Metrics:
+class Metrics(Observer):
     """The router's metrics, on a registry of their own (never prometheus_client's global one),
     so tests can build several apps in one process.
 
-    Hot path: `request`, `attempt`, `failover`, `usage`, `refused`. Endpoint: `render`.
+    Hot path (the `Observer` interface): `request`, `attempt`, `usage`, `refused`. Endpoint: `render`.
     Lifespan: `run_publisher` (a no-op with one worker), `close`. Config reload: `reconfigure`
     (series of removed models, plans and providers stay, frozen, until the restart)."""
 
@@ -195,13 +161,6 @@ class Metrics:
             buckets=TTFB_BUCKETS,
             registry=own,
         )
-        self._overhead = Histogram(
-            "router_overhead_seconds",
-            "The router's own time per request: total minus time waiting on upstreams.",
-            ("endpoint",),
-            buckets=OVERHEAD_BUCKETS,
-            registry=own,
-        )
         self._attempts_family = Counter(
             "router_upstream_attempts",
             "Upstream attempts by provider and outcome.",
@@ -226,7 +185,6 @@ class Metrics:
         # (which validates, stringifies and locks on every call).
         self._failovers = {r: failovers.labels(r) for r in [*FAILOVER_REASONS, OTHER]}
         self._failover_family = failovers
-        self._overheads = {e: self._overhead.labels(e) for e in [*self._endpoints, OTHER]}
         self._attempts: dict[tuple[str, str], Counter] = {}
         self._refusals: dict[tuple[str, int], Counter] = {}
         # Bound on first use, keyed by already-folded labels, so these caches stay bounded too.
@@ -272,7 +230,6 @@ class Metrics:
         status: int,
         duration_s: float,
         ttfb_s: float | None = None,
-        overhead_s: float | None = None,
     ) -> None:
         """One finished request (after the last byte of its body or stream)."""
         e = endpoint if endpoint in self._endpoints else OTHER
@@ -286,17 +243,20 @@ class Metrics:
         children[1].observe(duration_s)
         if ttfb_s is not None:
             children[2].observe(ttfb_s)
-        if overhead_s is not None:
-            self._overheads[e].observe(overhead_s)
 
-    def attempt(self, provider: str, outcome: str) -> None:
-        """One upstream attempt's outcome; `outcome_of(exc)` gives the label."""
+    def attempt(self, attempt: Attempt) -> None:
+        self.count_attempt(attempt.provider, attempt.outcome)
+        if attempt.failover is not None:
+            self.count_failover(attempt.failover)
+
+    def count_attempt(self, provider: str, outcome: str) -> None:
+        """One upstream attempt's outcome (`classify.outcome_of` gives the label)."""
         child = self._attempts.get((provider, outcome))
         if child is None:
             child = self._attempts[(provider if provider in self._providers else OTHER, _fold(outcome, OUTCOMES))]
         child.inc()
 
-    def failover(self, reason: str) -> None:
+    def count_failover(self, reason: str) -> None:
         """A failed attempt the router moved on from (classify.Verdict.reason)."""
         child = self._failovers.get(reason)
         if child is None:

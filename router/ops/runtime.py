@@ -66,7 +66,7 @@ class Runtime:
         self.config = config
         self.board = board
         self._clock = clock
-        self._pool = pool
+        self.pool = pool
         self._clients = clients  # shared with the forwarder: updated in place
         self._forwarder = forwarder
         self._endpoints = endpoints
@@ -86,12 +86,12 @@ class Runtime:
 
     def _start_probe(self, name: str) -> None:
         p = self.config.provider(name)
-        if self._tg is None or self._probe_client is None or not p.health.enabled or name not in self._pool.providers:
+        if self._tg is None or self._probe_client is None or not p.health.enabled or name not in self.pool.providers:
             return
         scope = anyio.CancelScope()
         self._probes[name] = scope
         probe = self._probe_factory(p, self._probe_client)
-        health = self._pool.providers[name].health
+        health = self.pool.providers[name].health
 
         async def run() -> None:
             with scope:
@@ -125,23 +125,23 @@ class Runtime:
         for name in [n for n in self._clients if n in fresh or n not in names]:
             self._retired.append(self._clients.pop(name))  # closed once nothing can be on them
         self._clients.update(fresh)
-        added = self._pool.reconfigure(RoutingTable(new))
+        added = self.pool.reconfigure(RoutingTable(new))
         for name, ok in healthy.items():
-            if name in self._pool.providers and ok is not None:
-                h = self._pool.providers[name].health
+            if name in self.pool.providers and ok is not None:
+                h = self.pool.providers[name].health
                 for _ in range(max(h_threshold(new, name, ok), 1)):
                     h.record(ok)
         limits = Limits(new, self._state, self._clock)
         self._forwarder.reconfigure(new.routing)
         self._endpoints.reconfigure(Authenticator(new), limits, new.accounting, new.server.max_body_bytes)
         self._metering.reconfigure(limits, prices_of(new), plans_of_keys(new))
-        self._metrics.reconfigure(new, self._pool)
-        self.board.reconfigure(new, self._pool, limits)
+        self._metrics.reconfigure(new, self.pool)
+        self.board.reconfigure(new, self.pool, limits)
         self.config = new
         for name in list(self._probes):
-            if name not in self._pool.providers or name in fresh:
+            if name not in self.pool.providers or name in fresh:
                 self._probes.pop(name).cancel()
-        for name in self._pool.providers:
+        for name in self.pool.providers:
             if name not in self._probes:
                 self._start_probe(name)
         log.warning(

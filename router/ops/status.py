@@ -31,6 +31,7 @@ from router.billing.auth import Principal
 from router.billing.limits import Limits
 from router.clock import Clock
 from router.config import Config
+from router.observe import Attempt, Observer
 from router.ops.admin_auth import CHALLENGE, BearerGuard
 from router.ops.status_page import PAGE, PAGE_HEADERS
 from router.routing.pool import Pool
@@ -46,8 +47,8 @@ _JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"
 _UNAUTHORIZED = b'{"error":"unauthorized: send the admin token as a Bearer token"}'
 
 
-class StatusBoard:
-    """Feeds: `note_served`, `note_failover` (hot path, O(1)). Endpoints: `render_json`,
+class StatusBoard(Observer):
+    """Feeds: `attempt` (the `Observer` interface; hot path, O(1)). Endpoints: `render_json`,
     `render_page`. Config reload: `reconfigure` (the recent traffic and failovers are kept)."""
 
     def __init__(
@@ -82,6 +83,12 @@ class StatusBoard:
         self._spend: tuple[float, dict[str, tuple[float | None, float | None]]] | None = None
 
     # --- feeds (hot path) -------------------------------------------------------------------------
+
+    def attempt(self, attempt: Attempt) -> None:
+        if attempt.failover is not None:
+            self.note_failover(attempt.model, attempt.route, attempt.failover)
+        if attempt.served:
+            self.note_served(attempt.route)
 
     def note_served(self, route_key: str) -> None:
         """A request was answered by `route_key` (provider/upstream model)."""

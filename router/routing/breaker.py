@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pybreaker
 
 from router.clock import Clock
+from router.types import AttemptResult
 
 
 class BreakerState(enum.StrEnum):
@@ -26,16 +27,6 @@ class BreakerState(enum.StrEnum):
 # pybreaker's state name -> ours: a dict lookup, where BreakerState(name) costs an Enum call on
 # every admit and record.
 _BY_NAME = {s.value: s for s in BreakerState}
-
-
-class AttemptResult(enum.Enum):
-    """What one admitted attempt says about the upstream."""
-
-    SUCCESS = enum.auto()
-    FAILURE = enum.auto()
-    # Cancelled by client disconnect, or otherwise says nothing about the
-    # upstream: releases a half-open slot, counts nothing.
-    NEUTRAL = enum.auto()
 
 
 @dataclass(slots=True)

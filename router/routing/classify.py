@@ -6,6 +6,7 @@ business: `WireFormat.event_kind`.)
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import enum
 import time
@@ -15,6 +16,7 @@ from router.errors import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
+    UpstreamReset,
     UpstreamStatusError,
     UpstreamTimeout,
 )
@@ -115,3 +117,25 @@ def _retry_after(headers: dict[str, str], now: float | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when - (time.time() if now is None else now))
+
+
+def outcome_of(exc: BaseException | None) -> str:
+    """The `outcome` label of one upstream attempt: None is a success; a cancellation (client gone)
+    is "cancelled"; an upstream error by its kind."""
+    if exc is None:
+        return "ok"
+    if isinstance(exc, UpstreamStatusError):
+        s = exc.upstream_status
+        return "429" if s == 429 else "5xx" if s >= 500 else "4xx" if s >= 400 else "error"
+    if isinstance(exc, UpstreamTimeout):
+        return "timeout"
+    if isinstance(exc, UpstreamReset):  # before its parent class
+        return "reset"
+    if isinstance(exc, UpstreamConnectError):
+        return "connect_error"
+    if isinstance(exc, UpstreamProtocolError):
+        return "protocol_error"
+    if isinstance(exc, UpstreamError):
+        return "error"
+    # anyio runs on asyncio here: a cancelled attempt (client gone, deadline) raises this.
+    return "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"

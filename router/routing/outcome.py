@@ -1,12 +1,19 @@
-"""What the attempt loop hands back to the endpoint: a whole answer, or a committed stream."""
+"""What the attempt loop hands back to the endpoint: a whole answer, or a committed stream, each
+with the attempts it took. The endpoint builds the response and the access line from these."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from router.formats.base import StreamState
+from router.observe import Attempt
 from router.types import Usage
+
+
+def failovers(attempts: list[Attempt]) -> list[str]:
+    """`route:reason` of each attempt the router moved on from, for the access line and the 503."""
+    return [f"{a.route}:{a.failover}" for a in attempts if a.failover is not None]
 
 
 @dataclass(slots=True)
@@ -20,6 +27,8 @@ class FullAnswer:
     model: str  # the public model that served (a context fallback's, if one did)
     headers: dict[str, str] = field(default_factory=dict)
     usage: Usage | None = None
+    ttfb_ms: float | None = None  # None for an upstream error returned as it is
+    attempts: list[Attempt] = field(default_factory=list)  # every attempt, this one last
 
 
 @dataclass(slots=True)
@@ -30,3 +39,7 @@ class StreamAnswer:
     model: str
     body: AsyncIterator[bytes]
     state: StreamState  # fed by the relay; the usage to bill when the stream ends
+    abort: Callable[[str], None]  # end it now with an error event (the router is shutting down)
+    ttfb_ms: float = 0.0
+    attempts: list[Attempt] = field(default_factory=list)  # every attempt, this one last
+    end: str | None = None  # how it ended, once it has: ok | truncated | timeout_idle | client_disconnected | ...

@@ -13,11 +13,12 @@ import structlog
 
 from router.clock import Clock
 from router.formats import WireFormat
-from router.routing.breaker import AttemptResult, Breaker, BreakerState, Ticket
+from router.routing.breaker import Breaker, BreakerState, Ticket
 from router.routing.cooldown import Cooldown
 from router.routing.ewma import PeakEwma
 from router.routing.health import HealthState
 from router.routing.table import ModelRoutes, Route, RoutingTable
+from router.types import AttemptResult
 
 log = structlog.get_logger("router.routing")
 

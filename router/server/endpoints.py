@@ -17,14 +17,15 @@ from starlette.types import Receive, Scope, Send
 from router.billing.accounting import reserve_usd
 from router.billing.auth import Authenticator, Principal
 from router.billing.limits import Grant, Limits
-from router.billing.metering import Metering
+from router.billing.metering import Charge, Metering, Settled
 from router.config import AccountingConfig
-from router.errors import InternalError, RouterError, UnknownModel
+from router.errors import InternalError, NoRouteAvailable, RouterError, UnknownModel
 from router.formats import ALL, CHAT, WireFormat
-from router.ops.metrics import Metrics
+from router.observe import Observer
 from router.routing.failover import Forwarder
-from router.routing.outcome import FullAnswer
+from router.routing.outcome import FullAnswer, failovers
 from router.routing.pool import Pool
+from router.server.drain import Drain
 from router.server.parse import parse_request
 from router.server.responses import (
     SSE_HEADERS,
@@ -37,7 +38,7 @@ from router.server.responses import (
     send_sse,
     send_whole,
 )
-from router.types import AccessRecord
+from router.types import AccessRecord, Usage
 
 log = structlog.get_logger("router.server.endpoints")
 
@@ -71,9 +72,11 @@ class Endpoints:
         ready: Callable[[], bool],
         max_body_bytes: int,
         created: int,
-        metrics: Metrics | None = None,
+        drain: Drain,
+        observer: Observer | None = None,
     ) -> None:
-        self._metrics = metrics
+        self._observer = observer or Observer()
+        self._drain = drain
         self._forwarder = forwarder
         self._pool = pool
         self._auth = auth
@@ -109,35 +112,39 @@ class Endpoints:
             req = parse_request(fmt, raw, headers, record.request_id)
             record.model, record.stream = req.model, req.stream
             routes = self._pool.table.get(req.model)
-            if routes is None:
+            if routes is None:  # the one place an unknown model is refused
                 raise UnknownModel(f"model '{req.model}' is not served by this router")
             self._limits.check_model(principal, req.model)
             price = routes.model.price
             cap = fmt.max_output_tokens(req.body, self._accounting.default_max_output_tokens)
             cost = reserve_usd(cap, len(raw), price) if price else 0.0
             grant = await self._limits.admit(principal, req.request_id, cost)
-            answer = await self._forwarder.forward(req, record)
+            answer = await self._forwarder.forward(req, routes)
         except RouterError as exc:
+            if isinstance(exc, NoRouteAvailable):
+                record.attempts = exc.failovers
             await self._error(send, fmt, exc, principal, grant, record)
             return
         except ClientGone:
             if grant is not None:
-                await self._metering.nothing(grant, 499, record)
+                await self._settle(grant, record, 499)
             await send_whole(send, 499, [], b"", None)
             return
         except Exception:
             log.exception("internal_error")
             await self._error(send, fmt, InternalError("internal error; see the router log"), principal, grant, record)
             return
+        record.provider, record.ttfb_ms = answer.provider, answer.ttfb_ms
+        record.attempts = failovers(answer.attempts)
         # How many attempts it took: a client (or the demo) can see failover happen.
         out = [
             (b"x-router-provider", answer.provider.encode("latin-1")),
             (b"x-router-attempts", b"%d" % (len(record.attempts) + 1)),
         ]
         if isinstance(answer, FullAnswer):
-            remaining = await self._metering.whole(grant, answer.model, answer.usage, answer.status, record)
+            settled = await self._settle(grant, record, answer.status, answer.model, answer.usage)
             out += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
-            raw_limit_headers(remaining, grant.window_end, out)
+            raw_limit_headers(settled.remaining_usd, grant.window_end, out)
             await send_whole(send, answer.status, out, answer.body, answer.content_type.encode("latin-1"))
             return
         # A stream's cost is not known when its headers leave: what was left before it.
@@ -146,9 +153,23 @@ class Endpoints:
         stream = answer
 
         async def settle() -> object:
-            return await self._metering.stream_end(grant, stream.model, stream.state.usage(), record)
+            record.stream_end = stream.end
+            return await self._settle(grant, record, 200, stream.model, stream.state.usage())
 
-        await send_sse(send, receive, out, answer.body, settle)
+        self._drain.register(stream.abort)
+        try:
+            await send_sse(send, receive, out, stream.body, settle)
+        finally:
+            self._drain.unregister(stream.abort)
+
+    async def _settle(
+        self, grant: Grant, record: AccessRecord, status: int, model: str | None = None, usage: Usage | None = None
+    ) -> Settled:
+        """Bill the request (`usage` None: release the reservation) and note its cost on the access line."""
+        charge = Charge(record.request_id, model or record.model, record.provider, record.stream, status, usage)
+        settled = await self._metering.settle(grant, charge)
+        record.cost_usd = settled.cost_usd
+        return settled
 
     async def _error(
         self,
@@ -161,12 +182,12 @@ class Endpoints:
     ) -> None:
         if exc.status >= 500:
             log.warning("request_failed", code=exc.code, message=exc.message)
-        elif exc.status in (402, 429) and self._metrics is not None and principal is not None:
-            self._metrics.refused(principal.plan.name if principal.plan else None, exc.status)
+        elif exc.status in (402, 429) and principal is not None:
+            self._observer.refused(principal.plan.name if principal.plan else None, exc.status)
         headers: dict[str, str] = {}
         if grant is not None:
-            remaining = await self._metering.nothing(grant, exc.status, record)
-            headers = limit_headers(remaining, grant.window_end)
+            settled = await self._settle(grant, record, exc.status)
+            headers = limit_headers(settled.remaining_usd, grant.window_end)
         elif principal is not None:
             headers = limit_headers(*await self._limits.status(principal))
         await send_error(send, fmt, exc, headers)

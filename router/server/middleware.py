@@ -10,7 +10,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router.formats import for_path
-from router.ops.metrics import Metrics
+from router.observe import Observer
 from router.types import AccessRecord
 
 log = structlog.get_logger("router.access")
@@ -29,9 +29,9 @@ def _request_id(scope: Scope) -> str:
 
 
 class AccessMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
+    def __init__(self, app: ASGIApp, observer: Observer | None = None) -> None:
         self.app = app
-        self._metrics = metrics
+        self._observer = observer or Observer()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,6 +70,5 @@ class AccessMiddleware:
             if not scope["path"].startswith(_QUIET_PREFIX):
                 total = time.perf_counter() - start
                 log.info("request", **record.fields(), total_ms=round(total * 1000, 1))
-                if self._metrics is not None:
-                    ttfb = first_byte[0] - start if first_byte else None
-                    self._metrics.request(scope["path"], record.model, record.provider, record.status, total, ttfb)
+                ttfb = first_byte[0] - start if first_byte else None
+                self._observer.request(scope["path"], record.model, record.provider, record.status, total, ttfb)

@@ -25,8 +25,7 @@ from router.errors import UpstreamError, UpstreamProtocolError
 from router.formats.base import TERMINATOR, EventKind, StreamState, WireFormat
 from router.formats.sse import SSEError, SSEEvent, SSEParser
 from router.formats.translate import StreamTranslator
-from router.routing.breaker import AttemptResult
-from router.server.drain import Drain
+from router.types import AttemptResult
 from router.upstream.provider import UpstreamResponse
 
 log = structlog.get_logger("router.upstream.relay")
@@ -48,9 +47,7 @@ class StreamRelay:
         state: StreamState,
         hide_usage: bool = False,
         translator: StreamTranslator | None = None,
-        drain: Drain | None = None,
     ) -> None:
-        self._drain = drain
         self._aborted: str | None = None  # why the router ended the stream itself (shutdown)
         self._wait: anyio.CancelScope | None = None  # the current read's timeout scope
         self._resp = resp
@@ -101,8 +98,6 @@ class StreamRelay:
         """The client's bytes. Calls `finish(result, reason)` exactly once, at the end:
         SUCCESS for a complete stream, FAILURE for a truncated one, NEUTRAL if the client left."""
         result, reason = AttemptResult.NEUTRAL, "client_disconnected"
-        if self._drain is not None:
-            self._drain.register(self)
         try:
             out = self._held
             if self._pending:
@@ -147,8 +142,6 @@ class StreamRelay:
                 elif self._fmt.terminator and not self._done_sent:
                     yield self._fmt.terminator
         finally:
-            if self._drain is not None:
-                self._drain.unregister(self)
             self._resp.close()
             finish(result, reason)
 

@@ -28,10 +28,11 @@ from router.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
-from router.ops.metrics import MULTIPROC_ENV, OTHER, Metrics, outcome_of
-from router.routing.breaker import AttemptResult
+from router.ops.metrics import MULTIPROC_ENV, OTHER, Metrics
+from router.routing.classify import outcome_of
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
+from router.types import AttemptResult
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "metrics-s3cret"
@@ -90,8 +91,8 @@ def value(families: dict[str, Any], sample: str, **labels: str) -> float | None:
 
 def test_request_counter_and_histograms() -> None:
     m, _, _ = build()
-    m.request(CHAT, "m1", "a", 200, duration_s=1.5, ttfb_s=0.3, overhead_s=0.0004)
-    m.request(CHAT, "m1", "a", 200, duration_s=700.0, ttfb_s=None, overhead_s=None)
+    m.request(CHAT, "m1", "a", 200, duration_s=1.5, ttfb_s=0.3)
+    m.request(CHAT, "m1", "a", 200, duration_s=700.0, ttfb_s=None)
     m.request("/v1/messages", "m2", None, 402, duration_s=0.002)
     f = scrape(m)
     labels = {"endpoint": CHAT, "model": "m1", "provider": "a"}
@@ -105,9 +106,6 @@ def test_request_counter_and_histograms() -> None:
     assert value(f, "router_request_ttfb_seconds_count", **labels) == 1  # None is not a sample
     assert value(f, "router_request_ttfb_seconds_bucket", **labels, le="0.3") == 1
     assert value(f, "router_request_ttfb_seconds_bucket", **labels, le="0.2") == 0
-    assert value(f, "router_overhead_seconds_count", endpoint=CHAT) == 1
-    assert value(f, "router_overhead_seconds_bucket", endpoint=CHAT, le="0.0005") == 1
-    assert value(f, "router_overhead_seconds_bucket", endpoint=CHAT, le="0.00025") == 0
 
 
 def test_unbounded_inputs_fold_into_other() -> None:
@@ -118,7 +116,7 @@ def test_unbounded_inputs_fold_into_other() -> None:
         m.request(f"/wp-admin/{i}", f"gpt-{i}", f"prov-{i}", 404, 0.001)
         m.request(CHAT, f"gpt-{i}", None, 1000 + i, 0.001)
         m.usage(f"plan-{i}", f"gpt-{i}", Usage(1, 0, 0, 1), 0.5)
-        m.attempt(f"prov-{i}", f"weird-{i}")
+        m.count_attempt(f"prov-{i}", f"weird-{i}")
     f = scrape(m)
     assert value(f, "router_requests_total", endpoint="other", model="other", provider="other", status="404") == 200
     assert value(f, "router_requests_total", endpoint=CHAT, model="other", provider="none", status="other") == 200
@@ -133,10 +131,10 @@ def test_unbounded_inputs_fold_into_other() -> None:
 
 def test_attempt_outcomes() -> None:
     m, _, _ = build()
-    m.attempt("a", outcome_of(None))
-    m.attempt("a", outcome_of(UpstreamStatusError("x", 503, {}, b"")))
-    m.attempt("a", outcome_of(UpstreamStatusError("x", 503, {}, b"")))
-    m.attempt("b", outcome_of(UpstreamTimeout("x", "first_token")))
+    m.count_attempt("a", outcome_of(None))
+    m.count_attempt("a", outcome_of(UpstreamStatusError("x", 503, {}, b"")))
+    m.count_attempt("a", outcome_of(UpstreamStatusError("x", 503, {}, b"")))
+    m.count_attempt("b", outcome_of(UpstreamTimeout("x", "first_token")))
     f = scrape(m)
     assert value(f, "router_upstream_attempts_total", provider="a", outcome="ok") == 1
     assert value(f, "router_upstream_attempts_total", provider="a", outcome="5xx") == 2
@@ -169,7 +167,7 @@ def test_outcome_of(exc: BaseException | None, outcome: str) -> None:
 def test_failover_reasons() -> None:
     m, _, _ = build()
     for reason in ("status_503", "status_503", "timeout_first_token", "status_418", "tried: a/x at 12:00"):
-        m.failover(reason)
+        m.count_failover(reason)
     f = scrape(m)
     assert value(f, "router_failovers_total", reason="status_503") == 2
     assert value(f, "router_failovers_total", reason="timeout_first_token") == 1
@@ -251,7 +249,7 @@ def test_reconfigure_after_a_reload() -> None:
     )
     m.reconfigure(cfg, Pool(RoutingTable(cfg), ManualClock(), 10.0))
     m.request(CHAT, "m3", "c", 200, 0.1)
-    m.attempt("c", "ok")
+    m.count_attempt("c", "ok")
     m.refused("gold", 429)
     f = scrape(m)
     assert {s.labels["provider"] for s in f["router_provider_healthy"].samples} == {"c"}
@@ -294,9 +292,9 @@ def test_hot_path_never_calls_labels(monkeypatch: pytest.MonkeyPatch) -> None:
     m, _, _ = build()
 
     def calls() -> None:
-        m.request(CHAT, "m1", "a", 200, 0.5, 0.1, 0.0002)
-        m.attempt("a", "ok")
-        m.failover("status_503")
+        m.request(CHAT, "m1", "a", 200, 0.5, 0.1)
+        m.count_attempt("a", "ok")
+        m.count_failover("status_503")
         m.usage("pro", "m1", Usage(3, 0, 0, 4), 0.01)
         m.refused("pro", 402)
 
@@ -322,7 +320,7 @@ def test_multiprocess_needs_the_variable_before_import(tmp_path: Path) -> None:
 _WORKER = """
 import os, sys
 from tests.ops.test_metrics import build
-from router.routing.breaker import AttemptResult
+from router.types import AttemptResult
 n, inflight, trip = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "trip"
 m, pool, _ = build(dict(os.environ))
 for _ in range(n):

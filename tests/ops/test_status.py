@@ -22,9 +22,9 @@ from router.config import Config, parse_config
 from router.ops import status as status_mod
 from router.ops.status import StatusBoard
 from router.ops.status_page import PAGE, PAGE_HEADERS
-from router.routing.breaker import AttemptResult
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
+from router.types import AttemptResult
 
 ADMIN = "admin-s3cret"
 PRICE = {"input_per_mtok": 1, "output_per_mtok": 2}

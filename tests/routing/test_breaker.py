@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from router.clock import ManualClock
-from router.routing.breaker import AttemptResult, Breaker, BreakerState, Ticket
+from router.routing.breaker import Breaker, BreakerState, Ticket
+from router.types import AttemptResult
 
 S, F, N = AttemptResult.SUCCESS, AttemptResult.FAILURE, AttemptResult.NEUTRAL
 Change = tuple[str, BreakerState, BreakerState]

@@ -18,10 +18,9 @@ from router.errors import NoRouteAvailable, UpstreamConnectError
 from router.formats import CHAT, ClientRequest
 from router.formats.sse import SSEParser
 from router.routing.failover import Forwarder
-from router.routing.outcome import FullAnswer, StreamAnswer
+from router.routing.outcome import FullAnswer, StreamAnswer, failovers
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
-from router.types import AccessRecord
 
 HANG = object()
 
@@ -99,7 +98,6 @@ class Setup:
             random.Random(1),
             sleep=self._sleep,  # type: ignore[arg-type]
         )
-        self.record = AccessRecord(request_id="rid", method="POST", path="/v1/chat/completions")
 
     async def _sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
@@ -109,7 +107,9 @@ class Setup:
         body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
         req = ClientRequest(fmt=CHAT, model="m", stream=stream, body=body, headers={}, request_id="rid")
         with anyio.fail_after(2):
-            return await self.forwarder.forward(req, self.record)
+            routes = self.pool.table.get("m")
+            assert routes is not None
+            return await self.forwarder.forward(req, routes)
 
     def inflight(self) -> int:
         return sum(s.inflight for s in self.pool.routes.values())
@@ -122,7 +122,11 @@ async def test_a_200_that_is_not_json_fails_over() -> None:
     s.pool.routes["b/b-up"].ewma.observe(9.0)  # make a the first choice
     answer = await s.forward()
     assert isinstance(answer, FullAnswer) and answer.provider == "b" and answer.body == b'{"ok": true}'
-    assert s.record.attempts == ["a/a-up:stream_failed_before_content"]
+    assert failovers(answer.attempts) == ["a/a-up:stream_failed_before_content"]
+    assert [(a.route, a.outcome, a.served) for a in answer.attempts] == [
+        ("a/a-up", "protocol_error", False),
+        ("b/b-up", "ok", True),
+    ]
     assert s.pool.routes["a/a-up"].breaker.fail_counter == 1
     assert s.inflight() == 0
 
@@ -168,7 +172,7 @@ async def test_a_refused_lease_excludes_the_route(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(s.pool, "acquire", acquire)
     answer = await s.forward()
     assert answer.provider == "b" and refused == ["a/a-up"]
-    assert s.record.attempts == [] and s.clients["a"].sent == []
+    assert failovers(answer.attempts) == [] and s.clients["a"].sent == []
 
 
 @pytest.mark.anyio
@@ -206,7 +210,7 @@ async def test_stream_answer_holds_the_lease_until_the_body_ends() -> None:
     assert s.inflight() == 1 and up.closed == 0
     out = b"".join([c async for c in answer.body])
     assert out.endswith(b"data: [DONE]\n\n")
-    assert s.inflight() == 0 and up.closed == 1 and s.record.stream_end == "ok"
+    assert s.inflight() == 0 and up.closed == 1 and answer.end == "ok"
 
 
 @pytest.mark.anyio

@@ -11,9 +11,9 @@ from structlog.testing import capture_logs
 from router.clock import ManualClock
 from router.config import Config, parse_config
 from router.formats import CHAT, MESSAGES
-from router.routing.breaker import AttemptResult
 from router.routing.pool import Lease, Pool, RouteState
 from router.routing.table import ModelRoutes, RoutingTable
+from router.types import AttemptResult
 
 S, F, N = AttemptResult.SUCCESS, AttemptResult.FAILURE, AttemptResult.NEUTRAL
 

@@ -24,6 +24,7 @@ from router.config import parse_config
 from router.errors import BadRequest, NoRouteAvailable, UnknownModel, UpstreamTimeout
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
+from router.server.drain import Drain
 from router.server.endpoints import Endpoints, error_response
 from router.server.middleware import AccessMiddleware
 
@@ -37,7 +38,7 @@ class StubForwarder:
         self.exc = exc
         self.calls = 0
 
-    async def forward(self, req: Any, record: Any) -> Any:
+    async def forward(self, req: Any, routes: Any) -> Any:
         self.calls += 1
         if self.exc is not None:
             raise self.exc
@@ -57,7 +58,7 @@ def _app(forwarder: StubForwarder) -> AccessMiddleware:
     limits = Limits(config, MemoryBackend(), clock)
     metering = Metering(limits, Ledger(None), {}, clock)
     auth = Authenticator(config)
-    ep = Endpoints(forwarder, pool, auth, limits, metering, config.accounting, lambda: True, 2048, 0)  # type: ignore[arg-type]
+    ep = Endpoints(forwarder, pool, auth, limits, metering, config.accounting, lambda: True, 2048, 0, Drain())  # type: ignore[arg-type]
     routes = [Route(path, endpoint, methods=["POST"]) for path, endpoint in ep.api.items()]
     return AccessMiddleware(Starlette(routes=routes))
 

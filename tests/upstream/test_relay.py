@@ -19,7 +19,7 @@ from router.config import Format, Timeouts
 from router.errors import UpstreamConnectError, UpstreamProtocolError
 from router.formats import wire
 from router.formats.sse import SSEParser
-from router.routing.breaker import AttemptResult
+from router.types import AttemptResult
 from router.upstream.relay import StreamRelay
 
 S, F, N = AttemptResult.SUCCESS, AttemptResult.FAILURE, AttemptResult.NEUTRAL

@@ -369,29 +369,6 @@ def read_error(body: bytes) -> ir.Error:
     return ir.Error(text[:_MAX_ERROR_TEXT] or "upstream error")
 
 
-def strip_unsigned_thinking(body: dict[str, Any]) -> dict[str, Any]:
-    """A native Anthropic body without thinking blocks that carry no signature. An earlier turn
-    served through another provider shows its reasoning to an Anthropic client as a thinking block
-    with an empty signature; sent back to Anthropic, that block would be refused (a 400 after a
-    failover, say). Copies only what it changes; the common case costs one scan of the turns."""
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        return body
-    out: list[Any] | None = None
-    for i, msg in enumerate(messages):
-        content = msg.get("content") if isinstance(msg, dict) and msg.get("role") == "assistant" else None
-        if not isinstance(content, list):
-            continue
-        kept = [
-            b for b in content if not (isinstance(b, dict) and b.get("type") == "thinking" and not b.get("signature"))
-        ]
-        if len(kept) != len(content):
-            if out is None:
-                out = list(messages)
-            out[i] = {**msg, "content": kept}
-    return body if out is None else {**body, "messages": out}
-
-
 def read_usage(u: dict[str, Any]) -> Usage | None:
     # input_tokens EXCLUDES cache reads and writes, which come in their own fields.
     inp, out = count(u.get("input_tokens")), count(u.get("output_tokens"))

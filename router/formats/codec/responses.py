@@ -31,8 +31,9 @@ import structlog
 from router.errors import BadRequest
 from router.formats.codec import ir
 from router.formats.codec import responses_items as items
-from router.formats.codec.fields import opt_number, usage_in
+from router.formats.codec.fields import count, opt_number, sub, usage_in
 from router.formats.codec.reasoning import effort_for
+from router.types import Usage
 
 log = structlog.get_logger("router.formats.codec")
 
@@ -234,7 +235,7 @@ def read_answer(body: dict[str, Any]) -> ir.Answer:
         model=str(body.get("model") or ""),
         parts=parts,
         stop=items.stop_from(body, has_calls),
-        usage=usage_in(body, items.read_usage),
+        usage=usage_in(body, read_usage),
         created=int(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None,
     )
 
@@ -288,3 +289,15 @@ def read_error(body: bytes) -> ir.Error:
         kind=items.error_kind(err.get("type"), code),
         code=code if isinstance(code, str) else None,
     )
+
+
+def read_usage(u: dict[str, Any]) -> Usage | None:
+    # input_tokens INCLUDES cache reads and writes; output_tokens includes reasoning.
+    inp, out = count(u.get("input_tokens")), count(u.get("output_tokens"))
+    if inp is None and out is None:
+        return None
+    details = sub(u, "input_tokens_details")
+    cached = count(details.get("cached_tokens")) or 0
+    write = count(details.get("cache_write_tokens")) or 0
+    reasoning = count(sub(u, "output_tokens_details").get("reasoning_tokens")) or 0
+    return Usage(max(0, (inp or 0) - cached - write), cached, write, out or 0, reasoning)

@@ -10,7 +10,6 @@ from typing import Any, Final, Literal
 from router.config import Format
 from router.errors import BadRequest
 from router.formats.codec import ir
-from router.formats.codec.fields import count, sub
 from router.types import Usage
 
 FMT: Final[Format] = "openai-responses"
@@ -399,15 +398,3 @@ def failed_code(err: ir.Error) -> str:
     if err.kind == "rate_limit_error":
         return "rate_limit_exceeded"
     return "invalid_prompt" if err.kind == "invalid_request_error" else "server_error"
-
-
-def read_usage(u: dict[str, Any]) -> Usage | None:
-    # input_tokens INCLUDES cache reads and writes; output_tokens includes reasoning.
-    inp, out = count(u.get("input_tokens")), count(u.get("output_tokens"))
-    if inp is None and out is None:
-        return None
-    details = sub(u, "input_tokens_details")
-    cached = count(details.get("cached_tokens")) or 0
-    write = count(details.get("cache_write_tokens")) or 0
-    reasoning = count(sub(u, "output_tokens_details").get("reasoning_tokens")) or 0
-    return Usage(max(0, (inp or 0) - cached - write), cached, write, out or 0, reasoning)

@@ -29,6 +29,7 @@ import orjson
 from router.formats.codec import ir
 from router.formats.codec import responses_items as items
 from router.formats.codec.fields import usage_in
+from router.formats.codec.responses import read_usage
 from router.formats.sse import encode
 from router.types import Usage
 
@@ -153,7 +154,7 @@ class ResponsesStreamReader:
         has_calls = self._calls > 0 or (
             isinstance(output, list) and any(isinstance(i, dict) and i.get("type") == "function_call" for i in output)
         )
-        return [ir.Finish(items.stop_from(r, has_calls), usage=usage_in(r, items.read_usage))]
+        return [ir.Finish(items.stop_from(r, has_calls), usage=usage_in(r, read_usage))]
 
     def _error(self, err: dict[str, Any]) -> list[ir.Event]:
         self._ended = True

@@ -590,7 +590,7 @@ def test_read_error(body: bytes, expected: ir.Error) -> None:
 
 
 def test_strip_unsigned_thinking_keeps_signed_blocks_and_copies_only_what_changes() -> None:
-    from router.formats.codec.messages import strip_unsigned_thinking
+    from router.formats.messages import strip_unsigned_thinking
 
     signed = {"type": "thinking", "thinking": "a", "signature": "sig"}
     unsigned = {"type": "thinking", "thinking": "b", "signature": ""}

@@ -1,0 +1,85 @@
+"""What the request path reports as it goes, for whoever watches: one small interface, called
+along the path, implemented by the metrics and the status page (`router/ops/`) and registered
+once, in `app.py`. The path never knows who watches, and never checks whether anyone does.
+
+Hot path: every method runs once per request or attempt, so implementations keep to O(1) work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from router.types import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One upstream attempt and how it ended."""
+
+    model: str  # the public model it served (a context fallback's, if one did)
+    route: str  # provider/upstream model
+    provider: str
+    outcome: str  # low-cardinality: ok, 5xx, 429, 4xx, timeout, connect_error, reset, ... (`classify.outcome_of`)
+    failover: str | None = (
+        None  # why the router moved on from it ("status_503"); None: it answered, or it was abandoned
+    )
+    served: bool = False  # its answer went to the client (a success, or a client error returned as it is)
+
+
+class Observer:
+    """Watches requests go by. Every method here does nothing, so an observer overrides only what
+    it records."""
+
+    def attempt(self, attempt: Attempt) -> None:
+        """An upstream attempt ended (served, failed over, or abandoned with the request)."""
+
+    def usage(self, plan: str | None, model: str | None, usage: Usage | None, cost_usd: float) -> None:
+        """A request was billed."""
+
+    def refused(self, plan: str | None, status: int) -> None:
+        """A key's budget (402) or rate limit (429) refused a request."""
+
+    def request(
+        self,
+        endpoint: str,
+        model: str | None,
+        provider: str | None,
+        status: int,
+        duration_s: float,
+        ttfb_s: float | None,
+    ) -> None:
+        """A request finished, after the last byte of its answer."""
+
+
+class Observers(Observer):
+    """Several observers as one."""
+
+    __slots__ = ("_all",)
+
+    def __init__(self, observers: Sequence[Observer]) -> None:
+        self._all = tuple(observers)
+
+    def attempt(self, attempt: Attempt) -> None:
+        for o in self._all:
+            o.attempt(attempt)
+
+    def usage(self, plan: str | None, model: str | None, usage: Usage | None, cost_usd: float) -> None:
+        for o in self._all:
+            o.usage(plan, model, usage, cost_usd)
+
+    def refused(self, plan: str | None, status: int) -> None:
+        for o in self._all:
+            o.refused(plan, status)
+
+    def request(
+        self,
+        endpoint: str,
+        model: str | None,
+        provider: str | None,
+        status: int,
+        duration_s: float,
+        ttfb_s: float | None,
+    ) -> None:
+        for o in self._all:
+            o.request(endpoint, model, provider, status, duration_s, ttfb_s)
