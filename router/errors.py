@@ -1,8 +1,8 @@
-"""The router's exception tree. Every error knows its HTTP status, a low-cardinality `code`,
-where it came from (client, upstream or router) and whether another route may be tried.
+"""The router's exception tree. Every error knows its HTTP status and a low-cardinality `code`;
+what an upstream failure means for routing is decided in one place, `routing/classify.py`.
 
     RouterError
-    ├── ClientError                    source=client; never retried, never a breaker failure
+    ├── ClientError                    the request itself is wrong: never retried, never a breaker failure
     │   ├── BadRequest                 400 malformed JSON, missing model, wrong types
     │   ├── Unauthorized               401 missing or unknown API key
     │   ├── BudgetExceeded             402 the key's budget for this window is spent (retry_after)
@@ -10,7 +10,7 @@ where it came from (client, upstream or router) and whether another route may be
     │   ├── UnknownModel               404 model not served by this router
     │   ├── BodyTooLarge               413 body over server.max_body_bytes
     │   └── RateLimited                429 the key's rpm or max_concurrent is reached (retry_after)
-    ├── UpstreamError                  source=upstream; raised per attempt, classified by classify.py
+    ├── UpstreamError                  one attempt failed; raised per attempt, classified by classify.py
     │   ├── UpstreamConnectError       refused, DNS failure, no connection
     │   │   └── UpstreamReset          the connection broke while the answer was coming
     │   ├── UpstreamTimeout            connect / first_token / idle / total deadline passed
@@ -27,16 +27,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-Source = Literal["client", "upstream", "router"]
-
 
 class RouterError(Exception):
     """Base of every error the router raises on purpose."""
 
     status: int = 500
     code: str = "internal_error"
-    source: Source = "router"
-    retryable: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -48,7 +44,6 @@ class ClientError(RouterError):
 
     status = 400
     code = "invalid_request"
-    source: Source = "client"
 
 
 class BadRequest(ClientError):
@@ -101,8 +96,6 @@ class UpstreamError(RouterError):
 
     status = 502
     code = "upstream_error"
-    source: Source = "upstream"
-    retryable = True
 
 
 class UpstreamConnectError(UpstreamError):
@@ -145,7 +138,6 @@ class UpstreamProtocolError(UpstreamError):
 class NoRouteAvailable(RouterError):
     status = 503
     code = "no_route_available"
-    source: Source = "router"
 
     def __init__(self, message: str, retry_after: float | None = None, failovers: list[str] | None = None) -> None:
         super().__init__(message)

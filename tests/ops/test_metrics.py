@@ -16,7 +16,6 @@ import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from router.billing.accounting import Usage
 from router.billing.auth import hash_key
 from router.clock import ManualClock
 from router.config import Config, parse_config
@@ -32,7 +31,7 @@ from router.ops.metrics import MULTIPROC_ENV, OTHER, Metrics
 from router.routing.classify import outcome_of
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
-from router.types import AttemptResult
+from router.types import AttemptResult, Usage
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "metrics-s3cret"

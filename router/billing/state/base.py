@@ -37,7 +37,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from router.errors import RouterError, Source
+from router.errors import RouterError
 
 MICROS_PER_USD = 1_000_000
 RPM_WINDOW_S = 60.0  # "requests per minute", measured as a sliding minute
@@ -55,8 +55,6 @@ class StateUnavailable(RouterError):
 
     status = 503
     code = "state_unavailable"
-    source: Source = "router"
-    retryable = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,10 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from structlog.testing import capture_logs
 
-from router.billing.accounting import Usage
 from router.errors import BadRequest
 from router.formats.codec import chat, ir
 from router.formats.codec.reasoning import effort_for
+from router.types import Usage
 
 OPTS = ir.RequestOptions()
 _MESSAGE = pydantic.TypeAdapter(ChatCompletionMessageParam)

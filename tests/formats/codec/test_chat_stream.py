@@ -13,9 +13,9 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
-from router.billing.accounting import Usage
 from router.formats.codec import ir
 from router.formats.codec.chat_stream import ChatStreamReader, ChatStreamWriter
+from router.types import Usage
 
 OBJ = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1764000000, "model": "gpt-x"}
 USAGE_JSON = {

@@ -12,10 +12,10 @@ import pytest
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming, MessageCreateParamsStreaming
 from structlog.testing import capture_logs
 
-from router.billing.accounting import Usage
 from router.config import Format
 from router.formats.codec import ir
 from router.formats.codec.messages import read_answer, read_error, read_request, write_answer, write_request
+from router.types import Usage
 
 FMT: Format = "anthropic-messages"
 OPTS = ir.RequestOptions()

@@ -12,11 +12,11 @@ import orjson
 import pydantic
 import pytest
 
-from router.billing.accounting import Usage
 from router.config import Format
 from router.formats.codec import ir
 from router.formats.codec.messages_stream import MessagesStreamReader, MessagesStreamWriter
 from router.formats.sse import SSEParser
+from router.types import Usage
 
 FMT: Format = "anthropic-messages"
 _EVENT = pydantic.TypeAdapter(anthropic.types.RawMessageStreamEvent)

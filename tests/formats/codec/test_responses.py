@@ -10,11 +10,11 @@ from openai.types.responses import Response
 from openai.types.responses.response_create_params import ResponseCreateParamsStreaming
 from pydantic import TypeAdapter
 
-from router.billing.accounting import Usage
 from router.config import Format
 from router.errors import BadRequest
 from router.formats.codec import ir, responses
 from router.formats.codec.reasoning import effort_for
+from router.types import Usage
 
 OPTS = ir.RequestOptions()
 R: Format = "openai-responses"

@@ -13,10 +13,10 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from router.billing.accounting import Usage
 from router.config import Format
 from router.formats.codec import ir
 from router.formats.codec.responses_stream import ResponsesStreamReader, ResponsesStreamWriter
+from router.types import Usage
 
 R: Format = "openai-responses"
 EVENT = TypeAdapter(ResponseStreamEvent)
