@@ -48,6 +48,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from router import formats
 from router.config import Config
 from router.observe import Attempt, Observer
 from router.ops.admin_auth import CHALLENGE, BearerGuard
@@ -65,9 +66,7 @@ OTHER = "other"
 NONE = "none"  # provider label of a request no provider served (401, 402, 429, 503, ...)
 
 ENDPOINTS = (
-    "/v1/chat/completions",
-    "/v1/messages",
-    "/v1/responses",
+    *(f.path for f in formats.ALL),
     "/v1/models",
     "/health/live",
     "/health/ready",
