@@ -169,10 +169,14 @@ def router_server(fakes: Fakes) -> Iterator[Callable[..., RouterServer]]:
         rs.server.stop()
 
 
-CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-ANTHROPIC = {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
-RESPONSES = {"model": "m", "input": "hi"}
-BODIES = {"/v1/chat/completions": CHAT, "/v1/messages": ANTHROPIC, "/v1/responses": RESPONSES}
+CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+ANTHROPIC: dict[str, Any] = {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+RESPONSES: dict[str, Any] = {"model": "m", "input": "hi"}
+BODIES: dict[str, dict[str, Any]] = {
+    "/v1/chat/completions": CHAT,
+    "/v1/messages": ANTHROPIC,
+    "/v1/responses": RESPONSES,
+}
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ PATHS = list(BODIES)
 def _closed_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
+    port: int = s.getsockname()[1]  # (host, port) for AF_INET
     s.close()
     return port
 

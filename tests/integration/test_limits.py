@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from router.billing.auth import hash_key
 from router.clock import ManualClock
-from tests.conftest import ANTHROPIC, BODIES, CHAT, RESPONSES
+from tests.conftest import ANTHROPIC, BODIES, CHAT, RESPONSES, RouterServer
 
 PATHS = list(BODIES)
 KEY_PRO = "toc-pro-" + "p" * 40
@@ -61,6 +61,8 @@ def ledger(tmp_path) -> list[dict[str, Any]]:
 
 
 def cost_of(usage: dict[str, Any], fmt: str) -> float:
+    inp: int
+    out: int
     if fmt == "/v1/messages" or fmt == "/v1/responses":
         inp, out = usage["input_tokens"], usage["output_tokens"]
     else:
@@ -221,7 +223,7 @@ def test_max_concurrent_over_is_429(fakes, config_factory, router_server, tmp_pa
 def test_parallel_requests_overspend_stays_within_one_request(fakes, config_factory, router_server, tmp_path):
     """Against a nearly spent budget, 40 parallel requests end at most one request's cost over."""
     budget = 0.05
-    rs = router_server(limited_config(config_factory, tmp_path, budget=budget))
+    rs: RouterServer = router_server(limited_config(config_factory, tmp_path, budget=budget))
     one = rs.post("/v1/chat/completions", {**CHAT, "max_tokens": 20}, headers=auth())
     single = cost_of(one.json()["usage"], "/v1/chat/completions")
     fakes.set("alpha", latency_ms=30)

@@ -3,6 +3,8 @@ input gets a clear error in the endpoint's own envelope."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import orjson
 import pytest
 
@@ -118,7 +120,7 @@ def test_body_over_the_limit_is_413(fakes, config_factory, router_server, path):
     assert r.status_code == 413
     assert "limit" in r.text
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         yield orjson.dumps(BODIES[path])[:-1] + b', "pad": "'
         for _ in range(10):
             yield b"x" * 8000

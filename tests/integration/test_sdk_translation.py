@@ -6,7 +6,7 @@ must come out whole: text, tool calls with JSON arguments, usage, stop reason.""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from router.billing.auth import hash_key
+from router.fake_upstream import RunningServer
 
 KEY = "toc-sdk-" + "s" * 40
 FORMATS = ("openai-chat", "anthropic-messages", "openai-responses")
@@ -36,7 +37,13 @@ class Outcome:
     output_tokens: int
 
 
-class Chat:
+class Driver:
+    """An SDK client of the router; `fake` is the provider behind its one route (set by `through`)."""
+
+    fake: RunningServer
+
+
+class Chat(Driver):
     def __init__(self, url: str) -> None:
         self.c = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=10)
 
@@ -69,7 +76,7 @@ class Chat:
 
     def answer_tool(self, stream: bool, first: Outcome) -> Outcome:
         call_id, name, args = first.calls[0]
-        history = [
+        history: list[dict[str, Any]] = [
             {"role": "user", "content": "weather?"},
             {
                 "role": "assistant",
@@ -83,7 +90,7 @@ class Chat:
         return self.ask(stream, tools=True, history=history)
 
 
-class Messages:
+class Messages(Driver):
     def __init__(self, url: str) -> None:
         self.c = anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0, timeout=10)
 
@@ -121,7 +128,7 @@ class Messages:
         call_id, name, args = first.calls[0]
         assistant: list[dict[str, Any]] = [{"type": "text", "text": first.text}] if first.text else []
         assistant.append({"type": "tool_use", "id": call_id, "name": name, "input": args})
-        history = [
+        history: list[dict[str, Any]] = [
             {"role": "user", "content": "weather?"},
             {"role": "assistant", "content": assistant},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id, "content": "sunny"}]},
@@ -129,7 +136,7 @@ class Messages:
         return self.ask(stream, tools=True, history=history)
 
 
-class Responses:
+class Responses(Driver):
     def __init__(self, url: str) -> None:
         self.c = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=10)
 
@@ -169,7 +176,11 @@ class Responses:
         return self.ask(stream, tools=True, history=history)
 
 
-CLIENTS = {"openai-chat": Chat, "anthropic-messages": Messages, "openai-responses": Responses}
+CLIENTS: dict[str, Callable[[str], Driver]] = {
+    "openai-chat": Chat,
+    "anthropic-messages": Messages,
+    "openai-responses": Responses,
+}
 
 
 @pytest.fixture
@@ -193,9 +204,10 @@ def through(fakes, config_factory, router_server) -> Iterator[Any]:
     yield make
 
 
-def last_upstream(fake: Any) -> dict[str, Any]:
-    last = httpx.get(f"{fake.url}/_admin/last").json()
+def last_upstream(fake: RunningServer) -> dict[str, Any]:
+    last: dict[str, Any] = httpx.get(f"{fake.url}/_admin/last").json()
     [(_, body)] = [(p, b) for p, b in last.items() if b is not None]
+    assert isinstance(body, dict), body  # JSON from the fake: the one request body it received
     return body
 
 

@@ -14,7 +14,11 @@ from structlog.testing import capture_logs
 
 from tests.conftest import ANTHROPIC, CHAT, RESPONSES
 
-CLIENT_BODIES = {"/v1/chat/completions": CHAT, "/v1/messages": ANTHROPIC, "/v1/responses": RESPONSES}
+CLIENT_BODIES: dict[str, dict[str, Any]] = {
+    "/v1/chat/completions": CHAT,
+    "/v1/messages": ANTHROPIC,
+    "/v1/responses": RESPONSES,
+}
 UPSTREAM_PATH = {
     "openai-chat": "/v1/chat/completions",
     "anthropic-messages": "/v1/messages",

@@ -50,9 +50,10 @@ def config(**server: Any) -> Config:
         }
         for n in ("a", "b")
     ]
+    server_section: dict[str, Any] = {"allow_anonymous": True, **server}
     return parse_config(
         {
-            "server": {"allow_anonymous": True, **server},
+            "server": server_section,
             "providers": providers,
             "models": [
                 {"name": "m1", "routes": [{"provider": "a", "model": "a-m1"}, {"provider": "b", "model": "b-m1"}]},

@@ -14,8 +14,8 @@ from router.errors import (
 from router.routing.classify import Action, classify, retry_after_s
 
 
-def _status(code: int, body: bytes = b"{}", **headers: str) -> UpstreamStatusError:
-    return UpstreamStatusError("x", code, headers, body)
+def _status(code: int, body: bytes = b"{}", headers: dict[str, str] | None = None) -> UpstreamStatusError:
+    return UpstreamStatusError("x", code, headers or {}, body)
 
 
 @pytest.mark.parametrize("code", [500, 502, 503, 504, 529, 429])
@@ -40,9 +40,9 @@ def test_other_4xx_are_client_errors_without_breaker_failure(code):
 
 def test_retry_after_on_429_and_503_sets_a_cooldown_but_not_on_500():
     """Cooldown comes from retry-after (or retry-after-ms) on 429/503 only."""
-    assert classify(_status(429, **{"retry-after": "7"})).cooldown_s == 7.0
-    assert classify(_status(503, **{"retry-after-ms": "1500"})).cooldown_s == 1.5
-    assert classify(_status(500, **{"retry-after": "7"})).cooldown_s is None
+    assert classify(_status(429, headers={"retry-after": "7"})).cooldown_s == 7.0
+    assert classify(_status(503, headers={"retry-after-ms": "1500"})).cooldown_s == 1.5
+    assert classify(_status(500, headers={"retry-after": "7"})).cooldown_s is None
 
 
 def test_context_overflow_is_recognised_but_content_policy_is_not():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import random
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import orjson
@@ -21,6 +21,7 @@ from router.routing.failover import Forwarder
 from router.routing.outcome import FullAnswer, StreamAnswer, failovers
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
+from router.upstream.provider import ProviderClient
 
 HANG = object()
 
@@ -92,11 +93,11 @@ class Setup:
         self.slept: list[float] = []
         self.forwarder = Forwarder(
             self.pool,
-            clients,
+            cast(dict[str, ProviderClient], clients),  # the fakes have just what the forwarder uses
             config.routing,
             self.clock,
             random.Random(1),
-            sleep=self._sleep,  # type: ignore[arg-type]
+            sleep=self._sleep,
         )
 
     async def _sleep(self, seconds: float) -> None:

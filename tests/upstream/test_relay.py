@@ -20,6 +20,7 @@ from router.errors import UpstreamConnectError, UpstreamProtocolError
 from router.formats import wire
 from router.formats.sse import SSEParser
 from router.types import AttemptResult
+from router.upstream.provider import UpstreamResponse
 from router.upstream.relay import StreamRelay
 
 S, F, N = AttemptResult.SUCCESS, AttemptResult.FAILURE, AttemptResult.NEUTRAL
@@ -129,7 +130,7 @@ class Run:
         self.clock = clock or ManualClock()
         self.up = up
         self.relay = StreamRelay(
-            up,
+            cast(UpstreamResponse, up),  # the fake has just what StreamRelay uses of UpstreamResponse
             wire(fmt),
             Timeouts(idle_s=idle_s),
             self.clock.monotonic() + deadline_s,

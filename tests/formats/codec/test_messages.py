@@ -595,7 +595,7 @@ def test_strip_unsigned_thinking_keeps_signed_blocks_and_copies_only_what_change
     signed = {"type": "thinking", "thinking": "a", "signature": "sig"}
     unsigned = {"type": "thinking", "thinking": "b", "signature": ""}
     text = {"type": "text", "text": "t"}
-    body = {
+    body: dict[str, Any] = {
         "model": "m",
         "messages": [
             {"role": "user", "content": "hi"},
