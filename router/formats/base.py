@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from router.config import Format
 from router.formats.codec import ir
+from router.formats.codec.fields import usage_in
 from router.types import Usage
 
 # Characters of delivered output per estimated token. BPE tokenizers average ~4 characters of
@@ -168,10 +169,25 @@ class StreamWriter(Protocol):
     def write(self, ev: ir.Event) -> bytes: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """A format's reader and writer to and from the IR (in `codec/`)."""
+
+    read_request: Callable[[dict[str, Any]], ir.Request]
+    write_request: Callable[[ir.Request, str, ir.RequestOptions], dict[str, Any]]
+    read_answer: Callable[[dict[str, Any]], ir.Answer]
+    write_answer: Callable[[ir.Answer, str], dict[str, Any]]
+    read_error: Callable[[bytes], ir.Error]
+    read_usage: Callable[[dict[str, Any]], Usage | None]  # a `usage` object -> Usage
+    stream_reader: Callable[[], StreamReader]
+    stream_writer: Callable[[str, bool], StreamWriter]  # (model, include_usage)
+
+
 class WireFormat(ABC):
     """Everything the router knows about one wire format. One instance per format, shared."""
 
     name: Format
+    codec: Codec
     path: str  # the API path, on the router and (after the provider's base_url) upstream
     header_prefix: str  # client headers of this format's API family (`anthropic-`, `openai-`)
     terminator: bytes = b""  # sent after a complete stream whose upstream sent none
@@ -220,10 +236,6 @@ class WireFormat(ABC):
     # --- answers and streams ---
 
     @abstractmethod
-    def read_usage(self, body: Any) -> Usage | None:
-        """The usage of a non-stream answer body (parsed JSON); None when it reports none."""
-
-    @abstractmethod
     def event_kind(self, obj: Any) -> EventKind:
         """Where a parsed stream event (its JSON `data`) stands in a stream of this format."""
 
@@ -250,24 +262,29 @@ class WireFormat(ABC):
 
     # --- the codec: to and from the IR ---
 
-    @abstractmethod
     def read_request(self, body: dict[str, Any]) -> ir.Request:
         """The client's body as IR; raises BadRequest (naming the field) for shapes it cannot read."""
+        return self.codec.read_request(body)
 
-    @abstractmethod
-    def write_request(self, req: ir.Request, model: str, opts: ir.RequestOptions) -> dict[str, Any]: ...
+    def write_request(self, req: ir.Request, model: str, opts: ir.RequestOptions) -> dict[str, Any]:
+        return self.codec.write_request(req, model, opts)
 
-    @abstractmethod
-    def read_answer(self, body: dict[str, Any]) -> ir.Answer: ...
+    def read_answer(self, body: dict[str, Any]) -> ir.Answer:
+        return self.codec.read_answer(body)
 
-    @abstractmethod
-    def write_answer(self, ans: ir.Answer, model: str) -> dict[str, Any]: ...
+    def write_answer(self, ans: ir.Answer, model: str) -> dict[str, Any]:
+        return self.codec.write_answer(ans, model)
 
-    @abstractmethod
-    def read_error(self, body: bytes) -> ir.Error: ...
+    def read_error(self, body: bytes) -> ir.Error:
+        """An upstream error body (any bytes, maybe not JSON) as IR. Never raises."""
+        return self.codec.read_error(body)
 
-    @abstractmethod
-    def stream_reader(self) -> StreamReader: ...
+    def read_usage(self, body: Any) -> Usage | None:
+        """The usage of a non-stream answer body (parsed JSON); None when it reports none."""
+        return usage_in(body, self.codec.read_usage)
 
-    @abstractmethod
-    def stream_writer(self, model: str, include_usage: bool) -> StreamWriter: ...
+    def stream_reader(self) -> StreamReader:
+        return self.codec.stream_reader()
+
+    def stream_writer(self, model: str, include_usage: bool) -> StreamWriter:
+        return self.codec.stream_writer(model, include_usage)

@@ -12,12 +12,10 @@ from typing import Any, ClassVar
 
 import orjson
 
-from router.formats.base import EventKind, Prepared, StreamReader, StreamState, StreamWriter, WireFormat
-from router.formats.codec import chat as codec
-from router.formats.codec import chat_stream, ir
-from router.formats.codec.fields import usage_in
+from router.formats.base import Codec, EventKind, Prepared, StreamState, WireFormat
+from router.formats.codec import chat as chat_codec
+from router.formats.codec import chat_stream
 from router.formats.sse import encode
-from router.types import Usage
 
 _OPENAI_TYPES = {
     400: "invalid_request_error",
@@ -65,7 +63,7 @@ class ChatStreamState(StreamState):
             self._add_chars(n)
         usage = obj.get("usage")  # after the chunk's own text: a usage on it covers that text
         if isinstance(usage, dict):
-            self._report(codec.read_usage(usage))
+            self._report(chat_codec.read_usage(usage))
 
     def error_tail(self, message: str, after_error: bool) -> bytes:
         if after_error:
@@ -79,6 +77,16 @@ class ChatStreamState(StreamState):
 
 class ChatFormat(WireFormat):
     name = "openai-chat"
+    codec = Codec(
+        chat_codec.read_request,
+        chat_codec.write_request,
+        chat_codec.read_answer,
+        chat_codec.write_answer,
+        chat_codec.read_error,
+        chat_codec.read_usage,
+        chat_stream.ChatStreamReader,
+        chat_stream.ChatStreamWriter,
+    )
     path = "/v1/chat/completions"
     header_prefix = "openai-"
     terminator = b"data: [DONE]\n\n"
@@ -115,9 +123,6 @@ class ChatFormat(WireFormat):
         out["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         return Prepared(out, hide_usage=True)
 
-    def read_usage(self, body: Any) -> Usage | None:
-        return usage_in(body, codec.read_usage)
-
     def event_kind(self, obj: Any) -> EventKind:
         if not isinstance(obj, dict):
             return EventKind.TRAILER
@@ -150,27 +155,6 @@ class ChatFormat(WireFormat):
 
     def error_body(self, status: int, message: str, code: str, param: str | None = None) -> bytes:
         return openai_error_body(status, message, code, param)
-
-    def read_request(self, body: dict[str, Any]) -> ir.Request:
-        return codec.read_request(body)
-
-    def write_request(self, req: ir.Request, model: str, opts: ir.RequestOptions) -> dict[str, Any]:
-        return codec.write_request(req, model, opts)
-
-    def read_answer(self, body: dict[str, Any]) -> ir.Answer:
-        return codec.read_answer(body)
-
-    def write_answer(self, ans: ir.Answer, model: str) -> dict[str, Any]:
-        return codec.write_answer(ans, model)
-
-    def read_error(self, body: bytes) -> ir.Error:
-        return codec.read_error(body)
-
-    def stream_reader(self) -> StreamReader:
-        return chat_stream.ChatStreamReader()
-
-    def stream_writer(self, model: str, include_usage: bool) -> StreamWriter:
-        return chat_stream.ChatStreamWriter(model, include_usage)
 
 
 CHAT = ChatFormat()

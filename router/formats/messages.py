@@ -13,12 +13,18 @@ from typing import Any, ClassVar
 
 import orjson
 
-from router.formats.base import EventKind, Prepared, StreamReader, StreamState, StreamWriter, WireFormat, empty_shell
-from router.formats.codec import ir, messages_stream
-from router.formats.codec import messages as codec
-from router.formats.codec.fields import count, sub, usage_in
+from router.formats.base import (
+    Codec,
+    EventKind,
+    Prepared,
+    StreamState,
+    WireFormat,
+    empty_shell,
+)
+from router.formats.codec import messages as messages_codec
+from router.formats.codec import messages_stream
+from router.formats.codec.fields import count, sub
 from router.formats.sse import encode
-from router.types import Usage
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -114,6 +120,16 @@ class MessagesStreamState(StreamState):
 
 class MessagesFormat(WireFormat):
     name = "anthropic-messages"
+    codec = Codec(
+        messages_codec.read_request,
+        messages_codec.write_request,
+        messages_codec.read_answer,
+        messages_codec.write_answer,
+        messages_codec.read_error,
+        messages_codec.read_usage,
+        messages_stream.MessagesStreamReader,
+        messages_stream.MessagesStreamWriter,
+    )
     path = "/v1/messages"
     header_prefix = "anthropic-"
     body_fields = (
@@ -140,9 +156,6 @@ class MessagesFormat(WireFormat):
         prepared = super().prepare(body, model, drop, stream)
         return Prepared(strip_unsigned_thinking(prepared.body))
 
-    def read_usage(self, body: Any) -> Usage | None:
-        return usage_in(body, codec.read_usage)
-
     def event_kind(self, obj: Any) -> EventKind:
         etype = obj.get("type") if isinstance(obj, dict) else None
         if not isinstance(etype, str):
@@ -157,27 +170,6 @@ class MessagesFormat(WireFormat):
     def error_body(self, status: int, message: str, code: str, param: str | None = None) -> bytes:
         etype = _ERROR_TYPES.get(status, "api_error")
         return orjson.dumps({"type": "error", "error": {"type": etype, "message": message}})
-
-    def read_request(self, body: dict[str, Any]) -> ir.Request:
-        return codec.read_request(body)
-
-    def write_request(self, req: ir.Request, model: str, opts: ir.RequestOptions) -> dict[str, Any]:
-        return codec.write_request(req, model, opts)
-
-    def read_answer(self, body: dict[str, Any]) -> ir.Answer:
-        return codec.read_answer(body)
-
-    def write_answer(self, ans: ir.Answer, model: str) -> dict[str, Any]:
-        return codec.write_answer(ans, model)
-
-    def read_error(self, body: bytes) -> ir.Error:
-        return codec.read_error(body)
-
-    def stream_reader(self) -> StreamReader:
-        return messages_stream.MessagesStreamReader()
-
-    def stream_writer(self, model: str, include_usage: bool) -> StreamWriter:
-        return messages_stream.MessagesStreamWriter(model, include_usage)
 
 
 MESSAGES = MessagesFormat()

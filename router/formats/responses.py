@@ -13,13 +13,11 @@ from typing import Any, ClassVar
 
 import orjson
 
-from router.formats.base import EventKind, StreamReader, StreamState, StreamWriter, WireFormat, empty_shell
+from router.formats.base import Codec, EventKind, StreamState, WireFormat, empty_shell
 from router.formats.chat import openai_error_body
-from router.formats.codec import ir, responses_stream
-from router.formats.codec import responses as codec
-from router.formats.codec.fields import usage_in
+from router.formats.codec import responses as responses_codec
+from router.formats.codec import responses_stream
 from router.formats.sse import encode
-from router.types import Usage
 
 _KINDS = {
     "response.created": EventKind.PRELUDE,
@@ -75,7 +73,7 @@ class ResponsesStreamState(StreamState):
         if kind in _TERMINAL:
             usage = response.get("usage")
             if isinstance(usage, dict):
-                self._report(codec.read_usage(usage))
+                self._report(responses_codec.read_usage(usage))
 
     def error_tail(self, message: str, after_error: bool) -> bytes:
         out = b""
@@ -100,6 +98,16 @@ class ResponsesStreamState(StreamState):
 
 class ResponsesFormat(WireFormat):
     name = "openai-responses"
+    codec = Codec(
+        responses_codec.read_request,
+        responses_codec.write_request,
+        responses_codec.read_answer,
+        responses_codec.write_answer,
+        responses_codec.read_error,
+        responses_codec.read_usage,
+        responses_stream.ResponsesStreamReader,
+        responses_stream.ResponsesStreamWriter,
+    )
     path = "/v1/responses"
     header_prefix = "openai-"
     body_fields = (
@@ -118,9 +126,6 @@ class ResponsesFormat(WireFormat):
     def auth_headers(self, api_key: str | None, headers: dict[str, str], *, anthropic_version: str) -> None:
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
-
-    def read_usage(self, body: Any) -> Usage | None:
-        return usage_in(body, codec.read_usage)
 
     def event_kind(self, obj: Any) -> EventKind:
         etype = obj.get("type") if isinstance(obj, dict) else None
@@ -143,27 +148,6 @@ class ResponsesFormat(WireFormat):
 
     def error_body(self, status: int, message: str, code: str, param: str | None = None) -> bytes:
         return openai_error_body(status, message, code, param)
-
-    def read_request(self, body: dict[str, Any]) -> ir.Request:
-        return codec.read_request(body)
-
-    def write_request(self, req: ir.Request, model: str, opts: ir.RequestOptions) -> dict[str, Any]:
-        return codec.write_request(req, model, opts)
-
-    def read_answer(self, body: dict[str, Any]) -> ir.Answer:
-        return codec.read_answer(body)
-
-    def write_answer(self, ans: ir.Answer, model: str) -> dict[str, Any]:
-        return codec.write_answer(ans, model)
-
-    def read_error(self, body: bytes) -> ir.Error:
-        return codec.read_error(body)
-
-    def stream_reader(self) -> StreamReader:
-        return responses_stream.ResponsesStreamReader()
-
-    def stream_writer(self, model: str, include_usage: bool) -> StreamWriter:
-        return responses_stream.ResponsesStreamWriter(model, include_usage)
 
 
 RESPONSES = ResponsesFormat()
