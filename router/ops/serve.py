@@ -104,6 +104,7 @@ def run(config: Config, host: str, port: int, workers: int) -> None:
         timeout_graceful_shutdown=int(config.server.drain_timeout_s + _ABORT_FLUSH_S + 1),
     )
     if workers > 1:
-        RouterSupervisor(uv, sockets=[uv.bind_socket()]).run()
+        with uv.bind_socket() as sock:  # the parent closes its listening socket when the workers are done
+            RouterSupervisor(uv, sockets=[sock]).run()
     else:
         uvicorn.Server(uv).run()
