@@ -166,6 +166,7 @@ def test_sigterm_loses_no_ledger_record(tmp_path: Path, fakes) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]
     records = [orjson.loads(line) for line in ledger.read_bytes().splitlines()]
     assert len(records) == 4 and all(r["key"] == "acme" and r["status"] == 200 for r in records)
     assert records[-1]["output_tokens"] > 0 and records[-1]["cost_usd"] > 0

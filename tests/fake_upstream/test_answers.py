@@ -316,53 +316,53 @@ def test_tool_result_is_echoed(client: httpx.Client, path: str, stream: bool) ->
 
 def test_openai_chat_round_trip_with_sdk(server: RunningServer) -> None:
     """openai's chat stream helper accumulates the calls and reasoning; the result round-trips."""
-    client = openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0)
-    body = request(CHAT, "weather in parallel?", tools=True, reasoning=True)
-    with client.chat.completions.stream(
-        model="m", messages=body["messages"], tools=body["tools"], reasoning_effort="high"
-    ) as st:
-        final = st.get_final_completion()
-    message = final.choices[0].message
-    assert final.choices[0].finish_reason == "tool_calls" and (message.model_extra or {})["reasoning_content"]
-    calls = message.tool_calls or []
-    assert [c.function.name for c in calls if c.type == "function"] == ["get_weather"] * 2
-    history = [*body["messages"], message.model_dump(exclude_none=True, exclude={"parsed"})]
-    history += [{"role": "tool", "tool_call_id": c.id, "content": f"sunny {i}"} for i, c in enumerate(calls)]
-    again = client.chat.completions.create(model="m", messages=history, tools=body["tools"])
-    assert again.choices[0].message.content == "The tool said: sunny 0; sunny 1"
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0) as client:
+        body = request(CHAT, "weather in parallel?", tools=True, reasoning=True)
+        with client.chat.completions.stream(
+            model="m", messages=body["messages"], tools=body["tools"], reasoning_effort="high"
+        ) as st:
+            final = st.get_final_completion()
+        message = final.choices[0].message
+        assert final.choices[0].finish_reason == "tool_calls" and (message.model_extra or {})["reasoning_content"]
+        calls = message.tool_calls or []
+        assert [c.function.name for c in calls if c.type == "function"] == ["get_weather"] * 2
+        history = [*body["messages"], message.model_dump(exclude_none=True, exclude={"parsed"})]
+        history += [{"role": "tool", "tool_call_id": c.id, "content": f"sunny {i}"} for i, c in enumerate(calls)]
+        again = client.chat.completions.create(model="m", messages=history, tools=body["tools"])
+        assert again.choices[0].message.content == "The tool said: sunny 0; sunny 1"
 
 
 def test_anthropic_round_trip_with_sdk(server: RunningServer) -> None:
     """anthropic's messages.stream final message has the signed thinking and the parsed input."""
-    client = anthropic.Anthropic(base_url=server.url, api_key="k", max_retries=0)
-    body = request(MESSAGES, "weather?", tools=True)
-    with client.messages.stream(
-        model="c", max_tokens=2048, messages=body["messages"], tools=body["tools"], thinking={"type": "adaptive"}
-    ) as st:
-        final = st.get_final_message()
-    assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]
-    use = final.content[2]
-    assert use.type == "tool_use" and use.input == {"city": "Paris"} and final.stop_reason == "tool_use"
-    history = [*body["messages"], {"role": "assistant", "content": [b.model_dump() for b in final.content]}]
-    history.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "rain"}]})
-    again = client.messages.create(model="c", max_tokens=64, messages=history, tools=body["tools"])
-    assert again.content[0].type == "text" and again.content[0].text == "The tool said: rain"
+    with anthropic.Anthropic(base_url=server.url, api_key="k", max_retries=0) as client:
+        body = request(MESSAGES, "weather?", tools=True)
+        with client.messages.stream(
+            model="c", max_tokens=2048, messages=body["messages"], tools=body["tools"], thinking={"type": "adaptive"}
+        ) as st:
+            final = st.get_final_message()
+        assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]
+        use = final.content[2]
+        assert use.type == "tool_use" and use.input == {"city": "Paris"} and final.stop_reason == "tool_use"
+        history = [*body["messages"], {"role": "assistant", "content": [b.model_dump() for b in final.content]}]
+        history.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "rain"}]})
+        again = client.messages.create(model="c", max_tokens=64, messages=history, tools=body["tools"])
+        assert again.content[0].type == "text" and again.content[0].text == "The tool said: rain"
 
 
 def test_openai_responses_round_trip_with_sdk(server: RunningServer) -> None:
     """openai's responses stream helper completes with reasoning and the call; the output round-trips."""
-    client = openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0)
-    tools = request(RESPONSES, "", tools=True)["tools"]
-    with client.responses.stream(model="r", input="weather?", tools=tools, reasoning={"effort": "medium"}) as st:
-        final = st.get_final_response()
-    assert [i.type for i in final.output] == ["reasoning", "message", "function_call"]
-    call = final.output[2]
-    assert call.type == "function_call" and orjson.loads(call.arguments) == {"city": "Paris"}
-    echoed = call.model_dump(exclude_none=True, exclude={"parsed_arguments"})
-    history: list[Any] = [{"role": "user", "content": "weather?"}, echoed]
-    history.append({"type": "function_call_output", "call_id": call.call_id, "output": "windy"})
-    again = client.responses.create(model="r", input=history, tools=tools)
-    assert again.output_text == "The tool said: windy"
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0) as client:
+        tools = request(RESPONSES, "", tools=True)["tools"]
+        with client.responses.stream(model="r", input="weather?", tools=tools, reasoning={"effort": "medium"}) as st:
+            final = st.get_final_response()
+        assert [i.type for i in final.output] == ["reasoning", "message", "function_call"]
+        call = final.output[2]
+        assert call.type == "function_call" and orjson.loads(call.arguments) == {"city": "Paris"}
+        echoed = call.model_dump(exclude_none=True, exclude={"parsed_arguments"})
+        history: list[Any] = [{"role": "user", "content": "weather?"}, echoed]
+        history.append({"type": "function_call_output", "call_id": call.call_id, "output": "windy"})
+        again = client.responses.create(model="r", input=history, tools=tools)
+        assert again.output_text == "The tool said: windy"
 
 
 # --- faults on the new answers ---------------------------------------------------------------

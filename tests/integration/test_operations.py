@@ -59,10 +59,14 @@ class Serve:
             stderr=self._log,
         )
         deadline = time.monotonic() + 15
-        while not self.ready():
-            assert self.proc.poll() is None, self.log()
-            assert time.monotonic() < deadline, "router did not become ready"
-            time.sleep(0.05)
+        try:
+            while not self.ready():
+                assert self.proc.poll() is None, self.log()
+                assert time.monotonic() < deadline, "router did not become ready"
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()  # not yet in the fixture's list: stop the process and close the log here
+            raise
 
     def ready(self) -> bool:
         try:

@@ -186,6 +186,7 @@ CLIENTS: dict[str, Callable[[str], Driver]] = {
 @pytest.fixture
 def through(fakes, config_factory, router_server) -> Iterator[Any]:
     """(client format, upstream format) -> an SDK driver whose only route speaks the upstream format."""
+    drivers: list[Any] = []
 
     def make(client: str, upstream: str) -> Any:
         config = config_factory(
@@ -199,9 +200,12 @@ def through(fakes, config_factory, router_server) -> Iterator[Any]:
         rs = router_server(config)
         driver = CLIENTS[client](rs.url)
         driver.fake = fakes["alpha"]
+        drivers.append(driver)
         return driver
 
     yield make
+    for driver in drivers:
+        driver.c.close()  # the SDK client's keep-alive connections to the router
 
 
 def last_upstream(fake: RunningServer) -> dict[str, Any]:
