@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from router.types import Usage
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every attempt, and a frozen __init__ costs more
 class Attempt:
     """One upstream attempt and how it ended."""
 
@@ -53,24 +54,31 @@ class Observer:
 
 
 class Observers(Observer):
-    """Several observers as one."""
+    """Several observers as one. Each event goes only to the observers that override its method,
+    bound once here: the hot path pays nothing for an observer that ignores an event."""
 
-    __slots__ = ("_all",)
+    __slots__ = ("_attempt", "_refused", "_request", "_usage")
 
     def __init__(self, observers: Sequence[Observer]) -> None:
-        self._all = tuple(observers)
+        def bound(name: str) -> list[Any]:
+            return [getattr(o, name) for o in observers if getattr(type(o), name) is not getattr(Observer, name)]
+
+        self._attempt = bound("attempt")
+        self._usage = bound("usage")
+        self._refused = bound("refused")
+        self._request = bound("request")
 
     def attempt(self, attempt: Attempt) -> None:
-        for o in self._all:
-            o.attempt(attempt)
+        for f in self._attempt:
+            f(attempt)
 
     def usage(self, plan: str | None, model: str | None, usage: Usage | None, cost_usd: float) -> None:
-        for o in self._all:
-            o.usage(plan, model, usage, cost_usd)
+        for f in self._usage:
+            f(plan, model, usage, cost_usd)
 
     def refused(self, plan: str | None, status: int) -> None:
-        for o in self._all:
-            o.refused(plan, status)
+        for f in self._refused:
+            f(plan, status)
 
     def request(
         self,
@@ -81,5 +89,5 @@ class Observers(Observer):
         duration_s: float,
         ttfb_s: float | None,
     ) -> None:
-        for o in self._all:
-            o.request(endpoint, model, provider, status, duration_s, ttfb_s)
+        for f in self._request:
+            f(endpoint, model, provider, status, duration_s, ttfb_s)

@@ -16,7 +16,7 @@ from router.observe import Observer
 from router.types import Usage
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per request: a frozen __init__ costs more
 class Charge:
     """What one request is billed for: the ledger line's facts."""
 
@@ -28,7 +28,7 @@ class Charge:
     usage: Usage | None  # None: nothing was used (an error), only the reservation is released
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Settled:
     remaining_usd: float | None  # what the key has left in its window after this request
     cost_usd: float

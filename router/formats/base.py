@@ -13,11 +13,10 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from router.config import Format
 from router.formats.codec import ir
-from router.formats.codec.fields import usage_in
 from router.types import Usage
 
 # Characters of delivered output per estimated token. BPE tokenizers average ~4 characters of
@@ -86,8 +85,7 @@ class ClientRequest:
     request_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
+class Prepared(NamedTuple):  # built per attempt: a tuple is the cheapest record
     """A client body made ready for an upstream of the same format."""
 
     body: dict[str, Any]
@@ -214,10 +212,14 @@ class WireFormat(ABC):
     def prepare(self, body: dict[str, Any], model: str, drop: frozenset[str], stream: bool) -> Prepared:
         """The client's body for an upstream of this same format: `model` rewritten, the route's
         `drop_params` removed. Formats override to add what they need."""
-        out = dict(body)
+        return Prepared(self._rewritten(body, model, drop))
+
+    def _rewritten(self, body: dict[str, Any], model: str, drop: frozenset[str]) -> dict[str, Any]:
+        out = dict(body)  # a shallow copy: the client's own body is never changed
         out["model"] = model
-        self.drop_params(out, drop)
-        return Prepared(out)
+        if drop:
+            self.drop_params(out, drop)
+        return out
 
     def drop_params(self, body: dict[str, Any], names: frozenset[str] | tuple[str, ...]) -> None:
         """Remove, in place, the fields a route's upstream model rejects (route `drop_params`)."""
@@ -281,7 +283,8 @@ class WireFormat(ABC):
 
     def read_usage(self, body: Any) -> Usage | None:
         """The usage of a non-stream answer body (parsed JSON); None when it reports none."""
-        return usage_in(body, self.codec.read_usage)
+        u = body.get("usage") if isinstance(body, dict) else None
+        return self.codec.read_usage(u) if isinstance(u, dict) else None
 
     def stream_reader(self) -> StreamReader:
         return self.codec.stream_reader()

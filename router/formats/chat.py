@@ -114,11 +114,10 @@ class ChatFormat(WireFormat):
         return isinstance(options, dict) and options.get("include_usage") is True
 
     def prepare(self, body: dict[str, Any], model: str, drop: frozenset[str], stream: bool) -> Prepared:
-        prepared = super().prepare(body, model, drop, stream)
+        out = self._rewritten(body, model, drop)
         if not stream or self.wants_usage(body):
-            return prepared
+            return Prepared(out)
         # Ask for the usage chunk to bill the stream; hide it from a client that did not.
-        out = prepared.body
         options = out.get("stream_options")
         out["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         return Prepared(out, hide_usage=True)

@@ -153,8 +153,7 @@ class MessagesFormat(WireFormat):
             headers["x-api-key"] = api_key
 
     def prepare(self, body: dict[str, Any], model: str, drop: frozenset[str], stream: bool) -> Prepared:
-        prepared = super().prepare(body, model, drop, stream)
-        return Prepared(strip_unsigned_thinking(prepared.body))
+        return Prepared(strip_unsigned_thinking(self._rewritten(body, model, drop)))
 
     def event_kind(self, obj: Any) -> EventKind:
         etype = obj.get("type") if isinstance(obj, dict) else None

@@ -244,7 +244,11 @@ class Metrics(Observer):
             children[2].observe(ttfb_s)
 
     def attempt(self, attempt: Attempt) -> None:
-        self.count_attempt(attempt.provider, attempt.outcome)
+        provider, outcome = attempt.provider, attempt.outcome
+        child = self._attempts.get((provider, outcome))  # count_attempt, inline: once per request
+        if child is None:
+            child = self._attempts[(provider if provider in self._providers else OTHER, _fold(outcome, OUTCOMES))]
+        child.inc()
         if attempt.failover is not None:
             self.count_failover(attempt.failover)
 

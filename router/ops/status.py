@@ -88,7 +88,7 @@ class StatusBoard(Observer):
         if attempt.failover is not None:
             self.note_failover(attempt.model, attempt.route, attempt.failover)
         if attempt.served:
-            self.note_served(attempt.route)
+            self._served.append((self._clock.monotonic(), attempt.route))  # note_served, inline
 
     def note_served(self, route_key: str) -> None:
         """A request was answered by `route_key` (provider/upstream model)."""

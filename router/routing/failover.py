@@ -125,7 +125,9 @@ class Forwarder:
                 self._observer.attempt(Attempt(name, route, provider, outcome_of(exc)))
                 raise
             else:
-                self._note(tried, Attempt(name, route, provider, "ok", served=True))
+                ok = Attempt(name, route, provider, "ok", served=True)
+                tried.append(ok)
+                self._observer.attempt(ok)
                 answer.attempts = tried
                 return answer
         raise NoRouteAvailable(_no_route_message(req.model, tried), self._pool.cooldown_end(model), failovers(tried))

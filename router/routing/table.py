@@ -3,7 +3,7 @@ the config and never mutated; the live state of each route lives in `pool.py`.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from router.config import Config, ModelConfig, ProviderConfig
 from router.formats import WireFormat, upstream_format
@@ -19,10 +19,12 @@ class Route:
     priority: int
     weight: float
     options: RequestOptions = RequestOptions()  # how requests translated for it are written
+    # "provider/upstream model": its name in the pool, logs and metrics. Made once here, as it is
+    # read several times per request.
+    key: str = field(init=False)
 
-    @property
-    def key(self) -> str:
-        return f"{self.provider.name}/{self.upstream_model}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.provider.name}/{self.upstream_model}")
 
     def upstream_format(self, client: WireFormat) -> WireFormat | None:
         """The format this route is sent in for a `client` request; None if it cannot serve it."""

@@ -116,8 +116,10 @@ class Endpoints:
                 raise UnknownModel(f"model '{req.model}' is not served by this router")
             self._limits.check_model(principal, req.model)
             price = routes.model.price
-            cap = fmt.max_output_tokens(req.body, self._accounting.default_max_output_tokens)
-            cost = reserve_usd(cap, len(raw), price) if price else 0.0
+            cost = 0.0
+            if price is not None:
+                cap = fmt.max_output_tokens(req.body, self._accounting.default_max_output_tokens)
+                cost = reserve_usd(cap, len(raw), price)
             grant = await self._limits.admit(principal, req.request_id, cost)
             answer = await self._forwarder.forward(req, routes)
         except RouterError as exc:
@@ -135,7 +137,8 @@ class Endpoints:
             await self._error(send, fmt, InternalError("internal error; see the router log"), principal, grant, record)
             return
         record.provider, record.ttfb_ms = answer.provider, answer.ttfb_ms
-        record.attempts = failovers(answer.attempts)
+        if len(answer.attempts) != 1 or answer.attempts[0].failover is not None:  # the common case: none
+            record.attempts = failovers(answer.attempts)
         # How many attempts it took: a client (or the demo) can see failover happen.
         out = [
             (b"x-router-provider", answer.provider.encode("latin-1")),
