@@ -67,19 +67,21 @@ class Forwarder:
         exclude: set[str] = set()  # never again in this request
         failed_once: set[str] = set()  # failed transiently: only if nothing else in the tier is ready
         tried: list[Attempt] = []
-        attempts = waits = 0
-        fell_back = False
+        attempts = 0
+        waited = fell_back = False
         bodies = Bodies(req)
-        while attempts < cfg.max_attempts and waits <= cfg.max_attempts:
+        while attempts < cfg.max_attempts:
             if attempts:
                 await self._sleep(self._backoff(attempts))
             if self._clock.monotonic() >= deadline:
                 break
-            selection = self._pool.select(model, req.fmt, exclude, cfg.max_retry_wait_s)
+            # A cooldown is waited out at most once per request, and only when no tier has a
+            # ready route: a route that keeps refusing must not take every attempt.
+            selection = self._pool.select(model, req.fmt, exclude, 0.0 if waited else cfg.max_retry_wait_s)
             if not selection.routes:
                 if selection.wait_s is None or self._clock.monotonic() + selection.wait_s >= deadline:
                     break
-                waits += 1
+                waited = True
                 await self._sleep(selection.wait_s)
                 continue
             state = self._choose(
@@ -162,7 +164,7 @@ class Forwarder:
     @staticmethod
     def _forget(key: str, verdict: Verdict, exclude: set[str], failed_once: set[str]) -> None:
         if verdict.cooldown_s is not None:
-            return  # the cooldown keeps it out, and lets a short one be waited out in its tier
+            return  # the cooldown keeps it out (a short one may be waited out once, when nothing else is ready)
         if verdict.same_route_ok and key not in failed_once:
             failed_once.add(key)
         else:

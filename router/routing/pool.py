@@ -134,15 +134,15 @@ class Pool:
         return [name for name in self.providers if name not in before]
 
     def select(self, model: ModelRoutes, fmt: WireFormat, exclude: set[str], max_wait_s: float) -> Selection:
-        """The ready routes of the best tier that has any. Cases, tier by tier:
-        1. some routes are available: those;
-        2. none, but one is only cooling down for at most `max_wait_s`: wait for it, rather than
-           drop to a lower tier;
-        3. otherwise the next tier. No tier left: an empty selection.
+        """The ready routes of the best tier that has any. Cases:
+        1. a tier has available routes: the best such tier's;
+        2. no tier has any, but a route is only cooling down for at most `max_wait_s`: wait for
+           the one back soonest (a refusing top tier never holds back a ready lower one);
+        3. otherwise an empty selection.
         """
+        wait: float | None = None
         for tier in model.tiers:
             ready: list[RouteState] = []
-            wait: float | None = None
             for route in tier:
                 if route.key in exclude or route.upstream_format(fmt) is None:
                     continue
@@ -157,9 +157,7 @@ class Pool:
                         wait = remaining
             if ready:
                 return Selection(ready)
-            if wait is not None:
-                return Selection([], wait_s=wait)
-        return Selection([])
+        return Selection([], wait_s=wait)
 
     def cooldown_end(self, model: ModelRoutes) -> float | None:
         """Seconds until the first of the model's cooled-down routes is back, if any."""

@@ -86,13 +86,26 @@ def test_retry_after_puts_route_in_cooldown(fakes, config_factory, router_server
     assert route["cooldown_s"] > 25
 
 
-def test_short_retry_after_is_waited_out_on_the_same_tier(fakes, config_factory, router_server):
-    """A 503 whose retry-after is within max_retry_wait_s is waited for, not a drop to tier 1."""
-    rs = router_server(config_factory({"m": [("alpha", 0), ("beta", 1)]}, routing={"max_retry_wait_s": 1}))
+def test_short_retry_after_is_waited_out_when_no_other_route_is_ready(fakes, config_factory, router_server):
+    """A 503 whose retry-after is within max_retry_wait_s, on the only route: waited for, then served."""
+    rs = router_server(config_factory({"m": [("alpha", 0)]}, routing={"max_retry_wait_s": 1}))
     fakes.set("alpha", status=503, retry_after=0.2, times=1)
     r = rs.post("/v1/chat/completions", CHAT)
     assert r.status_code == 200 and r.headers["x-router-provider"] == "alpha"
-    assert fakes.served("beta") == 0
+    assert r.headers["x-router-attempts"] == "2"
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_a_refusing_first_tier_never_starves_a_healthy_fallback(fakes, config_factory, router_server, status):
+    """Tier 0 keeps refusing with a short retry-after (within max_retry_wait_s): every request is
+    served by tier 1 at once, and tier 0 is asked again only once its cooldown has passed."""
+    rs = router_server(config_factory({"m": [("alpha", 0), ("beta", 1)]}, routing={"max_retry_wait_s": 3}))
+    fakes.set("alpha", status=status, retry_after=2)
+    for _ in range(5):
+        r = rs.post("/v1/chat/completions", CHAT)
+        assert r.status_code == 200 and r.headers["x-router-provider"] == "beta"
+    assert fakes.served("alpha") == 1, "one refusal, then the cooldown keeps it out"
+    assert fakes.served("beta") == 5
 
 
 @pytest.mark.parametrize("path", PATHS)

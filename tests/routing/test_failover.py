@@ -29,8 +29,15 @@ HANG = object()
 class FakeResponse:
     """Just what the forwarder and relay use of UpstreamResponse."""
 
-    def __init__(self, status: int = 200, body: bytes = b'{"ok": true}', chunks: list[bytes] | None = None) -> None:
+    def __init__(
+        self,
+        status: int = 200,
+        body: bytes = b'{"ok": true}',
+        chunks: list[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.status = status
+        self._headers = {"content-type": "application/json", **(headers or {})}
         self._body = body
         self._chunks = list(chunks or [])
         self.closed = 0
@@ -39,7 +46,7 @@ class FakeResponse:
         return self.headers().get(name)
 
     def headers(self) -> dict[str, str]:
-        return {"content-type": "application/json"}
+        return dict(self._headers)
 
     async def read_all(self) -> bytes:
         return self._body
@@ -223,3 +230,15 @@ async def test_oversized_first_event_fails_over(monkeypatch: pytest.MonkeyPatch)
     s.pool.routes["b/b-up"].ewma.observe(9.0)
     answer = await s.forward(stream=True)
     assert answer.provider == "b"
+
+
+@pytest.mark.anyio
+async def test_a_cooldown_is_waited_out_at_most_once_per_request() -> None:
+    """A lone route that keeps answering 503 with a short retry-after is waited for once, tried
+    again, and then the request ends (503) with attempts left, not every attempt spent waiting."""
+    refuse = functools.partial(FakeResponse, 503, b'{"error": {"message": "busy"}}', headers={"retry-after": "1"})
+    s = Setup(a=FakeClient(refuse(), refuse(), FakeResponse()))
+    with pytest.raises(NoRouteAvailable):
+        await s.forward()
+    assert len(s.clients["a"].sent) == 2
+    assert [d for d in s.slept if d >= 0.5] == [pytest.approx(1.0, abs=0.01)], "one wait, of the retry-after"

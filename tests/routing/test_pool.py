@@ -96,13 +96,24 @@ def test_next_tier_when_the_best_is_down() -> None:
     assert _keys(sel.routes) == ["c/c-m"] and sel.wait_s is None
 
 
-def test_short_cooldown_is_waited_out_in_its_tier() -> None:
-    """A top-tier route cooling down within max_wait_s: wait (the shortest), not the lower tier."""
+def test_a_ready_lower_tier_serves_before_a_short_cooldown_is_waited_out() -> None:
+    """A top tier cooling down within max_wait_s never holds back a ready lower tier."""
     pool, _, model = _pool()
     pool.routes["a/a-m"].cooldown.start(2.0)
     pool.routes["b/b-m"].cooldown.start(1.5)
     sel = pool.select(model, CHAT, set(), max_wait_s=3.0)
-    assert sel.routes == [] and sel.wait_s == pytest.approx(1.5)
+    assert _keys(sel.routes) == ["c/c-m"] and sel.wait_s is None
+
+
+def test_short_cooldown_is_waited_out_when_nothing_is_ready() -> None:
+    """No tier ready, routes cooling within max_wait_s in several tiers: wait for the soonest."""
+    pool, _, model = _pool()
+    pool.routes["a/a-m"].cooldown.start(2.0)
+    pool.routes["b/b-m"].cooldown.start(1.5)
+    pool.routes["c/c-m"].cooldown.start(1.0)
+    sel = pool.select(model, CHAT, set(), max_wait_s=3.0)
+    assert sel.routes == [] and sel.wait_s == pytest.approx(1.0)
+    assert pool.select(model, CHAT, set(), max_wait_s=0.0).wait_s is None, "waiting disabled: nothing"
 
 
 def test_long_cooldown_drops_to_the_next_tier() -> None:
