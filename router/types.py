@@ -44,7 +44,7 @@ class AccessRecord:
     provider: str | None = None
     attempts: list[str] = field(default_factory=list)  # "provider/model:reason" per failed attempt
     status: int = 0
-    ttfb_ms: float | None = None
+    ttfb_ms: float | None = None  # the client's: from the request's start to the response's first byte
     stream_end: str | None = None  # ok | truncated | timeout_idle | client_disconnected | ...
     cost_usd: float | None = None
 

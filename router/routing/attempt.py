@@ -91,10 +91,8 @@ async def attempt(
                 )
             if not req.stream:
                 answer = await _whole(resp, fmt, req, provider.name, model)
-                ttfb = clock.monotonic() - start
-                lease.observe_ttfb(ttfb)
+                lease.observe_ttfb(clock.monotonic() - start)
                 lease.finish(AttemptResult.SUCCESS)
-                answer.ttfb_ms = ttfb * 1000
                 return answer
             stream_state = fmt.stream_state(estimate_input_tokens(len(payload)))
             relay = StreamRelay(
@@ -108,8 +106,7 @@ async def attempt(
     finally:
         if resp is not None and not committed:
             resp.close()
-    ttfb = clock.monotonic() - start
-    lease.observe_ttfb(ttfb)
+    lease.observe_ttfb(clock.monotonic() - start)
 
     def finish(result: AttemptResult, reason: str) -> None:
         lease.finish(result)
@@ -118,7 +115,6 @@ async def attempt(
     stream = StreamAnswer(
         provider=provider.name, model=model, body=relay.body(finish), state=stream_state, abort=relay.abort
     )
-    stream.ttfb_ms = ttfb * 1000
     return stream
 
 

@@ -27,7 +27,6 @@ class FullAnswer:
     model: str  # the public model that served (a context fallback's, if one did)
     headers: dict[str, str] = field(default_factory=dict)
     usage: Usage | None = None
-    ttfb_ms: float | None = None  # None for an upstream error returned as it is
     attempts: list[Attempt] = field(default_factory=list)  # every attempt, this one last
 
 
@@ -40,6 +39,5 @@ class StreamAnswer:
     body: AsyncIterator[bytes]
     state: StreamState  # fed by the relay; the usage to bill when the stream ends
     abort: Callable[[str], None]  # end it now with an error event (the router is shutting down)
-    ttfb_ms: float = 0.0
     attempts: list[Attempt] = field(default_factory=list)  # every attempt, this one last
     end: str | None = None  # how it ended, once it has: ok | truncated | timeout_idle | client_disconnected | ...

@@ -136,7 +136,7 @@ class Endpoints:
             log.exception("internal_error")
             await self._error(send, fmt, InternalError("internal error; see the router log"), principal, grant, record)
             return
-        record.provider, record.ttfb_ms = answer.provider, answer.ttfb_ms
+        record.provider = answer.provider
         if len(answer.attempts) != 1 or answer.attempts[0].failover is not None:  # the common case: none
             record.attempts = failovers(answer.attempts)
         # How many attempts it took: a client (or the demo) can see failover happen.

@@ -69,6 +69,9 @@ class AccessMiddleware:
         finally:
             if not scope["path"].startswith(_QUIET_PREFIX):
                 total = time.perf_counter() - start
-                log.info("request", **record.fields(), total_ms=round(total * 1000, 1))
+                # The client's time to first byte, from the request's start (failed attempts,
+                # waits and the router's own work included), as the metrics' histogram has it.
                 ttfb = first_byte[0] - start if first_byte else None
+                record.ttfb_ms = None if ttfb is None else ttfb * 1000
+                log.info("request", **record.fields(), total_ms=round(total * 1000, 1))
                 self._observer.request(scope["path"], record.model, record.provider, record.status, total, ttfb)

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import structlog
@@ -31,12 +32,22 @@ async def _echo(request: Request) -> Response:
     return JSONResponse({"context": structlog.contextvars.get_contextvars(), "rid": record.request_id})
 
 
+async def _slow(request: Request) -> Response:
+    """Answers after 50 ms: as a request that waited on a failed attempt before its answer."""
+    record: AccessRecord = request.scope["state"]["access"]
+    record.model = "m"
+    await anyio.sleep(0.05)
+    return JSONResponse({})
+
+
 async def _boom(request: Request) -> Response:
     raise RuntimeError("handler bug")
 
 
 def _inline_app() -> AccessMiddleware:
-    app = Starlette(routes=[Route("/v1/echo", _echo), Route("/health/live", _echo), Route("/boom", _boom)])
+    app = Starlette(
+        routes=[Route("/v1/echo", _echo), Route("/v1/slow", _slow), Route("/health/live", _echo), Route("/boom", _boom)]
+    )
     return AccessMiddleware(app)
 
 
@@ -244,3 +255,14 @@ async def test_unknown_paths_and_methods_get_the_envelope(config_factory: Any) -
         r2 = await client.get("/v1/messages")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     assert r2.status_code == 405 and r2.json()["type"] == "error"
+
+
+@pytest.mark.anyio
+async def test_ttfb_is_the_clients_from_the_requests_start() -> None:
+    """The access line's ttfb_ms counts from the request's start to its first byte, so time spent
+    before the answer (failed attempts, waits) is in it."""
+    with capture_logs() as logs:
+        async with _client(_inline_app()) as client:
+            assert (await client.get("/v1/slow")).status_code == 200
+    [line] = _access(logs)
+    assert 50 <= line["ttfb_ms"] <= line["total_ms"]
