@@ -30,6 +30,7 @@ class Prompt:
     tool_results: tuple[str, ...] | None = None  # texts of the trailing tool results, if the last turn is one
     reasoning: bool = False  # the request asks for reasoning / thinking
     include_usage: bool = False  # chat: stream_options.include_usage
+    prefill: str | None = None  # text of a trailing assistant message: the answer continues it
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,10 @@ def plan(
         visible = default_text
     if text is not None:
         visible = text
+    if prompt.prefill and visible.startswith(prompt.prefill):
+        # As a model does with a prefill: only the rest, from where the prefill ends (a space
+        # that follows included, so a stripped prefill shows at the seam).
+        visible = visible[len(prompt.prefill) :]
     reasoning = REASONING_PREFIX + prompt.user_text[:_REASONING_QUOTE] if prompt.reasoning else None
     reasoning_tokens = _tokens(reasoning) if reasoning is not None else 0
     output = _tokens(visible) + reasoning_tokens + sum(_tokens(c.arguments) for c in calls)

@@ -31,6 +31,11 @@ FORMATS: dict[str, WireFormat] = {
     "/v1/responses": ResponsesFormat(),
 }
 
+# What a model that refuses a prefill answers, with a 400 (some real models do).
+PREFILL_REFUSED = (
+    "This model does not support assistant message prefill; the conversation must end with a user message."
+)
+
 
 class _State:
     """Live faults, counters and the requests currently waiting (so a stop can wake them)."""
@@ -168,8 +173,14 @@ class _Endpoint:
             await self._send_error(send, status, message, rid, f.retry_after)
             return True
 
+        prompt = self._fmt.prompt(body)
+        if prompt.prefill is not None:
+            problem = PREFILL_REFUSED if f.refuse_prefill else self._fmt.prefill_problem(prompt.prefill)
+            if problem is not None:
+                await self._send_error(send, 400, problem, rid)
+                return True
         answer = plan(
-            self._fmt.prompt(body),
+            prompt,
             default_text=self._text,
             text=f.text,
             chunks=f.chunks,

@@ -37,6 +37,7 @@ class Faults:
     times: int | None = None  # the faults apply to the next N requests only
     text: str | None = None  # answer text override
     cached_tokens: int = 0  # input tokens reported as read from a cache (capped at the input)
+    refuse_prefill: bool = False  # a request ending in an assistant message gets a 400, as some models give
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Faults:
@@ -140,6 +141,7 @@ PARSERS: dict[str, tuple[_Parser, bool]] = {
     "times": (_integer(1), True),
     "text": (_string, True),
     "cached_tokens": (_integer(0), False),
+    "refuse_prefill": (_boolean, False),
 }
 assert set(PARSERS) == {f.name for f in _FIELDS}
 

@@ -40,7 +40,14 @@ class MessagesFormat:
             tool=first_tool(body.get("tools"), (None, "custom")),
             tool_results=tuple(results) if results else None,
             reasoning=isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"),
+            prefill=_prefill(messages),
         )
+
+    def prefill_problem(self, prefill: str) -> str | None:
+        # Anthropic's own rule, which a router continuing a stream must respect.
+        if prefill != prefill.rstrip():
+            return "messages: final assistant content cannot end with trailing whitespace"
+        return None
 
     def error_body(self, status: int, message: str, rid: str) -> bytes:
         default = "api_error" if status >= 500 else "invalid_request_error"
@@ -153,3 +160,14 @@ class MessagesFormat:
         out.event(event(b"message_delta", message_delta))
         out.event(event(b"message_stop", {"type": "message_stop"}))
         return out.build()
+
+
+def _prefill(messages: list[Any]) -> str | None:
+    """The text of a trailing assistant turn made only of text blocks (a prefill), if there is one."""
+    last = messages[-1] if messages else None
+    if not isinstance(last, dict) or last.get("role") != "assistant":
+        return None
+    blocks = _blocks(last.get("content"))
+    if any(b.get("type") != "text" for b in blocks):
+        return None
+    return text_of(blocks) or None

@@ -33,7 +33,11 @@ class ChatFormat:
             tool_results=tuple(reversed(results)) if results else None,
             reasoning=isinstance(effort, str) and effort != "none",
             include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+            prefill=_prefill(turns),
         )
+
+    def prefill_problem(self, prefill: str) -> str | None:
+        return None
 
     def error_body(self, status: int, message: str, rid: str) -> bytes:
         return openai_error_body(status, message)  # the id travels in x-request-id
@@ -117,3 +121,10 @@ class ChatFormat:
         if not a.no_done:
             out.event(b"data: [DONE]\n\n")
         return out.build()
+
+
+def _prefill(turns: list[dict[str, Any]]) -> str | None:
+    """The text of a trailing assistant message without tool calls (a prefill), if there is one."""
+    if not turns or turns[-1].get("role") != "assistant" or turns[-1].get("tool_calls"):
+        return None
+    return text_of(turns[-1].get("content")) or None

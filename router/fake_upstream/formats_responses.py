@@ -33,7 +33,11 @@ class ResponsesFormat:
             tool=first_tool(body.get("tools"), ("function",)),
             tool_results=tuple(reversed(results)) if results else None,
             reasoning=isinstance(effort, str) and effort != "none",
+            prefill=_prefill(items),
         )
+
+    def prefill_problem(self, prefill: str) -> str | None:
+        return None
 
     def error_body(self, status: int, message: str, rid: str) -> bytes:
         return openai_error_body(status, message)  # the id travels in x-request-id
@@ -172,3 +176,11 @@ class ResponsesFormat:
         usage = self._usage(a)
         out.event(ev("response.completed", {"response": self._response(a, "completed", done_items, usage)}))
         return out.build()
+
+
+def _prefill(items: list[dict[str, Any]]) -> str | None:
+    """The text of a trailing assistant message item (a prefill), if there is one."""
+    last = items[-1] if items else None
+    if last is None or last.get("role") != "assistant" or last.get("type", "message") != "message":
+        return None
+    return text_of(last.get("content")) or None

@@ -518,3 +518,69 @@ def test_main_serves_until_sigint() -> None:
         assert proc.wait(timeout=5) == 0
         proc.stdout.close()  # type: ignore[union-attr]
         proc.stderr.close()  # type: ignore[union-attr]
+
+
+# --- prefill: what a continuation sends ------------------------------------------------------------
+
+PREFILL_BODIES: dict[str, dict[str, Any]] = {
+    CHAT: {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello from"}]},
+    MESSAGES: {
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello from"}],
+    },
+    RESPONSES: {
+        "input": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "Hello from"},
+        ]
+    },
+}
+
+
+def _answer_text(path: str, body: dict[str, Any]) -> str:
+    if path == CHAT:
+        return str(body["choices"][0]["message"]["content"])
+    if path == MESSAGES:
+        return "".join(b["text"] for b in body["content"] if b["type"] == "text")
+    return "".join(p["text"] for item in body["output"] if item["type"] == "message" for p in item["content"])
+
+
+@pytest.mark.parametrize("path", [CHAT, MESSAGES, RESPONSES])
+def test_a_prefill_is_continued_with_only_the_rest(client: httpx.Client, path: str) -> None:
+    """A trailing assistant message that begins the answer gets only the rest of it, the seam's
+    space included; a stream's deltas carry the same rest."""
+    body = {**PREFILL_BODIES[path], "model": "m"}
+    response = client.post(path, json=body)
+    assert response.status_code == 200, response.text
+    assert _answer_text(path, response.json()) == " alpha."
+    set_faults(client, chunks=1)  # the whole rest in one delta, so it shows as one JSON string
+    streamed = client.post(path, json={**body, "stream": True}).content.decode()
+    assert '" alpha."' in streamed and "Hello" not in streamed
+
+
+@pytest.mark.parametrize("path", [CHAT, MESSAGES, RESPONSES])
+def test_a_prefill_that_does_not_begin_the_answer_gets_the_whole_answer(client: httpx.Client, path: str) -> None:
+    """A prefill the answer does not start with is ignored: the answer diverges from it."""
+    body = {**PREFILL_BODIES[path], "model": "m"}
+    set_faults(client, text="Something else entirely.")
+    assert _answer_text(path, client.post(path, json=body).json()) == "Something else entirely."
+
+
+@pytest.mark.parametrize("path", [CHAT, MESSAGES, RESPONSES])
+def test_refuse_prefill_answers_400(client: httpx.Client, path: str) -> None:
+    """With refuse_prefill, a request ending in an assistant message is refused, as some models do."""
+    set_faults(client, refuse_prefill=True)
+    response = client.post(path, json={**PREFILL_BODIES[path], "model": "m"})
+    assert response.status_code == 400 and "prefill" in response.text
+    assert client.post(path, json=BODIES[path]).status_code == 200, "no prefill: answered"
+
+
+def test_anthropic_refuses_a_prefill_ending_in_whitespace(client: httpx.Client) -> None:
+    """Anthropic's rule: the final assistant content may not end with whitespace; OpenAI's allow it."""
+    body = {**PREFILL_BODIES[MESSAGES], "model": "m"}
+    body["messages"] = [*body["messages"][:-1], {"role": "assistant", "content": "Hello from "}]
+    response = client.post(MESSAGES, json=body)
+    assert response.status_code == 400 and "trailing whitespace" in response.json()["error"]["message"]
+    chat = {**PREFILL_BODIES[CHAT], "model": "m"}
+    chat["messages"] = [*chat["messages"][:-1], {"role": "assistant", "content": "Hello from "}]
+    assert _answer_text(CHAT, client.post(CHAT, json=chat).json()) == "alpha."
