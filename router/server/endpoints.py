@@ -136,13 +136,14 @@ class Endpoints:
             log.exception("internal_error")
             await self._error(send, fmt, InternalError("internal error; see the router log"), principal, grant, record)
             return
-        record.provider = answer.provider
+        failed: list[str] = []
         if len(answer.attempts) != 1 or answer.attempts[0].failover is not None:  # the common case: none
-            record.attempts = failovers(answer.attempts)
+            failed = failovers(answer.attempts)
+        record.provider, record.attempts = answer.provider, failed
         # How many attempts it took: a client (or the demo) can see failover happen.
         out = [
             (b"x-router-provider", answer.provider.encode("latin-1")),
-            (b"x-router-attempts", b"%d" % (len(record.attempts) + 1)),
+            (b"x-router-attempts", b"%d" % (len(failed) + 1)),
         ]
         if isinstance(answer, FullAnswer):
             settled = await self._settle(grant, record, answer.status, answer.model, answer.usage)
