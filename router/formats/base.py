@@ -92,6 +92,13 @@ class Prepared(NamedTuple):  # built per attempt: a tuple is the cheapest record
     hide_usage: bool = False  # the router asked for a usage report the client did not: hide it
 
 
+class Continuation(NamedTuple):
+    """A request asking for the rest of a broken answer, in the client's format."""
+
+    body: dict[str, Any]
+    seam: str  # whitespace the prefill lost: dropped from the start of the rest, if it starts so
+
+
 class StreamState:
     """Fed every parsed upstream stream event (JSON, or `TERMINATOR`) in one format; knows the
     usage at the end, reported or estimated, and writes the error ending of the stream.
@@ -234,6 +241,29 @@ class WireFormat(ABC):
             if type(n) is int and n >= 0:
                 return n
         return default
+
+    def continuation(self, body: dict[str, Any], delivered: str, cap: int | None) -> Continuation:
+        """The client's request, asking for the rest of an answer of which `delivered` reached the
+        client: the text as a trailing assistant message (a prefill), trailing whitespace
+        stripped (Anthropic refuses it; the same whitespace is then dropped from the start of
+        the rest), and the output cap lowered to `cap` when there is one. The client's body is
+        not changed."""
+        prefill = delivered.rstrip()
+        out = self._with_assistant_text(body, prefill)
+        if cap is not None:
+            for key in self.max_output_fields:
+                if key in out:
+                    out[key] = cap
+            if not any(key in out for key in self.max_output_fields) and self.max_output_fields:
+                out[self.max_output_fields[0]] = cap
+        return Continuation(out, delivered[len(prefill) :])
+
+    def _with_assistant_text(self, body: dict[str, Any], text: str) -> dict[str, Any]:
+        """A copy of `body` whose conversation ends with an assistant message of `text`; here for
+        the formats whose conversation is a `messages` list (chat, Anthropic)."""
+        messages = body.get("messages")
+        turns = list(messages) if isinstance(messages, list) else []
+        return {**body, "messages": [*turns, {"role": "assistant", "content": text}]}
 
     # --- answers and streams ---
 

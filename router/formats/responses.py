@@ -123,6 +123,14 @@ class ResponsesFormat(WireFormat):
         "reasoning": ("reasoning",),
     }
 
+    def _with_assistant_text(self, body: dict[str, Any], text: str) -> dict[str, Any]:
+        given = body.get("input")
+        if isinstance(given, str):
+            items: list[Any] = [{"role": "user", "content": given}]
+        else:
+            items = list(given) if isinstance(given, list) else []
+        return {**body, "input": [*items, {"role": "assistant", "content": text}]}
+
     def auth_headers(self, api_key: str | None, headers: dict[str, str], *, anthropic_version: str) -> None:
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
