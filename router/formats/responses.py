@@ -2,12 +2,14 @@
 
 Streams are named events with a `sequence_number`, from `response.created` to one terminal
 `response.completed` / `response.incomplete` / `response.failed`, which carries the usage. An
-error ending is an `error` event and then `response.failed` with the stream's own response id.
+error ending is an `error` event and then `response.failed` with the stream's own response id,
+created_at and model, and the upstream's own error message when it sent one.
 Errors and credentials are as in Chat Completions.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -16,6 +18,7 @@ import orjson
 from router.formats.base import Codec, EventKind, StreamState, WireFormat, empty_shell
 from router.formats.chat import openai_error_body
 from router.formats.codec import responses as responses_codec
+from router.formats.codec import responses_items as items
 from router.formats.codec import responses_stream
 from router.formats.sse import encode
 
@@ -41,14 +44,19 @@ _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.fa
 
 
 class ResponsesStreamState(StreamState):
-    """Also remembers the stream's response id and last sequence number, which its error ending
-    must continue."""
+    """Also remembers what its error ending must continue or repeat: the stream's response id,
+    created_at and model, its last sequence number, and the upstream's own error if it sent one."""
 
-    __slots__ = ("_response_id", "_seq")
+    __slots__ = ("_created_at", "_error", "_model", "_response_id", "_seq")
 
     def __init__(self, input_estimate_tokens: int) -> None:
         super().__init__(input_estimate_tokens)
         self._response_id: str | None = None
+        self._created_at: int | float | None = None
+        self._model: str | None = None
+        # The upstream's `error` event, or its response.failed's `error`: kept by reference and
+        # read only if the stream needs its error ending.
+        self._error: dict[str, Any] | None = None
         self._seq = 0
 
     def feed(self, obj: Any) -> None:
@@ -67,32 +75,51 @@ class ResponsesStreamState(StreamState):
             return
         response = obj.get("response")
         if not isinstance(response, dict):
+            if kind == "error":
+                self._error = obj
             return
-        if self._response_id is None and isinstance(response.get("id"), str):
-            self._response_id = response["id"]
+        if self._response_id is None:
+            self._opened(response)
         if kind in _TERMINAL:
             usage = response.get("usage")
             if isinstance(usage, dict):
                 self._report(responses_codec.read_usage(usage))
+            if kind == "response.failed" and isinstance(err := response.get("error"), dict):
+                self._error = err
+
+    def _opened(self, response: dict[str, Any]) -> None:
+        """The first response object with an id (normally response.created's) also gives the
+        created_at and model that response.failed must repeat."""
+        rid = response.get("id")
+        if not isinstance(rid, str):
+            return
+        self._response_id = rid
+        created = response.get("created_at")
+        if isinstance(created, int | float) and not isinstance(created, bool):
+            self._created_at = created
+        model = response.get("model")
+        if isinstance(model, str):
+            self._model = model
 
     def error_tail(self, message: str, after_error: bool) -> bytes:
+        """`error` with the router's `message` (unless the upstream's own was relayed), then
+        response.failed continuing the stream's id and sequence numbers. The failure carries the
+        upstream's own error message (and code, within the SDK's closed set) when it sent one,
+        else `message`."""
         out = b""
         seq = self._seq + 1
-        if not after_error:  # else the upstream's own `error` event was relayed: only close it
+        if not after_error:
             err = {"type": "error", "code": "upstream_error", "message": message, "param": None, "sequence_number": seq}
             out += encode(orjson.dumps(err), "error")
             seq += 1
-        failed = {
-            "type": "response.failed",
-            "sequence_number": seq,
-            "response": {
-                "id": self._response_id or "resp_router_error",
-                "object": "response",
-                "status": "failed",
-                "error": {"code": "server_error", "message": message},
-                "output": [],
-            },
-        }
+        cause = responses_stream.stream_error(self._error or {}, message)
+        created = self._created_at if self._created_at is not None else int(time.time())
+        # Every field the SDK's Response requires. The request's tools, tool_choice and
+        # parallel_tool_calls never reach the relay: envelope()'s valid defaults stand in. The
+        # output items the client already has are not repeated (the relay does not keep them).
+        response = items.envelope(self._response_id or "resp_router_error", self._model or "", created, "failed", [])
+        response["error"] = {"code": items.failed_code(cause), "message": cause.message}
+        failed = {"type": "response.failed", "sequence_number": seq, "response": response}
         return out + encode(orjson.dumps(failed), "response.failed")
 
 

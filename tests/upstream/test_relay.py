@@ -450,7 +450,9 @@ async def test_responses_error_without_failed_gets_response_failed_only() -> Non
     out = await run.all()
     names = [name for name, _ in _events(out)]
     assert names == ["response.created", "response.output_text.delta", "error", "response.failed"]
-    assert _events(out)[-1][1]["sequence_number"] == 6
+    failed = _events(out)[-1][1]
+    assert failed["sequence_number"] == 6
+    assert failed["response"]["error"] == {"code": "server_error", "message": "boom"}  # the upstream's own
     assert run.finished == [(F, "upstream_error_event")]
 
 

@@ -339,7 +339,7 @@ def item_id(rid: str, prefix: str, index: int) -> str:
     return f"{prefix}_{rid.removeprefix('resp_')}_{index}"
 
 
-def envelope(rid: str, model: str, created: int, status: str, output: list[dict[str, Any]]) -> dict[str, Any]:
+def envelope(rid: str, model: str, created: float, status: str, output: list[dict[str, Any]]) -> dict[str, Any]:
     """A response object with every field the SDK's Response model requires. The request's
     tools, tool_choice and sampling settings are not known where answers are written: the
     defaults stand in for them."""

@@ -158,14 +158,18 @@ class ResponsesStreamReader:
 
     def _error(self, err: dict[str, Any]) -> list[ir.Event]:
         self._ended = True
-        message, code = err.get("message"), err.get("code")
-        return [
-            ir.Error(
-                message=message if isinstance(message, str) and message else "upstream error",
-                kind=items.error_kind(err.get("type"), code),
-                code=code if isinstance(code, str) else None,
-            )
-        ]
+        return [stream_error(err)]
+
+
+def stream_error(err: dict[str, Any], default: str = "upstream error") -> ir.Error:
+    """An upstream's `error` event, or the `error` of its response.failed, as IR; `default` when
+    it names no message."""
+    message, code = err.get("message"), err.get("code")
+    return ir.Error(
+        message=message if isinstance(message, str) and message else default,
+        kind=items.error_kind(err.get("type"), code),
+        code=code if isinstance(code, str) else None,
+    )
 
 
 @dataclass(slots=True)
