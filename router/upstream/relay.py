@@ -131,7 +131,9 @@ class StreamRelay:
                 return
             if self._error_relayed:
                 result, reason = AttemptResult.FAILURE, "upstream_error_event"
-                yield self._error_tail("upstream stream failed", after_error=True)
+                # The reason only when the upstream's error named none: the format's ending
+                # carries the upstream's own message.
+                yield self._error_tail("upstream stream failed")
             elif not self._complete:
                 result, reason = AttemptResult.FAILURE, "truncated"
                 yield self._error_tail(f"upstream {self._provider} closed the stream before it was complete")
@@ -241,7 +243,9 @@ class StreamRelay:
             log.warning("upstream_event_not_json", provider=self._provider, size=len(ev.data))
             return None
 
-    def _error_tail(self, message: str, after_error: bool = False) -> bytes:
+    def _error_tail(self, message: str) -> bytes:
         if self._translator is not None:
             return self._translator.error(message)  # b"" when an upstream error was translated
-        return self._state.error_tail(message, after_error)
+        # After the upstream's own error event (a Responses `error` not yet followed by its
+        # response.failed), however the stream then broke, the client gets no second error event.
+        return self._state.error_tail(message, self._error_relayed)

@@ -457,6 +457,18 @@ async def test_responses_error_without_failed_gets_response_failed_only() -> Non
 
 
 @pytest.mark.anyio
+async def test_responses_error_then_a_broken_stream_gets_no_second_error() -> None:
+    """Responses: the upstream's `error`, then a reset before its response.failed: the router
+    closes with response.failed (the upstream's message), not another error event."""
+    run = Run("openai-responses", FakeUpstream(R_CREATED, R_DELTA, R_ERROR, UpstreamConnectError("reset")))
+    out = await run.all()
+    names = [name for name, _ in _events(out)]
+    assert names == ["response.created", "response.output_text.delta", "error", "response.failed"]
+    assert _events(out)[-1][1]["response"]["error"]["message"] == "boom"
+    assert run.finished == [(F, "upstream_connect_error")]
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("fmt", "first", "error"), [("openai-chat", HELLO, CHAT_ERROR), ("anthropic-messages", A_DELTA, A_ERROR)]
 )
