@@ -4,6 +4,7 @@ whole by the SDK's own stream accumulator."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -14,9 +15,13 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from router.config import Format
+from router.formats import wire
 from router.formats.codec import ir
 from router.formats.codec.responses_stream import ResponsesStreamReader, ResponsesStreamWriter
+from router.formats.sse import SSEParser
+from router.formats.translate import StreamTranslator
 from router.types import Usage
+from tests.formats.sdk_events import responses_events
 
 R: Format = "openai-responses"
 EVENT = TypeAdapter(ResponseStreamEvent)
@@ -611,3 +616,98 @@ def test_read_without_positions() -> None:
         {"type": "response.output_item.done", "item": {"type": "message", "content": [{"type": "other"}, "x"]}},
     ]
     assert read(objs) == [ir.ToolStart(0, "c", "f"), ir.ToolArgs(0, "{}"), ir.TextDelta("t"), ir.BlockEnd()]
+
+
+# ---------------------------------------------------------------- every written event, by the SDK's types
+
+ENVELOPES = ("response.created", "response.in_progress", "response.completed", "response.incomplete", "response.failed")
+CUT = "upstream prov failed mid-stream: timeout_idle"  # a reason the relay gives translator.error()
+
+
+def _check_stream(raw: bytes) -> list[dict[str, Any]]:
+    """Every event validates against the SDK's types (as its strict client does, and in pydantic's
+    strict mode), numbered from 0; it opens with created and in_progress, and ends with one
+    terminal event; every response object is the same response's."""
+    objs = responses_events(raw)
+    types = [o["type"] for o in objs]
+    assert [o["sequence_number"] for o in objs] == list(range(len(objs)))
+    assert types[:2] == ["response.created", "response.in_progress"]
+    assert types[-1] in ENVELOPES[2:] and not any(t in ENVELOPES[2:] for t in types[:-1])
+    heads = {
+        (o["response"]["id"], o["response"]["created_at"], o["response"]["model"]) for o in objs if "response" in o
+    }
+    assert len(heads) == 1
+    return objs
+
+
+# (IR events) -> (the terminal event, the failure's message when it failed)
+WRITTEN: dict[str, tuple[list[ir.Event], str, str | None]] = {
+    "completed": (MIXED, "response.completed", None),
+    "incomplete": ([ir.Start("x", "m"), ir.TextDelta("cut"), ir.Finish("length")], "response.incomplete", None),
+    "no_start": ([ir.TextDelta("t"), ir.Finish("end")], "response.completed", None),
+    "error_with_items_open": (
+        [
+            ir.Start("e", "m", 5),
+            ir.ThinkingDelta("hm"),
+            ir.ToolStart(0, "c", "f"),
+            ir.ToolArgs(0, "{"),
+            ir.Error("busy"),
+        ],
+        "response.failed",
+        "busy",
+    ),
+    "error_first": ([ir.Error("denied", "permission_error", "forbidden")], "response.failed", "denied"),
+}
+
+
+@pytest.mark.parametrize(("events", "terminal", "message"), list(WRITTEN.values()), ids=list(WRITTEN))
+def test_writer_every_event_validates(events: list[ir.Event], terminal: str, message: str | None) -> None:
+    """The writer's normal and error endings: every event validates, and a failure carries the
+    message of the Error it was given, in both the error event and response.failed."""
+    objs = _check_stream(write(events, model="client-model"))
+    assert objs[-1]["type"] == terminal and objs[0]["response"]["model"] == "client-model"
+    if message is not None:
+        assert objs[-2]["type"] == "error" and objs[-2]["message"] == message
+        assert objs[-1]["response"]["error"]["message"] == message
+
+
+def _transcript(upstream_fmt: str, scenario: str) -> list[Any]:
+    """A golden upstream transcript's events, decoded as the relay hands them to the translator."""
+    raw = (Path(__file__).parent / "golden" / "upstream" / upstream_fmt / f"{scenario}.sse").read_bytes()
+    events = SSEParser().feed(raw)
+    return ["[DONE]" if ev.data == b"[DONE]" else orjson.loads(ev.data) for ev in events if not ev.is_comment]
+
+
+UPSTREAM_ERRORS = {
+    "openai-chat": "The server had an error while processing your request. Sorry about that!",
+    "anthropic-messages": "Overloaded",
+}
+
+
+@pytest.mark.parametrize("scenario", ["text", "tools", "thinking", "error", "cut"])
+@pytest.mark.parametrize("upstream_fmt", ["openai-chat", "anthropic-messages"])
+def test_translated_streams_validate(upstream_fmt: str, scenario: str) -> None:
+    """A chat or Anthropic upstream's stream as a Responses client gets it: whole, ended by the
+    upstream's own error (its message carried, the router adds nothing after it), or cut by the
+    router halfway (the router's reason carried). Every event validates against the SDK."""
+    t = StreamTranslator(wire(upstream_fmt), wire("openai-responses"), "client-model", True)
+    objs = _transcript(upstream_fmt, "text" if scenario == "cut" else scenario)
+    if scenario == "cut":
+        objs = objs[: len(objs) // 2]
+    raw = b"".join(t.feed(obj) for obj in objs)
+    if scenario == "cut":
+        raw += t.error(CUT)
+    elif scenario == "error":
+        assert t.error("upstream stream failed") == b""  # the upstream's error already ended it
+    else:
+        raw += t.finish()
+    out = _check_stream(raw)
+    response = out[-1]["response"]
+    assert response["model"] == "client-model" and isinstance(response["created_at"], int)
+    if scenario in ("error", "cut"):
+        message = UPSTREAM_ERRORS[upstream_fmt] if scenario == "error" else CUT
+        assert [o["type"] for o in out[-2:]] == ["error", "response.failed"]
+        assert out[-2]["message"] == message and response["error"]["message"] == message
+        assert response["status"] == "failed" and response["output"]  # what was delivered, marked incomplete
+    else:
+        assert out[-1]["type"] == "response.completed" and response["usage"] is not None
