@@ -111,7 +111,8 @@ def create_app(
         )
     drain = drain or Drain()
     table = RoutingTable(config)
-    pool = Pool(table, clock, config.routing.ewma_half_life_s)
+    rng = rng or random.Random()  # one source for the choice (P2C) and the breakers' jitter
+    pool = Pool(table, clock, config.routing.ewma_half_life_s, rng)
     clients = {p.name: ProviderClient(p) for p in config.providers}
     state = backend or make_backend(config.state)
     limits = Limits(config, state, clock)

@@ -139,7 +139,8 @@ def run_demo(config: Config, requests: int = 120) -> int:
                 "2. fast hangs: first-token timeouts, then its breaker opens", server.url, models, requests // 2
             )
             fakes["fast"].faults.update({"hang": False})
-            reset = max(p.breaker.reset_timeout_s for p in config.providers)
+            # The longest wait between two trials: after it, fast's next trial is due.
+            reset = max(p.breaker.reset_timeout_max_s for p in config.providers)
             print(f"\n   fast is back; waiting {reset:g}s for its breaker's half-open trial ...")
             time.sleep(reset + 0.5)
             all_ok &= _run_phase("3. fast recovered: traffic returns to it", server.url, models, requests // 2)

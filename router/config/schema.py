@@ -22,6 +22,8 @@ DEFAULT_EWMA_HALF_LIFE_S = 10.0
 DEFAULT_MAX_RETRY_WAIT_S = 3.0
 DEFAULT_BACKOFF_MIN_S = 0.05  # never a tight loop between attempts
 DEFAULT_BACKOFF_MAX_S = 0.5
+DEFAULT_BREAKER_RESET_S = 5.0  # see BreakerConfig
+DEFAULT_BREAKER_RESET_MAX_S = 10.0
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_OUTPUT_TOKENS = 4096  # reserved against a budget when a request sets no max tokens
 
@@ -83,8 +85,25 @@ class HealthConfig:
 
 @dataclass(frozen=True, slots=True)
 class BreakerConfig:
+    """A route's circuit breaker. Open, it sends the route no traffic except one trial request
+    (a real client request, which fails over if the trial fails) per wait: `reset_timeout_s` after
+    opening, doubling after each failed trial up to `reset_timeout_max_s`, each wait shortened by
+    a random share up to `reset_jitter`. A recovered route is therefore serving again within
+    `reset_timeout_max_s` (plus the gap to the next request)."""
+
     fail_max: int = 5
-    reset_timeout_s: float = 30.0
+    # 5 s: a blip (a deployment restarting, a burst of 503s) is noticed within seconds, for one
+    # extra attempt by one client request. It was 30 s, which kept a recovered route unused for
+    # up to a minute once a trial had failed.
+    reset_timeout_s: float = DEFAULT_BREAKER_RESET_S
+    # 10 s: the longest a recovered route waits for its trial (the requirement: serving again
+    # within 15 s), and during a long outage at most one extra attempt per 8-10 s, per route and
+    # per worker. Left unset in the file with a longer reset_timeout_s, the reader makes it
+    # reset_timeout_s (a fixed wait, as before the cap existed).
+    reset_timeout_max_s: float = DEFAULT_BREAKER_RESET_MAX_S
+    # Up to 20% off each wait: breakers that opened together (a provider's routes, a host's
+    # workers, several routers) spread their trials over a second or two instead of together.
+    reset_jitter: float = 0.2
     half_open_trials: int = 1
 
 

@@ -192,10 +192,24 @@ def _health(r: Reader) -> HealthConfig:
 
 def _breaker(r: Reader) -> BreakerConfig:
     d = BreakerConfig()
+    fail_max = r.integer("fail_max", d.fail_max, ge=1)
+    reset = r.number("reset_timeout_s", d.reset_timeout_s, gt=0)
+    # Unset, the cap follows a longer reset_timeout_s, so a config written before the cap existed
+    # (e.g. reset_timeout_s: 60) keeps its fixed wait (less the jitter); set, it must not be below.
+    cap = r.number("reset_timeout_max_s", None, gt=0)
+    if cap is not None and cap < reset:
+        r.fail("reset_timeout_max_s", f"must be >= reset_timeout_s ({reset}), got {cap}")
+        cap = None
+    jitter = r.number("reset_jitter", d.reset_jitter, ge=0)
+    if jitter >= 1:
+        r.fail("reset_jitter", f"must be < 1 (a share of each wait), got {jitter}")
+        jitter = d.reset_jitter
     return r.done(
         BreakerConfig(
-            fail_max=r.integer("fail_max", d.fail_max, ge=1),
-            reset_timeout_s=r.number("reset_timeout_s", d.reset_timeout_s, gt=0),
+            fail_max=fail_max,
+            reset_timeout_s=reset,
+            reset_timeout_max_s=max(reset, d.reset_timeout_max_s) if cap is None else cap,
+            reset_jitter=jitter,
             half_open_trials=r.integer("half_open_trials", d.half_open_trials, ge=1),
         )
     )

@@ -6,6 +6,7 @@ Decisions here never await: state is read and updated synchronously, I/O happens
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,14 +40,24 @@ class RouteState:
 
     __slots__ = ("breaker", "cooldown", "ewma", "inflight", "provider", "route")
 
-    def __init__(self, route: Route, provider: ProviderState, clock: Clock, half_life_s: float) -> None:
+    def __init__(
+        self, route: Route, provider: ProviderState, clock: Clock, half_life_s: float, rng: random.Random
+    ) -> None:
         cfg = route.provider.breaker
         self.route = route
         self.provider = provider
         self.ewma = PeakEwma(half_life_s, clock)
         self.inflight = 0
         self.breaker = Breaker(
-            route.key, cfg.fail_max, cfg.reset_timeout_s, cfg.half_open_trials, clock, on_change=_log_flip
+            route.key,
+            cfg.fail_max,
+            cfg.reset_timeout_s,
+            cfg.half_open_trials,
+            clock,
+            on_change=_log_flip,
+            reset_timeout_max_s=cfg.reset_timeout_max_s,
+            jitter=cfg.reset_jitter,
+            rng=rng,
         )
         self.cooldown = Cooldown(clock)
 
@@ -95,10 +106,11 @@ class Selection:
 class Pool:
     """Every route's and provider's live state, keyed by route key and provider name."""
 
-    def __init__(self, table: RoutingTable, clock: Clock, half_life_s: float) -> None:
+    def __init__(self, table: RoutingTable, clock: Clock, half_life_s: float, rng: random.Random | None = None) -> None:
         self.table = table
         self._clock = clock
         self._half_life_s = half_life_s
+        self._rng = rng or random.Random()  # the breakers' jitter
         self.providers: dict[str, ProviderState] = {}
         self.routes: dict[str, RouteState] = {}
         self._build(table, {}, {})
@@ -121,7 +133,7 @@ class Pool:
             if state is not None and state.provider is ps and state.route.provider.breaker == p.breaker:
                 state.route = route  # weight and translation options may have changed; the signals stay
             else:
-                state = RouteState(route, ps, self._clock, self._half_life_s)
+                state = RouteState(route, ps, self._clock, self._half_life_s, self._rng)
             routes[route.key] = state
         self.table, self.providers, self.routes = table, providers, routes
 

@@ -269,6 +269,36 @@ def test_several_problems_are_reported_at_once_with_exact_paths() -> None:
     ]
 
 
+def _breaker(**breaker: Any) -> BreakerConfig:
+    doc = minimal()
+    doc["providers"][0]["breaker"] = breaker
+    return parse_config(doc, env={}).providers[0].breaker
+
+
+def test_breaker_trial_schedule_defaults_and_cap() -> None:
+    """Defaults: first trial after 5 s, doubling to 10 s, 20% jitter. An unset cap follows a
+    longer reset_timeout_s (a config written for a fixed wait keeps it); a set cap is kept."""
+    assert _breaker() == BreakerConfig() == BreakerConfig(5, 5.0, 10.0, 0.2, 1)
+    assert _breaker(reset_timeout_s=2) == BreakerConfig(reset_timeout_s=2.0, reset_timeout_max_s=10.0)
+    assert _breaker(reset_timeout_s=60).reset_timeout_max_s == 60.0
+    assert _breaker(reset_timeout_s=1, reset_timeout_max_s=3, reset_jitter=0).reset_timeout_max_s == 3.0
+    assert _breaker(reset_timeout_s=4, reset_timeout_max_s=4).reset_jitter == 0.2
+
+
+def test_breaker_trial_schedule_errors_name_their_path() -> None:
+    """A cap below the first wait, and jitter outside [0, 1), are reported with their path."""
+    doc = minimal()
+    doc["providers"][0]["breaker"] = {"reset_timeout_s": 8, "reset_timeout_max_s": 4, "reset_jitter": 1}
+    doc["providers"].append(
+        {"name": "q", "base_url": "http://q", "formats": ["openai-chat"], "breaker": {"reset_jitter": -0.1}}
+    )
+    assert problems(doc) == [
+        "providers[0].breaker.reset_timeout_max_s: must be >= reset_timeout_s (8.0), got 4.0",
+        "providers[0].breaker.reset_jitter: must be < 1 (a share of each wait), got 1.0",
+        "providers[1].breaker.reset_jitter: must be >= 0, got -0.1",
+    ]
+
+
 def test_unknown_keys_are_rejected_everywhere() -> None:
     """A misspelt key is an error naming the keys that are allowed there."""
     doc = with_access(plan={}, state={"backend": "memory", "uri": "redis://x"})
@@ -437,7 +467,7 @@ def test_shipped_configs_load() -> None:
     for p in demo.providers:
         assert p.api_key is None
         assert (p.health.interval_s, p.health.timeout_s) == (2.0, 1.0)
-        assert (p.breaker.fail_max, p.breaker.reset_timeout_s) == (3, 5.0)
+        assert (p.breaker.fail_max, p.breaker.reset_timeout_s, p.breaker.reset_timeout_max_s) == (3, 5.0, 5.0)
         assert p.timeouts == Timeouts(connect_s=1.0, first_token_s=2.0, idle_s=5.0, total_s=30.0)
     claude = demo.model("demo-claude")
     assert claude is not None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from router.clock import ManualClock
-from router.routing.breaker import Breaker, BreakerState, Ticket
+from router.config import BreakerConfig
+from router.routing.breaker import Breaker, BreakerState, Ticket, TrialSchedule
 from router.types import AttemptResult
 
 S, F, N = AttemptResult.SUCCESS, AttemptResult.FAILURE, AttemptResult.NEUTRAL
@@ -260,3 +263,117 @@ def test_never_calls_pybreaker_while_open(monkeypatch: pytest.MonkeyPatch) -> No
     b.record(t1, F)
     b.record(t2, S)  # arrives after t1 reopened the breaker
     assert _state(b) is BreakerState.OPEN
+
+
+# The trial schedule: when an open breaker lets its next trial through.
+
+DEFAULTS = BreakerConfig()
+
+
+def _scheduled(clock: ManualClock, seed: int = 1, cfg: BreakerConfig = DEFAULTS) -> Breaker:
+    """A breaker on `cfg`'s schedule (the defaults: 5 s, doubling to 10 s, 20% jitter), seeded."""
+    return Breaker(
+        "r",
+        cfg.fail_max,
+        cfg.reset_timeout_s,
+        cfg.half_open_trials,
+        clock,
+        reset_timeout_max_s=cfg.reset_timeout_max_s,
+        jitter=cfg.reset_jitter,
+        rng=random.Random(seed),
+    )
+
+
+def _trial_waits(b: Breaker, clock: ManualClock, failures: int) -> list[float]:
+    """Open `b` from closed, then fail `failures` trials, each at the first instant it is
+    admitted; the waits between the opening (or the last failed trial) and each trial."""
+    for _ in range(DEFAULTS.fail_max):
+        b.record(_admit(b), F)
+    waits = []
+    for _ in range(failures):
+        opened, trial_at = clock.monotonic(), b.trial_at
+        assert trial_at is not None
+        clock.advance(trial_at - opened - 1e-6)
+        assert not b.available() and b.admit() is None
+        clock.advance(1e-6)
+        assert b.available()
+        b.record(_admit(b), F)
+        assert _state(b) is BreakerState.OPEN
+        waits.append(clock.monotonic() - opened)
+    return waits
+
+
+def test_schedule_doubles_to_the_cap() -> None:
+    """Without jitter: first_s, then doubling per failed trial, never above max_s."""
+    s = TrialSchedule(first_s=2.0, max_s=10.0)
+    assert [s.wait(n, 0.5) for n in range(6)] == [2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+    assert s.wait(10_000, 0.0) == 10.0  # no overflow after a very long outage
+
+
+def test_schedule_jitter_only_shortens() -> None:
+    """A draw takes up to `jitter` of the wait off; the cap stays an upper bound."""
+    s = TrialSchedule(first_s=5.0, max_s=10.0, jitter=0.2)
+    assert s.wait(0, 0.0) == 5.0 and s.wait(0, 0.5) == pytest.approx(4.5)
+    assert s.wait(3, 0.0) == 10.0 and s.wait(3, 0.999999) == pytest.approx(8.0)
+
+
+@pytest.mark.parametrize(("first", "cap", "jitter"), [(-1.0, 1.0, 0.0), (2.0, 1.0, 0.0), (1.0, 2.0, 1.0)])
+def test_schedule_rejects_bad_values(first: float, cap: float, jitter: float) -> None:
+    """Negative first wait, a cap below it, and jitter of 1 (a zero wait) or more are refused."""
+    with pytest.raises(ValueError):
+        TrialSchedule(first, cap, jitter)
+
+
+def test_default_trial_times_under_repeated_failure() -> None:
+    """With the defaults, the first trial comes 4-5 s after the opening, every later one 8-10 s
+    after the failed one before it: at most one extra attempt every 4 s, and never more than
+    10 s without a trial however long the outage lasts."""
+    clock = ManualClock()
+    waits = _trial_waits(_scheduled(clock), clock, failures=40)
+    assert 4.0 <= waits[0] <= 5.0
+    assert all(8.0 <= w <= 10.0 for w in waits[1:]), waits
+    assert len({round(w, 6) for w in waits[1:]}) > 30, "jittered, not a fixed beat"
+
+
+def test_jitter_spreads_breakers_that_opened_together() -> None:
+    """Breakers that open at the same instant with different draws trial at different times."""
+    clock = ManualClock()
+    shared = random.Random(3)
+    breakers = [Breaker(f"r{i}", 1, 5.0, 1, clock, reset_timeout_max_s=10.0, jitter=0.2, rng=shared) for i in range(5)]
+    for b in breakers:
+        b.record(_admit(b), F)
+    times = [b.trial_at for b in breakers]
+    assert len(set(times)) == 5
+    assert all(t is not None and clock.monotonic() + 4.0 <= t <= clock.monotonic() + 5.0 for t in times)
+
+
+def test_success_resets_the_schedule() -> None:
+    """A trial that succeeds closes the breaker; its next opening starts again at the first wait."""
+    clock = ManualClock()
+    b = _scheduled(clock)
+    assert min(_trial_waits(b, clock, failures=5)[1:]) >= 8.0
+    trial_at = b.trial_at
+    assert trial_at is not None
+    clock.advance(trial_at - clock.monotonic())
+    b.record(_admit(b), S)
+    assert _state(b) is BreakerState.CLOSED and b.trial_at is None
+    assert _trial_waits(b, clock, failures=1)[0] <= 5.0
+
+
+def test_fixed_wait_without_cap_or_jitter() -> None:
+    """No cap and no jitter (the keyword defaults): every trial exactly reset_timeout_s apart."""
+    clock = ManualClock()
+    b = Breaker("r", DEFAULTS.fail_max, 7.0, 1, clock)
+    assert _trial_waits(b, clock, failures=4) == pytest.approx([7.0] * 4)
+
+
+def test_neutral_trial_keeps_the_schedule() -> None:
+    """A trial cancelled by its client neither reopens the breaker nor counts as a failed trial."""
+    clock = ManualClock()
+    b = Breaker("r", DEFAULTS.fail_max, 1.0, 1, clock, reset_timeout_max_s=100.0)
+    assert _trial_waits(b, clock, failures=2) == pytest.approx([1.0, 2.0])
+    clock.advance(4.0)
+    b.record(_admit(b), N)
+    assert _state(b) is BreakerState.HALF_OPEN and b.trial_at is None
+    b.record(_admit(b), F)  # the third failed trial, not the fourth
+    assert b.trial_at == pytest.approx(clock.monotonic() + 8.0)

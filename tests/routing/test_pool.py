@@ -3,6 +3,7 @@ the /health/ready snapshot. Pure: a parsed Config and a ManualClock, no sockets.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ def _config(
     formats: dict[str, list[str]] | None = None,
     fail_max: int = 2,
     models_extra: dict[str, list[tuple[str, int]]] | None = None,
+    breaker: dict[str, Any] | None = None,
 ) -> Config:
     """Providers a, b, c (all formats unless `formats` says otherwise); model m on `routes`."""
     routes = routes if routes is not None else [("a", 0), ("b", 0), ("c", 1)]
@@ -32,7 +34,7 @@ def _config(
             "name": name,
             "base_url": f"http://{name}.invalid",
             "formats": (formats or {}).get(name, all_formats),
-            "breaker": {"fail_max": fail_max, "reset_timeout_s": 30},
+            "breaker": {"fail_max": fail_max, "reset_timeout_s": 30} if breaker is None else breaker,
             "health": {"unhealthy_after": 1, "healthy_after": 1},
         }
         for name in ("a", "b", "c")
@@ -208,6 +210,27 @@ def test_acquire_refuses_an_open_breaker_and_bounds_half_open_trials() -> None:
     assert isinstance(trial, Lease)
     trial.finish(S)
     assert state.breaker.state.value == "closed"
+
+
+def test_breakers_follow_the_configured_trial_schedule_with_the_pools_rng() -> None:
+    """Each route's breaker takes its provider's schedule (here the defaults: 5 s doubling to
+    10 s, 20% jitter) and its jitter from the pool's random source: two routes opened together
+    get their trials at different times, each within the bounds."""
+    config = _config(routes=[("a", 0), ("b", 0)], breaker={"fail_max": 2})
+    clock = ManualClock()
+    pool = Pool(RoutingTable(config), clock, half_life_s=10.0, rng=random.Random(5))
+    _open(pool, "a/a-m")
+    _open(pool, "b/b-m")
+    a, b = pool.routes["a/a-m"].breaker.trial_at, pool.routes["b/b-m"].breaker.trial_at
+    assert a is not None and b is not None and a != b
+    assert all(clock.monotonic() + 4.0 <= t <= clock.monotonic() + 5.0 for t in (a, b))
+    clock.advance(max(a, b) - clock.monotonic())
+    for key in ("a/a-m", "b/b-m"):
+        trial = pool.acquire(pool.routes[key])
+        assert trial is not None
+        trial.finish(F)
+        again = pool.routes[key].breaker.trial_at
+        assert again is not None and clock.monotonic() + 8.0 <= again <= clock.monotonic() + 10.0
 
 
 def test_cooldown_end_is_the_earliest_active_cooldown() -> None:
