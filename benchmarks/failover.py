@@ -10,7 +10,7 @@ non-stream and stream chat requests, and records every request: start, latency, 
 provider that served (x-router-provider) and the attempts (x-router-attempts). Meanwhile this
 script samples each fake's request counter (/_admin/stats) every 100 ms: that shows every
 attempt the router made, including the ones that failed over. The router runs the full path
-(key, plan, budget, prices, ledger); its breaker reset and EWMA half-life scale with --scale.
+(key, plan, budget, prices, ledger); its breaker waits and EWMA half-life scale with --scale.
 
     .ci/run bench failover                 # ~45 s
     .ci/run bench failover --scale 0.25    # ~12 s
@@ -212,10 +212,11 @@ def share_back(recs: list[Any], name: str, t0: float, share: float, window: floa
 
 
 def print_report(res: dict[str, Any], meta: dict[str, Any], args: argparse.Namespace) -> None:
+    first_s, cap_s = breaker_waits(args)
     print(
         f"\nFailover | {meta_line(meta)}\n{args.concurrency} concurrent clients, half streams; fakes answer after "
-        f"{args.fake_latency_ms:g} ms; router first_token_s {args.first_token_s:g}, breaker fail_max 5 / reset "
-        f"{args.breaker_reset_s * args.scale:g} s, EWMA half-life {args.half_life_s * args.scale:g} s; events at "
+        f"{args.fake_latency_ms:g} ms; router first_token_s {args.first_token_s:g}, breaker fail_max 5 / trials "
+        f"after {first_s:g}-{cap_s:g} s, EWMA half-life {args.half_life_s * args.scale:g} s; events at "
         + ", ".join(f"{t:.2f} s ({lbl})" for t, lbl in res["events"])
     )
     rows = [
@@ -343,6 +344,11 @@ def chart(res: dict[str, Any], path: str, scale: float) -> None:
     save_chart(fig, path)
 
 
+def breaker_waits(args: argparse.Namespace) -> tuple[float, float]:
+    """The breaker's first wait and its cap, scaled (the cap never below the first wait)."""
+    return args.breaker_reset_s * args.scale, max(args.breaker_reset_s, args.breaker_reset_max_s) * args.scale
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", type=float, default=1.0, help="shrink (or stretch) the 40 s timeline (default 1)")
@@ -351,6 +357,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--first-token-s", type=float, default=1.0, help="router timeouts.first_token_s (default 1)")
     p.add_argument(
         "--breaker-reset-s", type=float, default=5.0, help="router breaker reset_timeout_s at scale 1 (default 5)"
+    )
+    p.add_argument(
+        "--breaker-reset-max-s",
+        type=float,
+        default=10.0,
+        help="router breaker reset_timeout_max_s at scale 1 (default 10), scaled with the first wait",
     )
     p.add_argument("--half-life-s", type=float, default=2.0, help="router ewma_half_life_s at scale 1 (default 2)")
     add_output_args(p, "failover")
@@ -368,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             fakes = {n: start_fake(procs, n, "--latency-ms", str(args.fake_latency_ms))[1] for n in PROVIDERS}
             cfg, port = Path(tmp) / "router.yaml", free_port()
+            first_s, cap_s = breaker_waits(args)
             write_router_config(
                 cfg,
                 port,
@@ -375,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                 {MODEL: list(PROVIDERS)},
                 ledger_path=Path(tmp) / "ledger.jsonl",
                 timeouts={"first_token_s": args.first_token_s},
-                breaker={"fail_max": 5, "reset_timeout_s": args.breaker_reset_s * args.scale},
+                breaker={"fail_max": 5, "reset_timeout_s": first_s, "reset_timeout_max_s": cap_s},
                 routing={"ewma_half_life_s": args.half_life_s * args.scale},
             )
             router, url = start_router(procs, cfg, port)
