@@ -39,7 +39,9 @@ class Image:
 class Thinking:
     """Reasoning content. `signature` (Anthropic) or `encrypted` (Responses' encrypted_content)
     are only valid at the provider that made them: `origin` names that format, and a writer for
-    another format drops the opaque parts (never sends a signature elsewhere)."""
+    another format drops the opaque parts (never sends a signature elsewhere). One exception,
+    toward clients only: a Responses client gets a signed block as an opaque token in
+    encrypted_content, read back into the block with its origin (carry.py)."""
 
     text: str = ""
     signature: str | None = None

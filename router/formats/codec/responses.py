@@ -29,7 +29,7 @@ import orjson
 import structlog
 
 from router.errors import BadRequest
-from router.formats.codec import ir
+from router.formats.codec import carry, ir
 from router.formats.codec import responses_items as items
 from router.formats.codec.fields import count, opt_number, sub, usage_in
 from router.formats.codec.reasoning import effort_for
@@ -259,9 +259,11 @@ def write_answer(ans: ir.Answer, model: str) -> dict[str, Any]:
             output.append(items.call_item(items.item_id(rid, "fc", len(output)), p))
             continue
         own = p.origin == items.FMT  # encrypted content and the item id are only ours to repeat
-        if p.text or (own and p.encrypted):
+        # Another provider's signed block rides in encrypted_content as the router's token.
+        encrypted = p.encrypted if own else carry.write(p)
+        if p.text or encrypted:
             rs_id = p.id if own and p.id else items.item_id(rid, "rs", len(output))
-            output.append(items.reasoning_item(rs_id, p.text, p.encrypted if own else None))
+            output.append(items.reasoning_item(rs_id, p.text, encrypted))
     flush()
     status, incomplete = items.status_for(ans.stop)
     out = items.envelope(rid, model, ans.created if ans.created is not None else int(time.time()), status, output)

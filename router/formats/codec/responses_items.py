@@ -9,7 +9,7 @@ from typing import Any, Final, Literal
 
 from router.config import Format
 from router.errors import BadRequest
-from router.formats.codec import ir
+from router.formats.codec import carry, ir
 from router.types import Usage
 
 FMT: Final[Format] = "openai-responses"
@@ -114,8 +114,8 @@ class InputReader:
                     read_parts(item.get("output"), f"{param}.output", images=True),
                 )
                 self._append("user", [result])
-            elif kind == "reasoning":
-                self._append("assistant", [read_reasoning(item)])
+            elif kind == "reasoning":  # the router's token first: a signed block it carried (carry.py)
+                self._append("assistant", [carry.read(item.get("encrypted_content")) or read_reasoning(item)])
             elif kind == _REFERENCE:
                 raise BadRequest(
                     f"{param}: item_reference names an item stored at OpenAI and cannot be sent to this model",

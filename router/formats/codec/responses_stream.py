@@ -10,9 +10,11 @@ arrive whole in output_item.done without deltas still yield their text or argume
 
 Writer: one message item per text block, one reasoning item (one summary part) per thinking
 block, one function_call item per tool call. It keeps each item's text or arguments until the
-item is done: the format repeats them in the .done events and in response.completed. Not
-carried into the client's stream: Start.usage (folded into the final usage), Anthropic
-signatures and redacted thinking (only OpenAI could verify encrypted_content), the request's
+item is done: the format repeats them in the .done events and in response.completed. Another
+provider's signed or redacted thinking goes into the reasoning item's encrypted_content as the
+router's token (carry.py), on output_item.done and in response.completed: the signature comes
+after the text, so output_item.added never has it (the SDK documents .added's copy as partial).
+Not carried into the client's stream: Start.usage (folded into the final usage), the request's
 tools and settings in the response envelope (defaults stand in).
 """
 
@@ -26,7 +28,7 @@ from typing import Any, Literal
 
 import orjson
 
-from router.formats.codec import ir
+from router.formats.codec import carry, ir
 from router.formats.codec import responses_items as items
 from router.formats.codec.fields import usage_in
 from router.formats.codec.responses import read_usage
@@ -182,6 +184,7 @@ class _Item:
     pieces: list[str] = field(default_factory=list)  # text or arguments, joined when done
     part_open: bool = False  # message: content part added; reasoning: summary part added
     encrypted: str | None = None
+    carried: ir.Thinking | None = None  # reasoning: another provider's signature or redacted data
     call_id: str = ""
     name: str = ""
 
@@ -281,13 +284,17 @@ class ResponsesStreamWriter:
                 self._append(self._block_of("message"), ev.text)
         elif isinstance(ev, ir.ThinkingDelta):
             own = ev.origin == FMT and ev.encrypted is not None
-            if ev.text or own:
+            signed = ev.origin != FMT and (bool(ev.signature) or ev.redacted is not None)
+            if ev.text or own or signed:
+                if self._block is not None and self._block.carried is not None:
+                    self._close(self._block)  # a signed block ends at its signature: this is the next one
                 item = self._block_of("reasoning")
                 if ev.text:
                     self._append(item, ev.text)
                 if own:
                     item.encrypted = ev.encrypted
-            # Signatures and redacted thinking from elsewhere cannot be verified by OpenAI: dropped.
+                if signed:  # written into encrypted_content as a token when the item is done
+                    item.carried = ir.Thinking(signature=ev.signature, redacted=ev.redacted, origin=ev.origin)
         elif isinstance(ev, ir.ToolStart):
             if ev.index not in self._calls:
                 self._close_block()
@@ -363,6 +370,9 @@ class ResponsesStreamWriter:
                 self._emit("response.reasoning_summary_text.done", {**at, "summary_index": 0, "text": text})
                 part = {"type": "summary_text", "text": text}
                 self._emit("response.reasoning_summary_part.done", {**at, "summary_index": 0, "part": part})
+            if item.carried is not None:
+                item.carried.text = text  # the signature covers the text: the token holds both
+                item.encrypted = carry.write(item.carried)
             done = items.reasoning_item(item.id, text, item.encrypted)
         else:
             self._emit("response.function_call_arguments.done", {**at, "arguments": text})

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 
 from router.config import Format
 from router.errors import BadRequest
-from router.formats.codec import ir, responses
+from router.formats.codec import carry, ir, responses
 from router.formats.codec.reasoning import effort_for
 from router.types import Usage
 
@@ -634,11 +634,17 @@ def test_write_answer_validates() -> None:
     assert resp.output_text == "Hello world"
     assert [(o.type, o.id) for o in resp.output] == [
         ("reasoning", "rs_msg_01_0"),
-        ("message", "msg_msg_01_1"),
-        ("function_call", "fc_msg_01_2"),
+        ("reasoning", "rs_msg_01_1"),  # signed but empty: kept, its token is what Anthropic needs back
+        ("message", "msg_msg_01_2"),
+        ("function_call", "fc_msg_01_3"),
         ("reasoning", "rs_7"),
     ]
-    assert out["output"][0].get("encrypted_content") is None and out["output"][3]["encrypted_content"] == "E"
+    # Anthropic's signed blocks ride as the router's token; this format's own content as it came.
+    assert [carry.read(o.get("encrypted_content")) for o in out["output"][:2]] == [
+        ir.Thinking(text="hm", signature="sig", origin="anthropic-messages"),
+        ir.Thinking(signature="only-sig", origin="anthropic-messages"),
+    ]
+    assert out["output"][1]["summary"] == [] and out["output"][4]["encrypted_content"] == "E"
     assert resp.usage is not None
     assert (resp.usage.input_tokens, resp.usage.total_tokens) == (15, 22)
     assert resp.usage.input_tokens_details.cached_tokens == 3

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 
 from router.config import Format
 from router.formats import wire
-from router.formats.codec import ir
+from router.formats.codec import carry, ir
 from router.formats.codec.responses_stream import ResponsesStreamReader, ResponsesStreamWriter
 from router.formats.sse import SSEParser
 from router.formats.translate import StreamTranslator
@@ -466,20 +466,37 @@ def test_writer_text_after_calls_closes_them() -> None:
 
 
 def test_writer_foreign_thinking() -> None:
-    """Thinking from Anthropic becomes summary text; its signature is never sent to the client."""
+    """Thinking from Anthropic becomes summary text; its signature reaches the client only inside
+    the router's token, in output_item.done and response.completed (never in .added: it comes last).
+    A block that is only a signature (thinking not displayed) is an item with an empty summary."""
     raw = write(
         [
             ir.Start("x", "m"),
-            ir.ThinkingDelta(signature="sig", origin="anthropic-messages"),  # nothing to show yet
-            ir.ThinkingDelta("plan", origin="anthropic-messages"),
-            ir.ThinkingDelta(signature="sig", origin="anthropic-messages"),
+            ir.ThinkingDelta("pl", origin="anthropic-messages"),
+            ir.ThinkingDelta("an", origin="anthropic-messages"),
+            ir.ThinkingDelta(signature="sig-1", origin="anthropic-messages"),
+            ir.BlockEnd(),
+            ir.ThinkingDelta(signature="sig-2", origin="anthropic-messages"),
             ir.BlockEnd(),
             ir.Finish("end"),
         ]
     )
-    done = [o["item"] for o in frames(raw) if o["type"] == "response.output_item.done"]
-    assert done == [{"type": "reasoning", "id": "rs_x_0", "summary": [{"type": "summary_text", "text": "plan"}]}]
-    assert b"sig" not in raw
+    objs = frames(raw)
+    added = [o["item"] for o in objs if o["type"] == "response.output_item.added"]
+    done = [o["item"] for o in objs if o["type"] == "response.output_item.done"]
+    assert all("encrypted_content" not in item for item in added)
+    assert [item["summary"] for item in done] == [[{"type": "summary_text", "text": "plan"}], []]
+    assert [carry.read(item["encrypted_content"]) for item in done] == [
+        ir.Thinking(text="plan", signature="sig-1", origin="anthropic-messages"),
+        ir.Thinking(signature="sig-2", origin="anthropic-messages"),
+    ]
+    assert objs[-1]["type"] == "response.completed" and objs[-1]["response"]["output"] == done
+    assert b"sig-" not in raw  # the signatures only inside the tokens
+    _, final = sdk_stream(raw)
+    assert final is not None
+    assert [o.encrypted_content for o in final.output if o.type == "reasoning"] == [
+        i["encrypted_content"] for i in done
+    ]
 
 
 @pytest.mark.parametrize(("stop", "reason"), [("length", "max_output_tokens"), ("refusal", "content_filter")])
