@@ -15,11 +15,11 @@ from typing import Any, ClassVar
 
 import orjson
 
-from router.formats.base import Codec, EventKind, StreamState, WireFormat, empty_shell
+from router.formats.base import Codec, EventKind, Prepared, StreamState, WireFormat, empty_shell
 from router.formats.chat import openai_error_body
+from router.formats.codec import carry, responses_stream
 from router.formats.codec import responses as responses_codec
 from router.formats.codec import responses_items as items
-from router.formats.codec import responses_stream
 from router.formats.sse import encode
 
 _KINDS = {
@@ -41,6 +41,22 @@ _DELTAS = frozenset(
     }
 )
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def strip_carried_thinking(body: dict[str, Any]) -> dict[str, Any]:
+    """A native Responses body without the reasoning items whose encrypted_content is the
+    router's token: thinking signed by another provider (an earlier turn served through
+    Anthropic), which OpenAI could not decrypt and would refuse (a 400 after a failover, say).
+    The whole item goes: without its encrypted content OpenAI would look it up by id, and it
+    never stored it. Copies only what it changes; the common case costs one scan of the items."""
+    inp = body.get("input")
+    if not isinstance(inp, list) or not any(_carries_token(i) for i in inp):
+        return body
+    return {**body, "input": [i for i in inp if not _carries_token(i)]}
+
+
+def _carries_token(item: Any) -> bool:
+    return isinstance(item, dict) and item.get("type") == "reasoning" and carry.is_token(item.get("encrypted_content"))
 
 
 class ResponsesStreamState(StreamState):
@@ -161,6 +177,9 @@ class ResponsesFormat(WireFormat):
     def auth_headers(self, api_key: str | None, headers: dict[str, str], *, anthropic_version: str) -> None:
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
+
+    def prepare(self, body: dict[str, Any], model: str, drop: frozenset[str], stream: bool) -> Prepared:
+        return Prepared(strip_carried_thinking(self._rewritten(body, model, drop)))
 
     def event_kind(self, obj: Any) -> EventKind:
         etype = obj.get("type") if isinstance(obj, dict) else None

@@ -19,6 +19,7 @@ from openai.types.responses import Response
 from router.config import Format
 from router.formats import wire
 from router.formats.codec import carry, chat, ir, messages, responses
+from router.formats.responses import RESPONSES, strip_carried_thinking
 from router.formats.sse import SSEParser
 from router.formats.translate import StreamTranslator, translate_answer
 
@@ -269,15 +270,29 @@ def test_real_encrypted_content_still_goes_to_a_responses_upstream() -> None:
 
 
 def test_carried_thinking_never_reaches_another_format() -> None:
-    """Rebuilt signed thinking goes back only to Anthropic: a chat or Responses upstream gets the
-    turn without it."""
+    """Rebuilt signed thinking goes back only to Anthropic: a chat or Responses upstream (a
+    translated request, or a native Responses one after a failover) gets the turn without it."""
     resp = responses_client_gets(anthropic_answer(SIGNED_BLOCK), stream=False)
     body = next_request(resp, "sdk")
     req = responses.read_request(body)
     for written in (
         chat.write_request(req, "gpt-x", ir.RequestOptions()),
         responses.write_request(req, "gpt-x", ir.RequestOptions()),
+        RESPONSES.prepare(body, "gpt-x", frozenset(), stream=True).body,
     ):
         text = orjson.dumps(written).decode()
         assert SIG not in text and "rtr1." not in text
         assert all(i.get("type") != "reasoning" for i in written.get("input", []))
+
+
+def test_strip_carried_thinking_copies_only_what_changes() -> None:
+    carried: dict[str, Any] = {"type": "reasoning", "summary": [], "encrypted_content": GOOD}
+    real = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAABoReal"}
+    text = {"type": "message", "role": "user", "content": "hi"}
+    body: dict[str, Any] = {"model": "m", "input": [text, carried, real]}
+    out = strip_carried_thinking(body)
+    assert out["input"] == [text, real] and out["input"][1] is real
+    assert body["input"] == [text, carried, real], "the client's body is not changed"
+    clean = {"model": "m", "input": [text, real]}
+    assert strip_carried_thinking(clean) is clean
+    assert strip_carried_thinking({"model": "m", "input": "hi"}) == {"model": "m", "input": "hi"}
