@@ -17,6 +17,7 @@ import pytest
 
 from router.billing.auth import hash_key
 from router.fake_upstream import RunningServer
+from router.formats.codec import carry
 
 KEY = "toc-sdk-" + "s" * 40
 FORMATS = ("openai-chat", "anthropic-messages", "openai-responses")
@@ -260,3 +261,48 @@ def test_thinking(through, client, upstream, stream):
         assert sent["reasoning_effort"] in ("low", "medium", "high")
     else:
         assert sent["reasoning"]["effort"] in ("low", "medium", "high")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_responses_client_keeps_anthropic_thinking_across_a_tool_turn(through, stream):
+    """Issue 12: a Responses client (Codex's request shape) in front of an Anthropic provider.
+    The signed thinking comes back to the client only as the router's token in encrypted_content;
+    sent back with the tool result, it reaches Anthropic as the same signed block, with thinking on."""
+    d = through("openai-responses", "anthropic-messages")
+    kw: dict[str, Any] = {
+        "model": "m",
+        "tools": [{"type": "function", "name": "get_weather", "parameters": WEATHER, "strict": False}],
+        "reasoning": {"effort": "high", "summary": "auto"},
+        "include": ["reasoning.encrypted_content"],
+        "store": False,
+    }
+
+    def ask(history: list[Any]) -> Any:
+        if not stream:
+            return d.c.responses.create(input=history, **kw)
+        with d.c.responses.stream(input=history, **kw) as s:
+            for _ in s:
+                pass
+            return s.get_final_response()
+
+    history: list[Any] = [{"role": "user", "content": "weather?"}]
+    first = ask(history)
+    [reasoning] = [o for o in first.output if o.type == "reasoning"]
+    [call] = [o for o in first.output if o.type == "function_call"]
+    carried = carry.read(reasoning.encrypted_content)
+    assert carried is not None and carried.signature is not None and carried.signature.startswith("sig-fake-")
+    assert "sig-fake-" not in first.to_json(), "the signature reaches the client only inside the token"
+    # Codex sends its output items back (a reasoning item without its id), then the tool's result.
+    history += [
+        {k: v for k, v in o.to_dict().items() if not (o.type == "reasoning" and k == "id")} for o in first.output
+    ]
+    history.append({"type": "function_call_output", "call_id": call.call_id, "output": "sunny"})
+    second = ask(history)
+    assert second.output_text == "The tool said: sunny"
+
+    sent = last_upstream(d.fake)
+    assert sent["thinking"]["type"] == "enabled", "thinking stays on for the tool turn"
+    [assistant] = [m for m in sent["messages"] if m["role"] == "assistant"]
+    thought = "".join(s.text for s in reasoning.summary)
+    assert assistant["content"][0] == {"type": "thinking", "thinking": thought, "signature": carried.signature}
+    assert assistant["content"][-1]["type"] == "tool_use"
