@@ -101,8 +101,16 @@ class Continuation(NamedTuple):
 
 class StreamState:
     """Fed every parsed upstream stream event (JSON, or `TERMINATOR`) in one format; knows the
-    usage at the end, reported or estimated, and writes the error ending of the stream.
-    Constant memory: counts characters, never stores text. Each format subclasses `feed`."""
+    usage at the end, reported or estimated, and writes the error ending of the stream. It also
+    keeps what continuing the stream on another route needs (`resume_text`, `resume_writer`):
+    the visible answer text as the pieces the deltas carried (one list append per delta), and
+    the ids and positions the client has seen. Each format subclasses `feed` and the resume pair.
+
+    What can be resumed (the same rule in every format): the answer text, once some reached the
+    client, as long as no tool call was started (its arguments may be cut, and a prefill cannot
+    carry them) and the content being delivered last was text. Thinking before the text is kept
+    as it was delivered and not repeated: the prefill is the text only. A stream cut inside
+    thinking, a refusal or another kind of block, or after its finish, is not resumed."""
 
     __slots__ = ("_chars", "_complete", "_estimate", "_reported")
 
@@ -130,6 +138,19 @@ class StreamState:
         """The event(s) that end this stream with an error (`after_error`: the upstream already
         sent its own error event, so add only what the format still needs to close)."""
         return b""
+
+    def resume_text(self) -> str | None:
+        """All visible answer text the client has received so far, when this stream can be
+        continued with that text as a prefill (see the class docstring); None when it cannot."""
+        return None
+
+    def resume_writer(self, include_usage: bool) -> StreamWriter:
+        """A writer of this stream's format that continues it exactly where the client is: the
+        ids, model, created time, block/item indexes and sequence numbers the client has seen;
+        the next TextDelta continues the open text block or message item; Finish and Error end
+        the stream as this format ends it. It never writes a Start (an ir.Start fed to it is
+        ignored). Only valid after `resume_text()` returned a string."""
+        raise NotImplementedError(f"{type(self).__name__} cannot resume a stream")
 
     def _add_chars(self, n: int) -> None:
         if n:

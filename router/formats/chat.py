@@ -7,12 +7,13 @@ OpenAI envelope `{"error": {"message", "type", "code", "param"}}`, shared with t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import orjson
 
-from router.formats.base import Codec, EventKind, Prepared, StreamState, WireFormat
+from router.formats.base import Codec, EventKind, Prepared, StreamState, StreamWriter, WireFormat
 from router.formats.codec import chat as chat_codec
 from router.formats.codec import chat_stream
 from router.formats.sse import encode
@@ -27,7 +28,8 @@ _OPENAI_TYPES = {
     429: "rate_limit_error",
 }
 _CONTENT_KEYS = ("content", "tool_calls", "reasoning_content", "reasoning", "refusal", "function_call")
-_DELTA_TEXT = ("content", "reasoning_content", "reasoning", "refusal")
+# Content last: in a delta carrying reasoning and content, the reasoning came first.
+_DELTA_TEXT = ("reasoning_content", "reasoning", "refusal", "content")
 
 
 def openai_error_body(status: int, message: str, code: str, param: str | None = None) -> bytes:
@@ -37,11 +39,25 @@ def openai_error_body(status: int, message: str, code: str, param: str | None = 
 
 
 class ChatStreamState(StreamState):
-    __slots__ = ()
+    """Also keeps what a resume needs: the chunk id, created and model the client sees on every
+    chunk, the content text delivered, and whether text was the last thing delivered."""
+
+    __slots__ = ("_blocked", "_created", "_id", "_model", "_text", "_texting")
+
+    def __init__(self, input_estimate_tokens: int) -> None:
+        super().__init__(input_estimate_tokens)
+        self._id: str | None = None
+        self._created = 0
+        self._model = ""
+        self._text: list[str] = []  # the content deltas, as delivered
+        self._texting = False  # the latest content delivered was answer text
+        self._blocked = False  # a tool call, a finish or a second choice: never resumable
 
     def feed(self, obj: Any) -> None:
         if not isinstance(obj, dict):
             return
+        if self._id is None and isinstance(ident := obj.get("id"), str):
+            self._opened(ident, obj)
         choices = obj.get("choices")
         if isinstance(choices, list):
             n = 0
@@ -53,17 +69,44 @@ class ChatStreamState(StreamState):
                     text = delta.get(key)
                     if isinstance(text, str):
                         n += len(text)
+                        if text:
+                            self._delivered(key, text)
                 calls = delta.get("tool_calls")
                 if isinstance(calls, list):
+                    self._blocked = True
                     for call in calls:
                         fn = call.get("function") if isinstance(call, dict) else None
                         args = fn.get("arguments") if isinstance(fn, dict) else None
                         if isinstance(args, str):
                             n += len(args)
+                if choice.get("finish_reason") or choice.get("index", 0) != 0:
+                    self._blocked = True
             self._add_chars(n)
         usage = obj.get("usage")  # after the chunk's own text: a usage on it covers that text
         if isinstance(usage, dict):
             self._report(chat_codec.read_usage(usage))
+
+    def _opened(self, ident: str, chunk: dict[str, Any]) -> None:
+        self._id = ident
+        created, model = chunk.get("created"), chunk.get("model")
+        self._created = created if type(created) is int else int(time.time())
+        self._model = model if isinstance(model, str) else ""
+
+    def _delivered(self, key: str, text: str) -> None:
+        if key == "content":
+            self._text.append(text)
+            self._texting = True
+        else:  # reasoning, or a refusal: not answer text a prefill can continue
+            self._texting = False
+
+    def resume_text(self) -> str | None:
+        if self._blocked or not self._texting or self._id is None:
+            return None
+        return "".join(self._text)
+
+    def resume_writer(self, include_usage: bool) -> StreamWriter:
+        assert self._id is not None, "resume_writer before resume_text"
+        return chat_stream.ChatStreamWriter.resume(self._id, self._model, self._created, include_usage)
 
     def error_tail(self, message: str, after_error: bool) -> bytes:
         if after_error:

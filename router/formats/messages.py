@@ -18,6 +18,7 @@ from router.formats.base import (
     EventKind,
     Prepared,
     StreamState,
+    StreamWriter,
     WireFormat,
     empty_shell,
 )
@@ -71,7 +72,20 @@ def strip_unsigned_thinking(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class MessagesStreamState(StreamState):
-    __slots__ = ()
+    """Also keeps what a resume needs: the message id and model, the next block index, the open
+    text block's index, the text delivered, and whether a text block was the last one started."""
+
+    __slots__ = ("_blocked", "_id", "_model", "_next", "_open", "_text", "_texting")
+
+    def __init__(self, input_estimate_tokens: int) -> None:
+        super().__init__(input_estimate_tokens)
+        self._id: str | None = None
+        self._model = ""
+        self._next = 0  # the next content block's index
+        self._open: int | None = None  # the open text block's index
+        self._text: list[str] = []  # the text deltas, as delivered
+        self._texting = False  # the latest block started is a text block
+        self._blocked = False  # a tool (or unknown) block, or the answer's end: never resumable
 
     def feed(self, obj: Any) -> None:
         if not isinstance(obj, dict):
@@ -84,14 +98,51 @@ class MessagesStreamState(StreamState):
                 text = delta.get(_DELTA_TEXT.get(kind, "")) if isinstance(kind, str) else None
                 if isinstance(text, str):
                     self._add_chars(len(text))
+                    if kind == "text_delta" and self._texting:
+                        self._text.append(text)
+        elif kind == "content_block_start":
+            self._block_start(obj.get("index"), obj.get("content_block"))
+        elif kind == "content_block_stop":
+            if obj.get("index") == self._open:
+                self._open = None
         elif kind == "message_start":
             message = obj.get("message")
             if isinstance(message, dict):
                 self._overlay(sub(message, "usage"))
+                ident, model = message.get("id"), message.get("model")
+                self._id = ident if isinstance(ident, str) else None
+                self._model = model if isinstance(model, str) else ""
         elif kind == "message_delta":
+            self._blocked = True  # the stop reason: the answer is whole
             usage = obj.get("usage")
             if isinstance(usage, dict) and self._overlay(usage):
                 self._complete = True
+        elif kind == "message_stop":
+            self._blocked = True
+
+    def _block_start(self, index: Any, block: Any) -> None:
+        if type(index) is not int or not isinstance(block, dict):
+            return
+        self._next = max(self._next, index + 1)
+        kind = block.get("type")
+        self._texting = kind == "text"
+        self._open = index if self._texting else None
+        if self._texting:
+            text = block.get("text")
+            if isinstance(text, str) and text:  # Anthropic sends ""; a server may not
+                self._add_chars(len(text))
+                self._text.append(text)
+        elif kind not in ("thinking", "redacted_thinking"):
+            self._blocked = True  # tool_use, server tools: their input may be cut
+
+    def resume_text(self) -> str | None:
+        if self._blocked or not self._texting or not self._text or self._id is None:
+            return None
+        return "".join(self._text)
+
+    def resume_writer(self, include_usage: bool) -> StreamWriter:
+        assert self._id is not None, "resume_writer before resume_text"
+        return messages_stream.MessagesStreamWriter.resume(self._id, self._model, self._next, self._open)
 
     def _overlay(self, u: dict[str, Any]) -> bool:
         """Overwrite the reported counts present in `u` (Anthropic's are cumulative, never summed);

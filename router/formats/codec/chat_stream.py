@@ -143,6 +143,14 @@ class ChatStreamWriter:
         self._ended = False
         self._usage: Usage | None = None  # the latest reported, for the final usage chunk
 
+    @classmethod
+    def resume(cls, ident: str, model: str, created: int, include_usage: bool) -> ChatStreamWriter:
+        """A writer continuing a stream whose opening chunks (`ident`, `created`, `model`, the role
+        chunk) the client already has: it writes no role chunk, and every chunk repeats those."""
+        w = cls(model, include_usage)
+        w._id, w._created, w._started = ident, created, True
+        return w
+
     def __repr__(self) -> str:
         return f"<ChatStreamWriter id={self._id!r} started={self._started} ended={self._ended}>"
 

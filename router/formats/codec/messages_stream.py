@@ -178,6 +178,17 @@ class MessagesStreamWriter:
         self._usage: Usage | None = None  # from UsageUpdate, for a Finish without usage
         self._ended = False
 
+    @classmethod
+    def resume(cls, ident: str, model: str, next_index: int, open_text: int | None) -> MessagesStreamWriter:
+        """A writer continuing a message whose message_start (`ident`, `model`) and blocks up to
+        `next_index` the client already has; `open_text`: the index of its open text block,
+        which the next TextDelta continues (None: the next text opens a new block)."""
+        w = cls(model)
+        w._id, w._next = ident, next_index
+        if open_text is not None:
+            w._kind, w._block = "text", open_text
+        return w
+
     @property
     def response_id(self) -> str | None:
         return self._id
