@@ -35,6 +35,10 @@ class Observer:
     def attempt(self, attempt: Attempt) -> None:
         """An upstream attempt ended (served, failed over, or abandoned with the request)."""
 
+    def continuation(self, model: str, reason: str, outcome: str) -> None:
+        """A stream broke after content reached the client (`reason`); `outcome`: ok (finished on
+        another route), or why not (not_resumable, limit, failed)."""
+
     def usage(self, plan: str | None, model: str | None, usage: Usage | None, cost_usd: float) -> None:
         """A request was billed."""
 
@@ -57,13 +61,14 @@ class Observers(Observer):
     """Several observers as one. Each event goes only to the observers that override its method,
     bound once here: the hot path pays nothing for an observer that ignores an event."""
 
-    __slots__ = ("_attempt", "_refused", "_request", "_usage")
+    __slots__ = ("_attempt", "_continuation", "_refused", "_request", "_usage")
 
     def __init__(self, observers: Sequence[Observer]) -> None:
         def bound(name: str) -> list[Any]:
             return [getattr(o, name) for o in observers if getattr(type(o), name) is not getattr(Observer, name)]
 
         self._attempt = bound("attempt")
+        self._continuation = bound("continuation")
         self._usage = bound("usage")
         self._refused = bound("refused")
         self._request = bound("request")
@@ -71,6 +76,10 @@ class Observers(Observer):
     def attempt(self, attempt: Attempt) -> None:
         for f in self._attempt:
             f(attempt)
+
+    def continuation(self, model: str, reason: str, outcome: str) -> None:
+        for f in self._continuation:
+            f(model, reason, outcome)
 
     def usage(self, plan: str | None, model: str | None, usage: Usage | None, cost_usd: float) -> None:
         for f in self._usage:

@@ -31,6 +31,21 @@ class Usage:
     estimated: bool = False  # True when some count was estimated from characters (a cut stream)
 
 
+def sum_usage(usages: list[Usage]) -> Usage:
+    """The counts of several usages added up (estimated if any of them was)."""
+    if len(usages) == 1:
+        return usages[0]
+    out = Usage()
+    for u in usages:
+        out.input_tokens += u.input_tokens
+        out.cached_tokens += u.cached_tokens
+        out.cache_write_tokens += u.cache_write_tokens
+        out.output_tokens += u.output_tokens
+        out.reasoning_tokens += u.reasoning_tokens
+        out.estimated = out.estimated or u.estimated
+    return out
+
+
 @dataclass(slots=True)
 class AccessRecord:
     """What the access log line says about one request; filled in along the way."""
@@ -46,6 +61,7 @@ class AccessRecord:
     status: int = 0
     ttfb_ms: float | None = None  # the client's: from the request's start to the response's first byte
     stream_end: str | None = None  # ok | truncated | timeout_idle | client_disconnected | ...
+    continuations: list[str] = field(default_factory=list)  # "reason:outcome" per continuation tried
     cost_usd: float | None = None
 
     def fields(self) -> dict[str, Any]:
@@ -66,6 +82,8 @@ class AccessRecord:
                 out["ttfb_ms"] = round(self.ttfb_ms, 1)
             if self.stream_end is not None:
                 out["stream_end"] = self.stream_end
+            if self.continuations:
+                out["continuations"] = self.continuations
             if self.cost_usd is not None:
                 out["cost_usd"] = round(self.cost_usd, 6)
         return out

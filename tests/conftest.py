@@ -39,6 +39,11 @@ class Fakes(dict[str, RunningServer]):
         data: dict[str, Any] = httpx.get(f"{self[name].url}/_admin/stats", timeout=5).json()
         return data
 
+    def last(self, name: str, path: str) -> Any:
+        """The last body this provider received on `path` (None if none came)."""
+        r = httpx.get(f"{self[name].url}/_admin/last", params={"path": path}, timeout=5)
+        return r.json() if r.status_code == 200 else None
+
     def served(self, name: str) -> int:
         """Completion requests this provider received (any of the three paths)."""
         reqs = self.stats(name)["requests"]

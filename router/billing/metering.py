@@ -26,6 +26,7 @@ class Charge:
     stream: bool
     status: int
     usage: Usage | None  # None: nothing was used (an error), only the reservation is released
+    continuations: int = 0  # a broken stream finished on other routes this many times
 
 
 @dataclass(slots=True)
@@ -75,6 +76,8 @@ class Metering:
         }
         if usage is not None:
             fields.update(usage_fields(usage))
+        if charge.continuations:
+            fields["continuations"] = charge.continuations
         self._ledger.record(fields)
         self._observer.usage(self._plan_of.get(grant.key_id), model, usage, cost)
         return Settled(remaining, cost)

@@ -22,6 +22,7 @@ DEFAULT_EWMA_HALF_LIFE_S = 10.0
 DEFAULT_MAX_RETRY_WAIT_S = 3.0
 DEFAULT_BACKOFF_MIN_S = 0.05  # never a tight loop between attempts
 DEFAULT_BACKOFF_MAX_S = 0.5
+DEFAULT_MAX_CONTINUATIONS = 2  # a provider that breaks twice in one answer is rare; three is a pattern
 DEFAULT_BREAKER_RESET_S = 5.0  # see BreakerConfig
 DEFAULT_BREAKER_RESET_MAX_S = 10.0
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
@@ -62,6 +63,10 @@ class RoutingConfig:
     max_retry_wait_s: float = DEFAULT_MAX_RETRY_WAIT_S
     backoff_min_s: float = DEFAULT_BACKOFF_MIN_S
     backoff_max_s: float = DEFAULT_BACKOFF_MAX_S
+    # A stream that breaks after content reached the client is finished on another route (the
+    # delivered text sent as a prefill), at most this many times per request.
+    continue_streams: bool = True
+    max_continuations: int = DEFAULT_MAX_CONTINUATIONS
 
 
 @dataclass(frozen=True, slots=True)

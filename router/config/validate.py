@@ -120,6 +120,8 @@ def _routing(r: Reader) -> RoutingConfig:
         max_retry_wait_s=r.number("max_retry_wait_s", d.max_retry_wait_s, ge=0),
         backoff_min_s=r.number("backoff_min_s", d.backoff_min_s, ge=0),
         backoff_max_s=r.number("backoff_max_s", d.backoff_max_s, ge=0),
+        continue_streams=r.flag("continue_streams", d.continue_streams),
+        max_continuations=r.integer("max_continuations", d.max_continuations, ge=0),
     )
     if out.backoff_max_s < out.backoff_min_s:
         r.fail("backoff_max_s", f"must be >= backoff_min_s ({out.backoff_min_s}), got {out.backoff_max_s}")

@@ -218,6 +218,7 @@ class _Endpoint:
             (f.reset_after_chunks, "reset"),
             (f.stall_after_chunks, "stall"),
             (f.truncate_after_chunks, "truncate"),
+            (f.error_after_chunks, "error"),
         ):
             if n is not None and min(n, total) < cut:
                 cut, kind = min(n, total), name
@@ -229,6 +230,10 @@ class _Endpoint:
                     raise ResetConnection
                 if kind == "stall":
                     return not await conn.wait(None)
+                if kind == "error":  # the format's in-band error event, then the end
+                    event = self._fmt.error_event(f"{self._state.name}: injected stream error")
+                    await send({"type": "http.response.body", "body": event})
+                    return True
                 await send({"type": "http.response.body", "body": b""})
                 return True
             if delay and await conn.wait(delay):

@@ -31,6 +31,7 @@ class Faults:
     reset_after_chunks: int | None = None  # stream: abort the connection after N deltas
     truncate_after_chunks: int | None = None  # stream: end cleanly after N deltas, no final events
     stall_after_chunks: int | None = None  # stream: go silent after N deltas
+    error_after_chunks: int | None = None  # stream: the format's error event after N deltas, then the end
     garbage_event: bool = False  # stream: a `data: not-json{` event after the first delta
     no_done: bool = False  # chat stream: omit `data: [DONE]`
     health_status: int = 200  # status of GET /v1/models
@@ -135,6 +136,7 @@ PARSERS: dict[str, tuple[_Parser, bool]] = {
     "reset_after_chunks": (_integer(0), True),
     "truncate_after_chunks": (_integer(0), True),
     "stall_after_chunks": (_integer(0), True),
+    "error_after_chunks": (_integer(0), True),
     "garbage_event": (_boolean, False),
     "no_done": (_boolean, False),
     "health_status": (_integer(100, 599), False),

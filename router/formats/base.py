@@ -271,6 +271,9 @@ class WireFormat(ABC):
         not changed."""
         prefill = delivered.rstrip()
         out = self._with_assistant_text(body, prefill)
+        # The rest is text: no reasoning asked for (Anthropic also refuses a prefill after
+        # thinking is switched on, and a model would think again about a half-written answer).
+        self.drop_params(out, ("reasoning",))
         if cap is not None:
             for key in self.max_output_fields:
                 if key in out:

@@ -12,6 +12,7 @@ from typing import Any
 
 from router.formats.base import TERMINATOR, StreamReader, StreamWriter, WireFormat
 from router.formats.codec import ir
+from router.types import Usage
 
 
 def translate_answer(upstream: WireFormat, client: WireFormat, body: dict[str, Any], model: str) -> dict[str, Any]:
@@ -35,12 +36,12 @@ def write_request(upstream: WireFormat, req: ir.Request, model: str, opts: ir.Re
 class StreamTranslator:
     """Upstream stream events in, client SSE bytes out, event by event with constant state."""
 
-    __slots__ = ("_ended", "_reader", "_upstream", "_writer")
+    __slots__ = ("_ended", "_reader", "_upstream", "writer")
 
     def __init__(self, upstream: WireFormat, client: WireFormat, model: str, include_usage: bool) -> None:
         self._upstream = upstream
         self._reader: StreamReader = upstream.stream_reader()
-        self._writer: StreamWriter = client.stream_writer(model, include_usage)
+        self.writer: StreamWriter = client.stream_writer(model, include_usage)
         self._ended = False
 
     def feed(self, obj: Any) -> bytes:
@@ -51,7 +52,7 @@ class StreamTranslator:
         for ev in self._reader.feed(obj):
             if isinstance(ev, ir.Finish | ir.Error):
                 self._ended = True
-            out += self._writer.write(ev)
+            out += self.writer.write(ev)
         return out
 
     def finish(self) -> bytes:
@@ -64,7 +65,7 @@ class StreamTranslator:
         out = self.feed(TERMINATOR) if self._upstream.terminator else b""
         if not self._ended:
             self._ended = True
-            out += self._writer.write(ir.Finish("end"))
+            out += self.writer.write(ir.Finish("end"))
         return out
 
     def error(self, message: str) -> bytes:
@@ -72,4 +73,60 @@ class StreamTranslator:
         if self._ended:
             return b""
         self._ended = True
-        return self._writer.write(ir.Error(message))
+        return self.writer.write(ir.Error(message))
+
+
+class Splice(StreamTranslator):
+    """The rest of a broken answer, from another route, written into the client's stream where it
+    broke: `writer` is the client's writer, positioned after what the client has. The new
+    answer's opening is dropped (the client's stream is already open), and so is any reasoning
+    (the rest is text); `seam` (whitespace the prefill lost) is dropped from its first text; the
+    final usage is the whole answer's as the client sees it: `delivered`'s input, and its output
+    plus the rest's."""
+
+    __slots__ = ("_delivered", "_seam")
+
+    def __init__(self, upstream: WireFormat, writer: StreamWriter, seam: str, delivered: Usage) -> None:
+        self._upstream = upstream
+        self._reader = upstream.stream_reader()
+        self.writer = writer
+        self._ended = False
+        self._seam = seam
+        self._delivered = delivered
+
+    def feed(self, obj: Any) -> bytes:
+        if obj is TERMINATOR:
+            obj = "[DONE]"
+        out = b""
+        for ev in self._reader.feed(obj):
+            adjusted = self._adjust(ev)
+            if adjusted is None:
+                continue
+            if isinstance(adjusted, ir.Finish | ir.Error):
+                self._ended = True
+            out += self.writer.write(adjusted)
+        return out
+
+    def _adjust(self, ev: ir.Event) -> ir.Event | None:
+        match ev:
+            case ir.Start() | ir.ThinkingDelta() | ir.BlockEnd():
+                return None  # the open text block continues; thinking is not part of the rest
+            case ir.TextDelta(text=text) if self._seam:
+                seam, self._seam = self._seam, ""
+                return ir.TextDelta(text[len(seam) :] if text.startswith(seam) else text)
+            case ir.Finish(usage=usage) if usage is not None:
+                return ir.Finish(ev.stop, ev.stop_sequence, self._whole(usage))
+            case ir.UsageUpdate(usage=usage):
+                return ir.UsageUpdate(self._whole(usage))
+        return ev
+
+    def _whole(self, rest: Usage) -> Usage:
+        d = self._delivered
+        return Usage(
+            d.input_tokens,
+            d.cached_tokens,
+            d.cache_write_tokens,
+            d.output_tokens + rest.output_tokens,
+            d.reasoning_tokens + rest.reasoning_tokens,
+            d.estimated,
+        )

@@ -8,6 +8,7 @@ few dict lookups and increments; see `Metrics.request` and friends):
   router_request_ttfb_seconds{endpoint, model, provider}         histogram, time to first byte
   router_upstream_attempts_total{provider, outcome}              counter (OUTCOMES)
   router_failovers_total{reason}                                 counter (classify.py's reasons)
+  router_continuations_total{reason, outcome}                    counter: broken streams finished elsewhere (or not)
   router_tokens_total{plan, model, kind}                         counter, kind: input|cached|cache_write|output
   router_cost_usd_total{plan, model}                             counter
   router_refusals_total{plan, reason}                            counter, reason: budget (402) | rate_limit (429)
@@ -36,7 +37,6 @@ the live workers' files: in-flight summed, breaker and EWMA the worst (max), hea
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 
@@ -48,10 +48,23 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from router import formats
 from router.config import Config
 from router.observe import Attempt, Observer
 from router.ops.admin_auth import CHALLENGE, BearerGuard
+from router.ops.metrics_labels import (
+    CONTINUATION_OUTCOMES,
+    CONTINUATION_REASONS,
+    DURATION_BUCKETS,
+    ENDPOINTS,
+    FAILOVER_REASONS,
+    NONE,
+    OTHER,
+    OUTCOMES,
+    REFUSALS,
+    STATUS_REASON,
+    TOKEN_KINDS,
+    TTFB_BUCKETS,
+)
 from router.ops.metrics_live import LIVE_PUBLISH_INTERVAL_S, LiveFiles, Rows, aggregate, pool_rows
 from router.routing.pool import Pool
 from router.types import Usage
@@ -62,48 +75,6 @@ log = structlog.get_logger("router.ops.metrics")
 disable_created_metrics()  # type: ignore[no-untyped-call]  # (unannotated upstream)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-OTHER = "other"
-NONE = "none"  # provider label of a request no provider served (401, 402, 429, 503, ...)
-
-ENDPOINTS = (
-    *(f.path for f in formats.ALL),
-    "/v1/models",
-    "/health/live",
-    "/health/ready",
-    "/metrics",
-    "/status",
-    "/status.json",
-)
-OUTCOMES = ("ok", "5xx", "429", "4xx", "timeout", "connect_error", "reset", "protocol_error", "cancelled", "error")
-# classify.Verdict.reason values, plus the codes of UpstreamError subclasses (its catch-all).
-FAILOVER_REASONS = frozenset(
-    {
-        "timeout_connect",
-        "timeout_first_token",
-        "timeout_idle",
-        "timeout_total",
-        "connect_error",
-        "stream_failed_before_content",
-        "context_exceeded",
-        "upstream_error",
-        "upstream_connect_error",
-        "upstream_reset",
-        "upstream_timeout",
-        "upstream_status",
-        "upstream_protocol_error",
-    }
-)
-_STATUS_REASON = re.compile(r"status_[1-5][0-9][0-9]")  # "status_503": bounded by the code range
-REFUSALS = {402: "budget", 429: "rate_limit"}
-TOKEN_KINDS = ("input", "cached", "cache_write", "output")
-
-# Duration of a whole request: a cached short answer takes 50 ms, a long stream minutes, and
-# routing.deadline_s defaults to 600 s.
-DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
-# Time to first byte: fast models answer in 100-500 ms, reasoning models take tens of seconds,
-# and first_token_s defaults to 60 s.
-TTFB_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30, 60)
-
 _STATUS = {code: str(code) for code in range(100, 600)}
 
 
@@ -167,6 +138,12 @@ class Metrics(Observer):
             registry=own,
         )
         failovers = Counter("router_failovers", "Failed attempts moved on from, by reason.", ("reason",), registry=own)
+        continuations = Counter(
+            "router_continuations",
+            "Streams that broke after content reached the client, by why and what became of them.",
+            ("reason", "outcome"),
+            registry=own,
+        )
         self._tokens = Counter(
             "router_tokens", "Tokens billed, by plan, public model and kind.", ("plan", "model", "kind"), registry=own
         )
@@ -184,6 +161,9 @@ class Metrics(Observer):
         # (which validates, stringifies and locks on every call).
         self._failovers = {r: failovers.labels(r) for r in [*FAILOVER_REASONS, OTHER]}
         self._failover_family = failovers
+        self._continuations = {
+            (r, o): continuations.labels(r, o) for r in (*CONTINUATION_REASONS, OTHER) for o in CONTINUATION_OUTCOMES
+        }
         self._attempts: dict[tuple[str, str], Counter] = {}
         self._refusals: dict[tuple[str, int], Counter] = {}
         # Bound on first use, keyed by already-folded labels, so these caches stay bounded too.
@@ -252,6 +232,12 @@ class Metrics(Observer):
         if attempt.failover is not None:
             self.count_failover(attempt.failover)
 
+    def continuation(self, model: str, reason: str, outcome: str) -> None:
+        key = (reason if reason in CONTINUATION_REASONS else OTHER, outcome)
+        child = self._continuations.get(key)
+        if child is not None:
+            child.inc()
+
     def count_attempt(self, provider: str, outcome: str) -> None:
         """One upstream attempt's outcome (`classify.outcome_of` gives the label)."""
         child = self._attempts.get((provider, outcome))
@@ -263,7 +249,7 @@ class Metrics(Observer):
         """A failed attempt the router moved on from (classify.Verdict.reason)."""
         child = self._failovers.get(reason)
         if child is None:
-            if _STATUS_REASON.fullmatch(reason):
+            if STATUS_REASON.fullmatch(reason):
                 child = self._failovers[reason] = self._failover_family.labels(reason)
             else:
                 child = self._failovers[OTHER]

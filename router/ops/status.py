@@ -90,6 +90,10 @@ class StatusBoard(Observer):
         if attempt.served:
             self._served.append((self._clock.monotonic(), attempt.route))  # note_served, inline
 
+    def continuation(self, model: str, reason: str, outcome: str) -> None:
+        # Shown with the failovers: a broken stream and what became of it.
+        self._failovers.append((self._clock.wall(), model, "(stream)", f"continued after {reason}: {outcome}"))
+
     def note_served(self, route_key: str) -> None:
         """A request was answered by `route_key` (provider/upstream model)."""
         self._served.append((self._clock.monotonic(), route_key))

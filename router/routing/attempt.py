@@ -6,15 +6,15 @@ the answer is the client's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import anyio
 import orjson
 
 from router.clock import Clock
 from router.errors import UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout
-from router.formats import FORMAT_HEADER_PREFIXES, ClientRequest, WireFormat
+from router.formats import FORMAT_HEADER_PREFIXES, ClientRequest, StreamState, WireFormat
 from router.formats.base import estimate_input_tokens
 from router.formats.codec import ir
 from router.formats.translate import StreamTranslator, translate_answer, translate_error, write_request
@@ -23,7 +23,15 @@ from router.routing.pool import Lease, RouteState
 from router.routing.table import Route
 from router.types import AttemptResult
 from router.upstream.provider import ProviderClient, UpstreamResponse
-from router.upstream.relay import StreamRelay
+from router.upstream.relay import Resume, StreamRelay
+
+
+class Continues(Protocol):
+    """What an attempt needs of the continuer of its stream (`routing/continuation.py`)."""
+
+    def hook(self, route: str, state: StreamState, translator: StreamTranslator | None) -> Resume: ...
+    def attach(self, answer: StreamAnswer, abort: Callable[[str], None]) -> None: ...
+    def abort(self, reason: str) -> None: ...
 
 
 class Bodies:
@@ -62,17 +70,23 @@ async def attempt(
     client: ProviderClient,
     clock: Clock,
     deadline: float,
+    continuer: Continues | None = None,
+    splice: Callable[[WireFormat], StreamTranslator] | None = None,
 ) -> FullAnswer | StreamAnswer:
     """Send `req` on `state`'s route and wait for the answer to commit, within the route's
     first-token and total timeouts and the request's `deadline`. The lease is finished here for a
-    whole answer, and by the stream when it ends; on a failure the caller finishes it."""
+    whole answer, and by the stream when it ends; on a failure the caller finishes it.
+    `continuer`: a stream that breaks later is continued elsewhere. `splice`: this attempt is a
+    continuation, written into the client's stream by what it makes."""
     route = state.route
     provider = route.provider
     fmt = route.upstream_format(req.fmt)
     assert fmt is not None, "select() offers only routes that can serve the client's format"
     body, hide_usage = bodies.for_route(route, fmt)
     translator = None
-    if fmt is not req.fmt and req.stream:
+    if splice is not None:
+        translator = splice(fmt)
+    elif fmt is not req.fmt and req.stream:
         translator = StreamTranslator(fmt, req.fmt, req.model, req.fmt.wants_usage(req.body))
     payload = orjson.dumps(body)
     headers = client.request_headers(bodies.headers(fmt), fmt, req.request_id)
@@ -95,8 +109,9 @@ async def attempt(
                 lease.finish(AttemptResult.SUCCESS)
                 return answer
             stream_state = fmt.stream_state(estimate_input_tokens(len(payload)))
+            resume = continuer.hook(route.key, stream_state, translator) if continuer is not None else None
             relay = StreamRelay(
-                resp, fmt, t, attempt_deadline, clock, provider.name, stream_state, hide_usage, translator
+                resp, fmt, t, attempt_deadline, clock, provider.name, stream_state, hide_usage, translator, resume
             )
             await relay.prime()
             committed = True
@@ -112,9 +127,10 @@ async def attempt(
         lease.finish(result)
         stream.end = reason  # the stream's own result, read once it has ended
 
-    stream = StreamAnswer(
-        provider=provider.name, model=model, body=relay.body(finish), state=stream_state, abort=relay.abort
-    )
+    abort = relay.abort if continuer is None or splice is not None else continuer.abort
+    stream = StreamAnswer(provider=provider.name, model=model, body=relay.body(finish), state=stream_state, abort=abort)
+    if continuer is not None and splice is None:
+        continuer.attach(stream, relay.abort)
     return stream
 
 

@@ -23,6 +23,7 @@ from router.routing.attempt import Bodies, as_is, attempt
 from router.routing.breaker import BreakerState
 from router.routing.choose import Candidate, choose
 from router.routing.classify import Action, Verdict, classify, outcome_of
+from router.routing.continuation import Continuer
 from router.routing.outcome import FullAnswer, StreamAnswer, failovers
 from router.routing.pool import Pool, RouteState
 from router.routing.table import ModelRoutes
@@ -70,6 +71,7 @@ class Forwarder:
         attempts = 0
         waited = fell_back = False
         bodies = Bodies(req)
+        continues = req.stream and cfg.continue_streams and cfg.max_continuations > 0
         while attempts < cfg.max_attempts:
             if attempts:
                 await self._sleep(self._backoff(attempts))
@@ -96,7 +98,12 @@ class Forwarder:
             name, route, provider = model.model.name, state.route.key, state.route.provider.name
             client = self._clients[provider]
             try:
-                answer = await attempt(req, bodies, name, state, lease, client, self._clock, deadline)
+                continuer = None
+                if continues:
+                    continuer = Continuer(
+                        req, model, self._pool, self._clients, self._choose, cfg, self._clock, deadline, self._observer
+                    )
+                answer = await attempt(req, bodies, name, state, lease, client, self._clock, deadline, continuer)
             except UpstreamError as exc:
                 verdict = classify(exc)
                 if verdict.breaker_failure:

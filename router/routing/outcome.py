@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from router.formats.base import StreamState
 from router.observe import Attempt
-from router.types import Usage
+from router.types import Usage, sum_usage
 
 
 def failovers(attempts: list[Attempt]) -> list[str]:
@@ -39,5 +39,13 @@ class StreamAnswer:
     body: AsyncIterator[bytes]
     state: StreamState  # fed by the relay; the usage to bill when the stream ends
     abort: Callable[[str], None]  # end it now with an error event (the router is shutting down)
+    # A continuation's stream states (what each continuation used) and "reason:outcome" of each
+    # continuation tried, when the stream broke and was finished on another route.
+    continued: list[StreamState] = field(default_factory=list)
+    continuations: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)  # every attempt, this one last
     end: str | None = None  # how it ended, once it has: ok | truncated | timeout_idle | client_disconnected | ...
+
+    def usage(self) -> Usage:
+        """What every attempt of the stream used: the first, and each continuation's."""
+        return sum_usage([self.state.usage(), *(s.usage() for s in self.continued)])

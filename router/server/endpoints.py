@@ -157,8 +157,9 @@ class Endpoints:
         stream = answer
 
         async def settle() -> object:
-            record.stream_end = stream.end
-            return await self._settle(grant, record, 200, stream.model, stream.state.usage())
+            record.stream_end, record.continuations = stream.end, stream.continuations
+            record.provider = stream.provider  # a continuation's, when one finished the stream
+            return await self._settle(grant, record, 200, stream.model, stream.usage(), len(stream.continued))
 
         self._drain.register(stream.abort)
         try:
@@ -167,10 +168,18 @@ class Endpoints:
             self._drain.unregister(stream.abort)
 
     async def _settle(
-        self, grant: Grant, record: AccessRecord, status: int, model: str | None = None, usage: Usage | None = None
+        self,
+        grant: Grant,
+        record: AccessRecord,
+        status: int,
+        model: str | None = None,
+        usage: Usage | None = None,
+        continuations: int = 0,
     ) -> Settled:
         """Bill the request (`usage` None: release the reservation) and note its cost on the access line."""
-        charge = Charge(record.request_id, model or record.model, record.provider, record.stream, status, usage)
+        charge = Charge(
+            record.request_id, model or record.model, record.provider, record.stream, status, usage, continuations
+        )
         settled = await self._metering.settle(grant, charge)
         record.cost_usd = settled.cost_usd
         return settled

@@ -12,7 +12,7 @@ the client gets is the upstream's own bytes, or, when the client speaks another 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -31,6 +31,9 @@ from router.upstream.provider import UpstreamResponse
 log = structlog.get_logger("router.upstream.relay")
 
 Finish = Callable[[AttemptResult, str], None]
+# Continue a broken stream elsewhere: given why it broke, the rest of the client's stream, or
+# None when it cannot be continued (routing decides; see routing/continuation.py).
+Resume = Callable[[str], Awaitable[AsyncIterator[bytes] | None]]
 
 
 class StreamRelay:
@@ -47,7 +50,11 @@ class StreamRelay:
         state: StreamState,
         hide_usage: bool = False,
         translator: StreamTranslator | None = None,
+        resume: Resume | None = None,
     ) -> None:
+        self._resume = resume
+        self._held_error: list[SSEEvent] | None = None  # an in-band error held back for a continuation
+        self._finished = False
         self._aborted: str | None = None  # why the router ended the stream itself (shutdown)
         self._wait: anyio.CancelScope | None = None  # the current read's timeout scope
         self._resp = resp
@@ -114,6 +121,11 @@ class StreamRelay:
                         yield self._error_tail(self._aborted)
                         return
                     result, reason = AttemptResult.FAILURE, failure
+                    rest = await self._continued(finish, failure)
+                    if rest is not None:
+                        async for piece in rest:
+                            yield piece
+                        return
                     yield self._error_tail(f"upstream {self._provider} failed mid-stream: {failure}")
                     return
                 if not chunk:
@@ -122,10 +134,24 @@ class StreamRelay:
                     data = self._relay(self._parse(chunk))
                 except SSEError as exc:
                     result, reason = AttemptResult.FAILURE, "oversized_event"
+                    rest = await self._continued(finish, reason)
+                    if rest is not None:
+                        async for piece in rest:
+                            yield piece
+                        return
                     yield self._error_tail(str(exc))
                     return
                 if data:
                     yield b"".join(data)
+                if self._held_error is not None:
+                    rest = await self._continued(finish, "upstream_error_event")
+                    if rest is not None:
+                        async for piece in rest:
+                            yield piece
+                        return
+                    data = self._release_held_error()  # no continuation: the client gets it as it came
+                    if data:
+                        yield b"".join(data)
             if self._error_ended():
                 result, reason = AttemptResult.FAILURE, "upstream_error_event"
                 return
@@ -136,6 +162,11 @@ class StreamRelay:
                 yield self._error_tail("upstream stream failed")
             elif not self._complete:
                 result, reason = AttemptResult.FAILURE, "truncated"
+                rest = await self._continued(finish, reason)
+                if rest is not None:
+                    async for piece in rest:
+                        yield piece
+                    return
                 yield self._error_tail(f"upstream {self._provider} closed the stream before it was complete")
             else:
                 result, reason = AttemptResult.SUCCESS, "ok"
@@ -144,8 +175,27 @@ class StreamRelay:
                 elif self._fmt.terminator and not self._done_sent:
                     yield self._fmt.terminator
         finally:
+            if not self._finished:
+                self._resp.close()
+                finish(result, reason)
+
+    async def _continued(self, finish: Finish, reason: str) -> AsyncIterator[bytes] | None:
+        """The rest of the answer from another route, or None (then this relay ends the stream as
+        it would have). With a rest, this attempt is finished here: a failure, its connection closed."""
+        resume = self._resume
+        if resume is None:
+            return None
+        self._resume = None  # once per relay; a continuation's relay has its own
+        rest = await resume(reason)
+        if rest is not None:
+            self._finished = True
             self._resp.close()
-            finish(result, reason)
+            finish(AttemptResult.FAILURE, reason)
+        return rest
+
+    def _release_held_error(self) -> list[bytes]:
+        events, self._held_error = self._held_error or [], None
+        return self._relay(events)
 
     def abort(self, reason: str) -> None:
         """End the stream now with an error event (the router is shutting down): wakes the
@@ -188,6 +238,10 @@ class StreamRelay:
             if obj is None:
                 continue
             kind = self._kind(obj)
+            if kind is EventKind.ERROR and self._resume is not None:
+                # Held back, not relayed: the answer may still be finished on another route.
+                self._held_error = events[events.index(ev) :]
+                break
             self._state.feed(obj)
             if kind is EventKind.DONE:
                 if self._done_sent:

@@ -83,8 +83,9 @@ def test_stream_fails_over_before_first_content(fakes, config_factory, router_se
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("fault", [{"reset_after_chunks": 2}, {"truncate_after_chunks": 2}])
 def test_failure_after_first_byte_ends_with_error_event(fakes, config_factory, router_server, path, fault):
-    """A reset or a clean close mid-stream gives the client an error event, never a clean end."""
-    rs = router_server(config_factory({"m": [("alpha", 0), ("beta", 1)]}))
+    """Without continuation, a reset or a clean close mid-stream gives the client an error event,
+    never a clean end."""
+    rs = router_server(config_factory({"m": [("alpha", 0), ("beta", 1)]}, routing={"continue_streams": False}))
     fakes.set("alpha", **fault)
     r, events = stream(rs, path)
     assert r.status_code == 200 and r.headers["x-router-provider"] == "alpha"

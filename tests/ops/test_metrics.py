@@ -27,7 +27,8 @@ from router.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
-from router.ops.metrics import MULTIPROC_ENV, OTHER, Metrics
+from router.ops.metrics import MULTIPROC_ENV, Metrics
+from router.ops.metrics_labels import OTHER
 from router.routing.classify import outcome_of
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
