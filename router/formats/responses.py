@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from router.formats.base import Codec, EventKind, Prepared, StreamState, WireFormat, empty_shell
+from router.formats.base import Codec, EventKind, Prepared, StreamState, StreamWriter, WireFormat, empty_shell
 from router.formats.chat import openai_error_body
 from router.formats.codec import carry, responses_stream
 from router.formats.codec import responses as responses_codec
@@ -40,6 +40,14 @@ _DELTAS = frozenset(
         "response.refusal.delta",
     }
 )
+_ITEM_EVENTS = frozenset(
+    {
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.content_part.added",
+        "response.output_text.done",
+    }
+)
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -61,9 +69,26 @@ def _carries_token(item: Any) -> bool:
 
 class ResponsesStreamState(StreamState):
     """Also remembers what its error ending must continue or repeat: the stream's response id,
-    created_at and model, its last sequence number, and the upstream's own error if it sent one."""
+    created_at and model, its last sequence number, and the upstream's own error if it sent one;
+    and what a resume needs: the output items done so far (by reference), the open message
+    item's id, output_index and text, and the text delivered. A resume continues content part 0
+    of a message item; a refusal or any other part is not resumed."""
 
-    __slots__ = ("_created_at", "_error", "_model", "_response_id", "_seq")
+    __slots__ = (
+        "_blocked",
+        "_closing",
+        "_created_at",
+        "_done",
+        "_error",
+        "_item",
+        "_item_start",
+        "_model",
+        "_part_open",
+        "_response_id",
+        "_seq",
+        "_text",
+        "_texting",
+    )
 
     def __init__(self, input_estimate_tokens: int) -> None:
         super().__init__(input_estimate_tokens)
@@ -74,6 +99,16 @@ class ResponsesStreamState(StreamState):
         # read only if the stream needs its error ending.
         self._error: dict[str, Any] | None = None
         self._seq = 0
+        self._done: dict[int, dict[str, Any]] = {}  # output_item.done's items by output_index
+        self._item: tuple[str, int] | None = None  # the open message item: (id, output_index)
+        self._item_start = 0  # where its text starts in _text
+        self._part_open = False  # its output_text part was added
+        self._text: list[str] = []  # the output_text deltas, as delivered
+        self._texting = False  # the latest item added is a message, and no refusal came
+        # Between the open item's output_text.done and its output_item.done: the client has part of
+        # its closing events, which a writer cannot continue; not resumable for those few events.
+        self._closing = False
+        self._blocked = False  # a function call (or hosted tool) item, or the end: never resumable
 
     def feed(self, obj: Any) -> None:
         if not isinstance(obj, dict):
@@ -88,15 +123,22 @@ class ResponsesStreamState(StreamState):
             delta = obj.get("delta")
             if isinstance(delta, str):
                 self._add_chars(len(delta))
+                if kind == "response.output_text.delta" and self._texting:
+                    self._text.append(delta)
+                elif kind == "response.refusal.delta":
+                    self._texting = False
             return
         response = obj.get("response")
         if not isinstance(response, dict):
             if kind == "error":
                 self._error = obj
+            elif kind in _ITEM_EVENTS:
+                self._item_event(kind, obj)
             return
         if self._response_id is None:
             self._opened(response)
         if kind in _TERMINAL:
+            self._blocked = True
             usage = response.get("usage")
             if isinstance(usage, dict):
                 self._report(responses_codec.read_usage(usage))
@@ -116,6 +158,48 @@ class ResponsesStreamState(StreamState):
         model = response.get("model")
         if isinstance(model, str):
             self._model = model
+
+    def _item_event(self, kind: str, obj: dict[str, Any]) -> None:
+        index = obj.get("output_index")
+        if kind == "response.output_text.done":
+            self._closing = True
+            return
+        if kind == "response.content_part.added":
+            part = obj.get("part")
+            ours = isinstance(part, dict) and part.get("type") == "output_text" and obj.get("content_index") == 0
+            self._part_open = ours
+            self._texting = self._texting and ours
+            return
+        item = obj.get("item")
+        if not isinstance(item, dict) or type(index) is not int:
+            return
+        if kind == "response.output_item.done":
+            self._done[index] = item
+            self._closing = False
+            if self._item is not None and self._item[1] == index:
+                self._item = None  # the text stays the last content: a resume opens a new item
+            return
+        itype, item_id = item.get("type"), item.get("id")
+        self._texting = itype == "message" and isinstance(item_id, str)
+        if isinstance(item_id, str) and self._texting:
+            self._item, self._item_start, self._part_open = (item_id, index), len(self._text), False
+        else:
+            self._item = None
+            self._blocked = self._blocked or itype != "reasoning"  # a call's arguments may be cut
+
+    def resume_text(self) -> str | None:
+        if self._blocked or self._closing or not self._texting or not self._text or self._response_id is None:
+            return None
+        return "".join(self._text)
+
+    def resume_writer(self, include_usage: bool) -> StreamWriter:
+        assert self._response_id is not None, "resume_writer before resume_text"
+        item = self._item
+        open_item = None if item is None else (*item, "".join(self._text[self._item_start :]), self._part_open)
+        created = int(self._created_at) if self._created_at is not None else int(time.time())
+        return responses_stream.ResponsesStreamWriter.resume(
+            self._response_id, self._model or "", created, self._seq + 1, self._done, open_item
+        )
 
     def error_tail(self, message: str, after_error: bool) -> bytes:
         """`error` with the router's `message` (unless the upstream's own was relayed), then

@@ -20,12 +20,12 @@ from router.formats.base import TERMINATOR, StreamState
 from router.formats.codec import ir
 from router.formats.sse import SSEParser
 from router.types import Usage
-from tests.formats.codec.test_golden import ANSWER, HELLO, read_chat, read_messages, read_responses
+from tests.formats.codec.test_golden import ANSWER, EXPECT, HELLO, read_chat, read_messages, read_responses
 from tests.formats.sdk_events import responses_events
 
 UPSTREAM = Path(__file__).parent / "codec" / "golden" / "upstream"
 CHAT, MESSAGES, RESPONSES = "openai-chat", "anthropic-messages", "openai-responses"
-FORMATS = (CHAT, MESSAGES)  # Responses: next commit
+FORMATS = (CHAT, MESSAGES, RESPONSES)
 READERS = {CHAT: read_chat, MESSAGES: read_messages, RESPONSES: read_responses}
 WHOLE = {"text": HELLO, "thinking": ANSWER}  # the answer text of each transcript
 USAGE = Usage(input_tokens=19, output_tokens=11)
@@ -35,6 +35,7 @@ IDS = {  # the id each transcript's client sees
     (MESSAGES, "text"): "msg_01XFDUDYJgAACzvnptvVoYEL",
     (MESSAGES, "thinking"): "msg_01Thk7Yq2Zr4Xs6Wv8Ut0Ps3N",
     (RESPONSES, "text"): "resp_68f9a1b2c3d4e5f60718293a4b5c6d7e0f1a2b3c0a1b2c3d",
+    (RESPONSES, "thinking"): "resp_68f9a1b2c3d4e5f60718293a4b5c6d7e0f1a2b3c5c6d7e8f",
 }
 
 
@@ -142,12 +143,28 @@ def test_every_cut_resumes_into_one_stream(fmt: str, scenario: str) -> None:
         raw = delivered + resume(state, [rest[:3], rest[3:]] if rest else [], ir.Finish("end", usage=USAGE))
         seen = READERS[fmt](raw)  # the accumulator: one terminal event, nothing after it
         assert (seen.text, seen.stop, seen.usage, seen.error) == (whole, "end", (19, 11), None), f"cut {n}"
+        assert seen.thinking == EXPECT[fmt, scenario].thinking  # the thinking the client saw, kept
         assert helper_reads(fmt, raw) == (whole, IDS[fmt, scenario]), f"cut {n}"
         assert ids_seen(fmt, raw) == {IDS[fmt, scenario]}
         if fmt == RESPONSES:
-            responses_events(raw)  # every event validates strictly
+            _check_responses(responses_events(raw), len(transcript(fmt, scenario)[:n]), whole)
         resumed += 1
     assert resumed >= 2  # mid-text cuts exist in every transcript
+
+
+def _check_responses(events: list[dict[str, Any]], delivered: int, whole: str) -> None:
+    """Every event validated strictly (responses_events); one created; the text's .done events
+    and the terminal event carry the whole text; the terminal output has every item the client
+    saw (the upstream's done items, the same objects); the sequence numbers run on."""
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert [e["type"] for e in events].count("response.created") == 1
+    done_text = [e["text"] for e in events if e["type"] == "response.output_text.done"]
+    assert "".join(done_text) == whole and len(done_text) == 1
+    final = events[-1]["response"]
+    seen = {e["item"]["id"]: e["item"] for e in events[:delivered] if e["type"] == "response.output_item.done"}
+    assert all(item in final["output"] for item in seen.values())
+    added = [e["item"]["id"] for e in events if e["type"] == "response.output_item.added"]
+    assert [item["id"] for item in final["output"]] == added
 
 
 # ---------------------------------------------------------------- exact cuts
@@ -226,3 +243,19 @@ def test_anthropic_resume_writes_no_second_message_start_or_block_start() -> Non
     tail = resume(state, [" you"], ir.Finish("end", usage=USAGE))
     kinds = [ev.event for ev in SSEParser().feed(tail)]
     assert kinds == ["content_block_delta", "content_block_stop", "message_delta", "message_stop"]
+
+
+def test_responses_inside_the_items_closing_events_is_not_resumable() -> None:
+    """After output_text.done the client has the item's closing events in part: a writer would
+    repeat them. After output_item.done the text resumes again, into a new message item."""
+    at = _until(RESPONSES, "text", "response.output_text.done")
+    assert cut(RESPONSES, "text", at)[0].resume_text() is None
+    assert cut(RESPONSES, "text", at + 1)[0].resume_text() is None
+    state, delivered = cut(RESPONSES, "text", at + 2)
+    assert state.resume_text() == HELLO
+    raw = delivered + resume(state, [" More."], ir.Finish("end", usage=USAGE))
+    events = responses_events(raw)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    final = events[-1]["response"]
+    assert [item["content"][0]["text"] for item in final["output"]] == [HELLO, " More."]
+    assert helper_reads(RESPONSES, raw) == (HELLO + " More.", IDS[RESPONSES, "text"])

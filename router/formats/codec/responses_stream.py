@@ -36,6 +36,7 @@ from router.formats.sse import encode
 from router.types import Usage
 
 FMT = items.FMT
+OpenItem = tuple[str, int, str, bool]  # a message item to resume: id, output_index, text so far, part added
 
 
 class ResponsesStreamReader:
@@ -87,13 +88,8 @@ class ResponsesStreamReader:
             return []
         self._started = True
         created = response.get("created_at")
-        return [
-            ir.Start(
-                id=str(response.get("id") or ""),
-                model=str(response.get("model") or ""),
-                created=int(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None,
-            )
-        ]
+        created = int(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None
+        return [ir.Start(id=str(response.get("id") or ""), model=str(response.get("model") or ""), created=created)]
 
     def _delta(self, obj: dict[str, Any], make: Callable[[str], ir.Event]) -> list[ir.Event]:
         delta = obj.get("delta")
@@ -204,6 +200,21 @@ class ResponsesStreamWriter:
         self._current: _Item | None = None  # what BlockEnd closes: the item last written to
         self._usage: Usage | None = None
         self._out: list[bytes] = []
+
+    @classmethod
+    def resume(
+        cls, rid: str, model: str, created: int, seq: int, done: dict[int, Any], item: OpenItem | None
+    ) -> ResponsesStreamWriter:
+        """A writer continuing a response the client has up to sequence number `seq` - 1: its `done`
+        items (by output_index) go into the terminal event's output; `item` is the message item the
+        next TextDelta continues (its .done events then carry its whole text)."""
+        w = cls(model)
+        w._rid, w._created, w._seq = rid, created, seq
+        w._output = [done.get(i) for i in range(max([*done, -1 if item is None else item[1]]) + 1)]
+        if item is not None:
+            item_id, index, text, part_open = item
+            w._block = w._current = _Item("message", index, item_id, [text] if text else [], part_open)
+        return w
 
     @property
     def response_id(self) -> str | None:
