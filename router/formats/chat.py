@@ -62,7 +62,11 @@ class ChatStreamState(StreamState):
         if isinstance(choices, list):
             n = 0
             for choice in choices:
-                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if not isinstance(choice, dict):
+                    continue
+                if choice.get("finish_reason") or choice.get("index", 0) != 0:
+                    self._blocked = True
+                delta = choice.get("delta")
                 if not isinstance(delta, dict):
                     continue
                 for key in _DELTA_TEXT:
@@ -79,8 +83,6 @@ class ChatStreamState(StreamState):
                         args = fn.get("arguments") if isinstance(fn, dict) else None
                         if isinstance(args, str):
                             n += len(args)
-                if choice.get("finish_reason") or choice.get("index", 0) != 0:
-                    self._blocked = True
             self._add_chars(n)
         usage = obj.get("usage")  # after the chunk's own text: a usage on it covers that text
         if isinstance(usage, dict):

@@ -259,3 +259,18 @@ def test_responses_inside_the_items_closing_events_is_not_resumable() -> None:
     final = events[-1]["response"]
     assert [item["content"][0]["text"] for item in final["output"]] == [HELLO, " More."]
     assert helper_reads(RESPONSES, raw) == (HELLO + " More.", IDS[RESPONSES, "text"])
+
+
+def test_anthropic_after_the_text_block_stopped_resumes_into_a_new_block() -> None:
+    state, delivered = cut(MESSAGES, "text", _until(MESSAGES, "text", "content_block_stop"))
+    assert state.resume_text() == HELLO
+    raw = delivered + resume(state, [" More."], ir.Finish("end", usage=USAGE))
+    starts = [orjson.loads(ev.data)["index"] for ev in SSEParser().feed(raw) if ev.event == "content_block_start"]
+    assert starts == [0, 1]
+    assert helper_reads(MESSAGES, raw) == (HELLO + " More.", IDS[MESSAGES, "text"])
+
+
+def test_chat_finish_without_a_delta_ends_resuming() -> None:
+    state, _ = cut(CHAT, "text", _until(CHAT, "text", "Hello"))
+    state.feed({"id": "x", "choices": [{"index": 0, "finish_reason": "stop"}]})
+    assert state.resume_text() is None
