@@ -131,6 +131,7 @@ class ProviderConfig:
     health: HealthConfig = field(default_factory=HealthConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    prefill: bool = True  # its models accept a trailing assistant message (continuing a broken stream)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +144,7 @@ class RouteConfig:
     thinking: Literal["budget", "adaptive"] = "budget"  # thinking {enabled, budget_tokens} | {adaptive} + effort
     default_max_tokens: int = 16384  # Anthropic requires max_tokens; used when the client set none
     drop_params: tuple[str, ...] = ()  # fields this upstream model rejects (DROPPABLE_PARAMS); dropped, never a 400
+    prefill: bool | None = None  # None: the provider's; False: a broken stream is restarted here, not continued
 
 
 DROPPABLE_PARAMS = ("temperature", "top_p", "top_k", "stop", "reasoning")

@@ -166,6 +166,7 @@ def _provider(r: Reader) -> ProviderConfig:
             health=_health(r.sub("health")),
             breaker=_breaker(r.sub("breaker")),
             pool=_pool(r.sub("pool")),
+            prefill=r.flag("prefill", True),
         )
     )
 
@@ -251,6 +252,7 @@ def _model(r: Reader) -> ModelConfig:
                 ),
                 default_max_tokens=x.integer("default_max_tokens", 16384, ge=1),
                 drop_params=_drop_params(x),
+                prefill=x.flag("prefill", True) if x.get("prefill") is not None else None,
             )
         )
         for x in r.items("routes")

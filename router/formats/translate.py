@@ -84,15 +84,22 @@ class Splice(StreamTranslator):
     final usage is the whole answer's as the client sees it: `delivered`'s input, and its output
     plus the rest's."""
 
-    __slots__ = ("_delivered", "_seam")
+    __slots__ = ("_buffer", "_delivered", "_match", "_restarted", "_seam")
 
-    def __init__(self, upstream: WireFormat, writer: StreamWriter, seam: str, delivered: Usage) -> None:
+    def __init__(
+        self, upstream: WireFormat, writer: StreamWriter, seam: str, delivered: Usage, match: str | None = None
+    ) -> None:
         self._upstream = upstream
         self._reader = upstream.stream_reader()
         self.writer = writer
         self._ended = False
         self._seam = seam
         self._delivered = delivered
+        # A restarted answer (the route takes no prefill): `match` is the text the client has,
+        # which the new answer must begin with exactly; it is dropped, the rest goes on.
+        self._match = match
+        self._restarted = match is not None  # its usage is the whole answer's already
+        self._buffer = ""
 
     def feed(self, obj: Any) -> bytes:
         if obj is TERMINATOR:
@@ -108,17 +115,38 @@ class Splice(StreamTranslator):
         return out
 
     def _adjust(self, ev: ir.Event) -> ir.Event | None:
+        if self._match is not None:
+            return self._matched(ev)
         match ev:
             case ir.Start() | ir.ThinkingDelta() | ir.BlockEnd():
                 return None  # the open text block continues; thinking is not part of the rest
             case ir.TextDelta(text=text) if self._seam:
                 seam, self._seam = self._seam, ""
                 return ir.TextDelta(text[len(seam) :] if text.startswith(seam) else text)
-            case ir.Finish(usage=usage) if usage is not None:
+            case ir.Finish(usage=usage) if usage is not None and not self._restarted:
                 return ir.Finish(ev.stop, ev.stop_sequence, self._whole(usage))
-            case ir.UsageUpdate(usage=usage):
+            case ir.UsageUpdate(usage=usage) if not self._restarted:
                 return ir.UsageUpdate(self._whole(usage))
         return ev
+
+    def _matched(self, ev: ir.Event) -> ir.Event | None:
+        """A restarted answer, until it has passed the text the client has."""
+        match = self._match
+        assert match is not None
+        if isinstance(ev, ir.Start | ir.ThinkingDelta | ir.BlockEnd | ir.UsageUpdate):
+            return None
+        if not isinstance(ev, ir.TextDelta):  # ended, or a tool call, before the match: diverged
+            self._match = None
+            return ev if isinstance(ev, ir.Error) else ir.Error("the restarted answer diverged from the delivered text")
+        self._buffer += ev.text
+        if len(self._buffer) < len(match):
+            if match.startswith(self._buffer):
+                return None
+        elif self._buffer.startswith(match):
+            rest, self._match, self._buffer = self._buffer[len(match) :], None, ""
+            return ir.TextDelta(rest) if rest else None
+        self._match = None
+        return ir.Error("the restarted answer diverged from the delivered text")
 
     def _whole(self, rest: Usage) -> Usage:
         d = self._delivered

@@ -83,6 +83,11 @@ def classify(exc: UpstreamError) -> Verdict:
     return Verdict(Action.FAILOVER, exc.code, breaker_failure=True)
 
 
+def is_prefill_refusal(exc: UpstreamError) -> bool:
+    """A 400 saying the model takes no trailing assistant message (a continuation's prefill)."""
+    return isinstance(exc, UpstreamStatusError) and exc.upstream_status == 400 and b"prefill" in exc.body.lower()
+
+
 def _is_context_overflow(body: bytes) -> bool:
     low = body.lower()
     if any(m in low for m in _POLICY_MARKERS):

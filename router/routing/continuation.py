@@ -29,7 +29,7 @@ from router.formats.base import StreamWriter
 from router.formats.translate import Splice, StreamTranslator
 from router.observe import Attempt, Observer
 from router.routing.attempt import Bodies, attempt
-from router.routing.classify import classify, outcome_of
+from router.routing.classify import classify, is_prefill_refusal, outcome_of
 from router.routing.outcome import StreamAnswer
 from router.routing.pool import Pool, RouteState
 from router.routing.table import ModelRoutes
@@ -115,6 +115,7 @@ class Continuer:
         )
         creq = ClientRequest(self._req.fmt, self._req.model, True, cont.body, self._req.headers, self._req.request_id)
         bodies = Bodies(creq)
+        restarted = Bodies(self._req)
         # The broken route again only when the model has no other and the break was transient
         # (a reset or a cut, not a stall: a route that went silent is not asked twice).
         others = sum(1 for tier in self._model.tiers for r in tier if r.key != route)
@@ -129,16 +130,34 @@ class Continuer:
             if lease is None:
                 exclude.add(key)
                 continue
+            # A route whose model takes no prefill gets the original request again; the client's
+            # text is then matched against the new answer's start and dropped from it.
+            restart = not chosen.route.prefill or chosen.prefill_refused
+            match = delivered if restart else None
 
-            def splice(upstream: WireFormat, w: StreamWriter = writer) -> StreamTranslator:
-                return Splice(upstream, w, cont.seam, whole)
+            def splice(upstream: WireFormat, w: StreamWriter = writer, m: str | None = match) -> StreamTranslator:
+                return Splice(upstream, w, "" if m is not None else cont.seam, whole, m)
 
             try:
                 new = await attempt(
-                    creq, bodies, name, chosen, lease, self._clients[provider], self._clock, self._deadline,
-                    continuer=self, splice=splice,
-                )  # fmt: skip
+                    self._req if restart else creq,
+                    restarted if restart else bodies,
+                    name,
+                    chosen,
+                    lease,
+                    self._clients[provider],
+                    self._clock,
+                    self._deadline,
+                    continuer=self,
+                    splice=splice,
+                )
             except UpstreamError as exc:
+                if not restart and is_prefill_refusal(exc):
+                    # Learnt at run time, as if configured: this route restarts from now on.
+                    chosen.prefill_refused = True
+                    lease.finish(AttemptResult.SUCCESS)  # the upstream answered; it is the request
+                    self._observer.attempt(Attempt(name, key, provider, outcome_of(exc), "prefill_refused"))
+                    continue
                 verdict = classify(exc)
                 lease.finish(AttemptResult.FAILURE if verdict.breaker_failure else AttemptResult.SUCCESS)
                 self._observer.attempt(Attempt(name, key, provider, outcome_of(exc), verdict.reason))

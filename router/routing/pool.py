@@ -38,7 +38,7 @@ class ProviderState:
 class RouteState:
     """The passive signals of one (provider, upstream model) pair."""
 
-    __slots__ = ("breaker", "cooldown", "ewma", "inflight", "provider", "route")
+    __slots__ = ("breaker", "cooldown", "ewma", "inflight", "prefill_refused", "provider", "route")
 
     def __init__(
         self, route: Route, provider: ProviderState, clock: Clock, half_life_s: float, rng: random.Random
@@ -48,6 +48,7 @@ class RouteState:
         self.provider = provider
         self.ewma = PeakEwma(half_life_s, clock)
         self.inflight = 0
+        self.prefill_refused = False  # its model answered a prefill with a 400: restart here, never continue
         self.breaker = Breaker(
             route.key,
             cfg.fail_max,

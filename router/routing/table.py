@@ -19,6 +19,7 @@ class Route:
     priority: int
     weight: float
     options: RequestOptions = RequestOptions()  # how requests translated for it are written
+    prefill: bool = True  # its model takes a trailing assistant message (a broken stream's continuation)
     # "provider/upstream model": its name in the pool, logs and metrics. Made once here, as it is
     # read several times per request.
     key: str = field(init=False)
@@ -50,6 +51,7 @@ class RoutingTable:
                     priority=r.priority,
                     weight=r.weight if r.weight is not None else config.provider(r.provider).weight,
                     options=RequestOptions(r.thinking, frozenset(r.drop_params), r.default_max_tokens),
+                    prefill=config.provider(r.provider).prefill if r.prefill is None else r.prefill,
                 )
                 for r in m.routes
             ]

@@ -313,7 +313,7 @@ def test_unknown_keys_are_rejected_everywhere() -> None:
         "providers[0].health.intervl_s: unknown key (expected one of: enabled, method, path, "
         "interval_s, timeout_s, unhealthy_after, healthy_after)",
         "providers[0].timout: unknown key (expected one of: name, base_url, formats, api_key, weight, "
-        "anthropic_version, headers, timeouts, health, breaker, pool)",
+        "anthropic_version, headers, timeouts, health, breaker, pool, prefill)",
         "models[0].prices: unknown key (expected one of: name, routes, context_fallback, owned_by, price)",
         "models[1].price.output_per_token: unknown key (expected one of: input_per_mtok, output_per_mtok, "
         "cached_input_per_mtok, cache_write_per_mtok)",
@@ -815,3 +815,40 @@ def test_loader_modules_import_in_any_order() -> None:
     code = "import router.config.validate, router.config; print(router.config.parse_config.__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "parse_config"
+
+
+def test_prefill_is_a_provider_default_a_route_may_override() -> None:
+    """providers[].prefill (default true) applies to its routes unless a route says otherwise."""
+    from router.routing.table import RoutingTable
+
+    config = parse_config(
+        {
+            "server": {"allow_anonymous": True},
+            "providers": [
+                {"name": "a", "base_url": "http://a.invalid", "formats": ["openai-chat"], "prefill": False},
+                {"name": "b", "base_url": "http://b.invalid", "formats": ["openai-chat"]},
+            ],
+            "models": [
+                {
+                    "name": "m",
+                    "routes": [
+                        {"provider": "a", "model": "x"},
+                        {"provider": "b", "model": "y"},
+                        {"provider": "b", "model": "z", "prefill": False},
+                    ],
+                }
+            ],
+        },
+        source="t",
+    )
+    routes = RoutingTable(config).routes()
+    assert {r.key: r.prefill for r in routes} == {"a/x": False, "b/y": True, "b/z": False}
+    with pytest.raises(ConfigError, match=r"models\[0\]\.routes\[0\]\.prefill: expected true or false"):
+        parse_config(
+            {
+                "server": {"allow_anonymous": True},
+                "providers": [{"name": "a", "base_url": "http://a.invalid", "formats": ["openai-chat"]}],
+                "models": [{"name": "m", "routes": [{"provider": "a", "model": "x", "prefill": "no"}]}],
+            },
+            source="t",
+        )

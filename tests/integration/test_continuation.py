@@ -8,7 +8,9 @@ from typing import Any
 
 import anthropic
 import openai
+import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from tests.integration.test_streams import is_error, stream, text_of
 
@@ -17,9 +19,17 @@ CHAT, MESSAGES, RESPONSES = "/v1/chat/completions", "/v1/messages", "/v1/respons
 FAULTS = [{"reset_after_chunks": 3}, {"truncate_after_chunks": 3}, {"error_after_chunks": 3}]
 
 
-def setup(fakes, config_factory, router_server, fault: dict[str, Any], beta_formats: list[str] | None = None, **cfg):
+def setup(
+    fakes,
+    config_factory,
+    router_server,
+    fault: dict[str, Any],
+    beta_formats: list[str] | None = None,
+    alpha_formats: list[str] | None = None,
+    **cfg,
+):
     """alpha (tier 0) breaks mid-answer once; beta (tier 1) is healthy; both give the same text."""
-    formats = {"beta": beta_formats} if beta_formats else None
+    formats = {k: v for k, v in (("alpha", alpha_formats), ("beta", beta_formats)) if v} or None
     rs = router_server(config_factory({"m": [("alpha", 0), ("beta", 1)]}, formats=formats, **cfg))
     fakes.set("alpha", text=TEXT, chunks=8, **fault)
     fakes.set("beta", text=TEXT, chunks=8)
@@ -27,8 +37,10 @@ def setup(fakes, config_factory, router_server, fault: dict[str, Any], beta_form
 
 
 @pytest.mark.parametrize("fault", FAULTS)
-@pytest.mark.parametrize("path", [CHAT, MESSAGES])
-@pytest.mark.parametrize("beta", [None, ["openai-responses"]], ids=["native", "translated"])
+@pytest.mark.parametrize("path", [CHAT, MESSAGES, RESPONSES])
+@pytest.mark.parametrize(
+    "beta", [None, ["openai-responses"], ["anthropic-messages"]], ids=["native", "to-resp", "to-anth"]
+)
 def test_a_broken_stream_is_finished_on_another_route(fakes, config_factory, router_server, path, fault, beta):
     """The client's stream carries the whole text once, one opening, one clean end, no error."""
     rs = setup(fakes, config_factory, router_server, fault, beta)
@@ -37,7 +49,12 @@ def test_a_broken_stream_is_finished_on_another_route(fakes, config_factory, rou
     assert text_of(path, events) == TEXT
     assert not any(is_error(path, e) for e in events)
     names = [e[0] for e in events]
-    if path == CHAT:
+    if path == RESPONSES:
+        assert names.count("response.created") == 1 and names[-1] == "response.completed"
+        assert len({e[1]["response"]["id"] for e in events if e[0] in ("response.created", "response.completed")}) == 1
+        seqs = [e[1]["sequence_number"] for e in events]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "contiguous sequence numbers"
+    elif path == CHAT:
         assert events[-1] == (None, "[DONE]")
         assert len({e[1]["id"] for e in events if isinstance(e[1], dict)}) == 1, "one completion id"
         roles = [
@@ -49,8 +66,8 @@ def test_a_broken_stream_is_finished_on_another_route(fakes, config_factory, rou
         starts = [e[1]["index"] for e in events if e[0] == "content_block_start"]
         assert starts == [0], "the open text block continues; no second block"
     assert fakes.served("beta") == 1
-    sent = fakes.last("beta", path if beta is None else RESPONSES)
-    assert sent is not None
+    upstream = {None: path, "openai-responses": RESPONSES, "anthropic-messages": MESSAGES}[beta[0] if beta else None]
+    assert fakes.last("beta", upstream) is not None, "the continuation went to beta, in beta's format"
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -68,6 +85,11 @@ def test_the_sdk_stream_helpers_get_the_whole_answer(fakes, config_factory, rout
         message = m.get_final_message()
     assert [b.text for b in message.content if b.type == "text"] == [TEXT]
     assert message.stop_reason == "end_turn"
+    fakes.set("alpha", text=TEXT, chunks=8, **fault)
+    oai = openai.OpenAI(base_url=rs.url + "/v1", api_key="unused", max_retries=0, _strict_response_validation=True)
+    with oai, oai.responses.stream(model="m", input="hi") as rsp:
+        response = rsp.get_final_response()
+    assert response.output_text == TEXT and response.status == "completed"
 
 
 def test_the_continuation_asks_for_the_rest_with_a_prefill(fakes, config_factory, router_server):
@@ -118,3 +140,71 @@ def test_the_limit_ends_the_stream_cleanly(fakes, config_factory, router_server)
     _, events = stream(rs, CHAT)
     assert is_error(CHAT, events[-1])
     assert TEXT.startswith(text_of(CHAT, events)) and fakes.served("beta") == 1
+
+
+@pytest.mark.parametrize("path", [MESSAGES, RESPONSES])
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_translated_stream_continues_in_its_own_writer(fakes, config_factory, router_server, path, fault):
+    """alpha speaks only chat, so the client's stream was translated when it broke: the same
+    translated stream goes on with beta's rest."""
+    rs = setup(fakes, config_factory, router_server, fault, alpha_formats=["openai-chat"])
+    r, events = stream(rs, path)
+    assert r.status_code == 200 and text_of(path, events) == TEXT
+    assert not any(is_error(path, e) for e in events)
+    names = [e[0] for e in events]
+    assert names.count("message_start" if path == MESSAGES else "response.created") == 1
+
+
+def test_a_continued_stream_bills_every_attempt_and_says_so(fakes, config_factory, router_server, tmp_path):
+    """The ledger line costs both attempts' usage and counts the continuation; the access line
+    names it; the counter counts it; the final usage the client sees covers the whole answer."""
+    price = {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0}
+    rs = router_server(
+        config_factory(
+            {"m": [("alpha", 0), ("beta", 1)]}, prices={"m": price}, ledger={"path": str(tmp_path / "usage.jsonl")}
+        )
+    )
+    fakes.set("alpha", text=TEXT, chunks=8, reset_after_chunks=3)
+    fakes.set("beta", text=TEXT, chunks=8)
+    with capture_logs() as logs:
+        _, events = stream(rs, MESSAGES)
+    assert text_of(MESSAGES, events) == TEXT
+    [line] = [e for e in logs if e["event"] == "request"]
+    assert line["continuations"] == ["upstream_reset:ok"] and line["stream_end"] == "ok" and line["provider"] == "beta"
+    [rec] = [orjson.loads(x) for x in (tmp_path / "usage.jsonl").read_bytes().splitlines()]
+    assert rec["continuations"] == 1 and rec["provider"] == "beta"
+    beta_sent = fakes.last("beta", MESSAGES)
+    assert rec["input_tokens"] > 0 and rec["output_tokens"] >= (len(TEXT) + 3) // 4, "both attempts' output"
+    assert rec["cost_usd"] > 0 and beta_sent is not None
+    [final] = [e[1] for e in events if e[0] == "message_delta"]
+    assert final["usage"]["output_tokens"] >= (len(TEXT) + 3) // 4, "the whole answer's output, not the rest's"
+    metrics = rs.client.get("/metrics").text
+    assert 'router_continuations_total{outcome="ok",reason="upstream_reset"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("path", [CHAT, MESSAGES, RESPONSES])
+def test_a_route_that_refuses_prefill_restarts_and_matches(fakes, config_factory, router_server, path):
+    """beta answers a prefill with a 400: the router learns it, asks beta the original request,
+    and drops the text the client already has from the start of the new answer."""
+    rs = setup(fakes, config_factory, router_server, {"reset_after_chunks": 3})
+    fakes.set("beta", text=TEXT, chunks=8, refuse_prefill=True)
+    _, events = stream(rs, path)
+    assert text_of(path, events) == TEXT and not any(is_error(path, e) for e in events)
+    assert fakes.served("beta") == 2, "the refused prefill, then the restart"
+
+
+def test_a_route_declared_without_prefill_restarts_and_a_diverging_answer_ends_cleanly(
+    fakes, config_factory, router_server
+):
+    """route prefill: false: the original request is sent (no assistant message); an answer that
+    does not begin with the delivered text is never spliced: the clean error ending instead."""
+    rs = setup(
+        fakes, config_factory, router_server, {"reset_after_chunks": 3}, route_options={"beta": {"prefill": False}}
+    )
+    _, events = stream(rs, CHAT)
+    assert text_of(CHAT, events) == TEXT
+    assert fakes.last("beta", CHAT)["messages"][-1]["role"] == "user"
+    fakes.set("alpha", text=TEXT, chunks=8, reset_after_chunks=3)
+    fakes.set("beta", text="Something else entirely, said differently.", chunks=8)
+    _, events = stream(rs, CHAT)
+    assert is_error(CHAT, events[-1]) and TEXT.startswith(text_of(CHAT, events))
