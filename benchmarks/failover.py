@@ -2,8 +2,10 @@
 timeline of faults; what the clients saw, and how fast the router stopped and resumed sending.
 
 Timeline (seconds, times --scale): 0 all healthy; 10 `alpha` answers 503 to everything; 20 `beta`
-also hangs before its first byte (the router gives up after first_token_s); 30 both recover; 40 end.
-`gamma` stays healthy throughout, so the target is zero client errors for the whole run.
+also hangs before its first byte (the router gives up after first_token_s); 30 both recover; 40
+`alpha` and `beta` cut every stream after 2 of its content pieces (a reset mid-answer: the router
+finishes each on another route); 50 end. `gamma` stays healthy throughout, so the target is zero
+client errors for the whole run. Every fake gives the same answer text, as one model would.
 
 The load generator (its own process) runs `--concurrency` closed-loop clients, alternating
 non-stream and stream chat requests, and records every request: start, latency, status, the
@@ -74,9 +76,11 @@ EVENTS: list[tuple[float, str, dict[str, dict[str, Any]]]] = [
     (10.0, "alpha 503", {"alpha": {"status": 503}}),
     (20.0, "beta hangs", {"beta": {"hang": True}}),
     (30.0, "both recover", {"alpha": {"status": None}, "beta": {"hang": False}}),
+    (40.0, "streams cut", {"alpha": {"reset_after_chunks": 2}, "beta": {"reset_after_chunks": 2}}),
 ]
-END = 40.0
-PHASE_NAMES = ["healthy", "alpha 503", "alpha 503 + beta hangs", "recovered"]
+END = 50.0
+PHASE_NAMES = ["healthy", "alpha 503", "alpha 503 + beta hangs", "recovered", "streams cut mid-answer"]
+TEXT = "Hello from the fake provider: every route gives this same answer."  # starts with "H"
 SAMPLE_S = 0.1
 
 
@@ -103,6 +107,10 @@ def drive(
         record="full",
         start_at=start_at,
     )
+    for name, u in fakes.items():
+        status, answer = http_post_json(u + "/_admin/faults", {"text": TEXT})
+        if status != 200:
+            raise RuntimeError(f"{name}: /_admin/faults: HTTP {status} {answer!r}")
     pending = list(EVENTS)
     applied: list[tuple[float, str]] = []
     samples: list[tuple[float, dict[str, int]]] = []
@@ -161,7 +169,7 @@ def analyse(result: dict[str, Any], samples: list[Any], start_at: float, scale: 
     for name, fault_i in (("alpha", 0), ("beta", 1)):
         if len(ev) <= fault_i:
             continue
-        t_fault, t_rec = ev[fault_i], ev[2] if len(ev) > 2 else END * scale
+        t_fault, t_rec = ev[fault_i], ev[2] if len(ev) > 2 else ev[-1]
         hits = [
             t
             for (t, c), (_, c0) in zip(samples[1:], samples, strict=False)
@@ -173,7 +181,7 @@ def analyse(result: dict[str, Any], samples: list[Any], start_at: float, scale: 
             stop = a
             if b - a >= quiet:
                 break
-        after = [r for r in recs if r[0] >= t_rec and r[4] == name and r[7]]
+        after = [r for r in recs if t_rec <= r[0] < (ev[3] if len(ev) > 3 else END * scale) and r[4] == name and r[7]]
         timing[name] = {
             "attempts_during_fault": during,
             "stopped_after_s": stop - t_fault,
@@ -181,9 +189,18 @@ def analyse(result: dict[str, Any], samples: list[Any], start_at: float, scale: 
             "first_served_after_recovery_s": after[0][0] - t_rec if after else None,
             "share_back_after_s": share_back(recs, name, t_rec, 1 / 6),
         }
+    streams = [
+        sorted(r[1] * 1000 for r in recs if r[6] and r[7] and bounds[i] <= r[0] < bounds[i + 1])
+        for i in (0, len(bounds) - 2)
+    ]
+    continued = {
+        "stream_p50_ms": [percentile(s, 50) for s in streams],  # healthy phase, streams-cut phase
+        "stream_p99_ms": [percentile(s, 99) for s in streams],
+    }
     return {
         "phases": phases,
         "timing": timing,
+        "continued": continued,
         "records": recs,
         "samples": samples,
         "events": result["events"],
@@ -288,6 +305,12 @@ def print_report(res: dict[str, Any], meta: dict[str, Any], args: argparse.Names
             ],
             rows,
         )
+    )
+    c = res["continued"]
+    print(
+        f"\nStreams cut mid-answer, finished on another route: stream p50 {c['stream_p50_ms'][1]:.1f} ms "
+        f"(healthy {c['stream_p50_ms'][0]:.1f} ms), p99 {c['stream_p99_ms'][1]:.1f} ms "
+        f"(healthy {c['stream_p99_ms'][0]:.1f} ms); router continuations: {res.get('continuations', 'n/a')}"
     )
     verdict = "PASS" if res["errors_total"] == 0 else "MISS"
     print(
@@ -394,11 +417,18 @@ def main(argv: list[str] | None = None) -> int:
             router, url = start_router(procs, cfg, port)
             gen = LoadGen(procs)
             result, samples, start_at = drive(args, gen, fakes, url)
+            _, body = http_get(url + "/metrics", timeout=2.0)
+            continuations = [ln for ln in body.decode().splitlines() if ln.startswith("router_continuations_total{")]
             errors = router_errors(procs.log_path(router) or Path())
         except KeyboardInterrupt:
             print("\ninterrupted; stopping the child processes", file=sys.stderr)
             return 130
     res = analyse(result, samples, start_at, args.scale)
+    res["continuations"] = ", ".join(
+        f"{ln.split('{')[1].split('}')[0]}: {float(ln.rsplit(' ', 1)[1]):.0f}"
+        for ln in continuations
+        if float(ln.rsplit(" ", 1)[1]) > 0
+    )
     print_report(res, meta, args)
     note = load_note(load.finish())
     print(
