@@ -70,6 +70,7 @@ class Continuer:
         self._prefix = ""  # text the client got from the streams before the current one
         self._seam = ""  # whitespace dropped from the current stream's start (it is in the prefix)
         self._writer: StreamWriter | None = None  # the client's writer, once a stream was spliced
+        self._broken: set[str] = set()  # routes whose stream broke in this request: not asked again
 
     def attach(self, answer: StreamAnswer, abort: Callable[[str], None]) -> None:
         """The client's stream (the first committed attempt's) and its relay's abort."""
@@ -116,10 +117,11 @@ class Continuer:
         creq = ClientRequest(self._req.fmt, self._req.model, True, cont.body, self._req.headers, self._req.request_id)
         bodies = Bodies(creq)
         restarted = Bodies(self._req)
-        # The broken route again only when the model has no other and the break was transient
-        # (a reset or a cut, not a stall: a route that went silent is not asked twice).
-        others = sum(1 for tier in self._model.tiers for r in tier if r.key != route)
-        exclude = {route} if others or reason.startswith("timeout") else set()
+        # A route whose stream broke in this request only when the model has no other and the
+        # break was transient (a reset or a cut, not a stall: a silent route is not asked twice).
+        self._broken.add(route)
+        others = sum(1 for tier in self._model.tiers for r in tier if r.key not in self._broken)
+        exclude = set(self._broken) if others or reason.startswith("timeout") else set()
         for _ in range(self._cfg.max_attempts):
             selection = self._pool.select(self._model, self._req.fmt, exclude, 0.0)
             if not selection.routes:

@@ -208,3 +208,14 @@ def test_a_route_declared_without_prefill_restarts_and_a_diverging_answer_ends_c
     fakes.set("beta", text="Something else entirely, said differently.", chunks=8)
     _, events = stream(rs, CHAT)
     assert is_error(CHAT, events[-1]) and TEXT.startswith(text_of(CHAT, events))
+
+
+def test_a_route_that_broke_is_not_asked_again_in_the_request(fakes, config_factory, router_server):
+    """alpha and beta both cut every stream, gamma does not: alpha -> beta -> gamma, never back."""
+    rs = router_server(config_factory({"m": [("alpha", 0), ("beta", 1), ("gamma", 2)]}))
+    for name in ("alpha", "beta"):
+        fakes.set(name, text=TEXT, chunks=8, reset_after_chunks=3)
+    fakes.set("gamma", text=TEXT, chunks=8)
+    _, events = stream(rs, CHAT)
+    assert text_of(CHAT, events) == TEXT and not any(is_error(CHAT, e) for e in events)
+    assert (fakes.served("alpha"), fakes.served("beta"), fakes.served("gamma")) == (1, 1, 1)
