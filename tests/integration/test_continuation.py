@@ -71,10 +71,12 @@ def test_a_broken_stream_is_finished_on_another_route(fakes, config_factory, rou
 
 
 @pytest.mark.parametrize("fault", FAULTS)
-def test_the_sdk_stream_helpers_get_the_whole_answer(fakes, config_factory, router_server, fault):
-    """chat.completions.stream(...).get_final_completion() and messages.stream(...).get_final_message()
-    return the whole answer, as if nothing had broken."""
-    rs = setup(fakes, config_factory, router_server, fault)
+@pytest.mark.parametrize("beta", [None, ["openai-chat"]], ids=["native", "translated"])
+def test_the_sdk_stream_helpers_get_the_whole_answer(fakes, config_factory, router_server, fault, beta):
+    """chat.completions.stream(...).get_final_completion(), messages.stream(...).get_final_message()
+    and responses.stream(...).get_final_response() return the whole answer, as if nothing had
+    broken, whether the rest came in the client's format or translated."""
+    rs = setup(fakes, config_factory, router_server, fault, beta)
     oai = openai.OpenAI(base_url=rs.url + "/v1", api_key="unused", max_retries=0)
     with oai, oai.chat.completions.stream(model="m", messages=[{"role": "user", "content": "hi"}]) as s:
         final = s.get_final_completion()
@@ -116,7 +118,7 @@ def test_off_switch_and_the_limit(fakes, config_factory, router_server):
     assert is_error(CHAT, events[-1]) and fakes.served("beta") == 0
 
 
-@pytest.mark.parametrize("path", [CHAT, MESSAGES])
+@pytest.mark.parametrize("path", [CHAT, MESSAGES, RESPONSES])
 def test_a_stall_past_idle_s_is_continued(fakes, config_factory, router_server, path):
     """A provider that goes silent mid-answer: after timeouts.idle_s the rest comes from beta."""
     rs = setup(fakes, config_factory, router_server, {"stall_after_chunks": 3}, timeouts={"idle_s": 0.3})
