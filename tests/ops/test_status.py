@@ -169,6 +169,21 @@ def test_rings_are_bounded() -> None:
     assert failovers[0] == newest
 
 
+def test_attempts_and_continuations_feed_the_board() -> None:
+    """The observer feed: a served attempt counts as traffic, a failed one and a continued stream
+    show in the recent failovers."""
+    from router.observe import Attempt
+
+    b, _, _, _ = board()
+    b.attempt(Attempt("m1", "a/a-m1", "a", "5xx", failover="status_503"))
+    b.attempt(Attempt("m1", "b/b-m1", "b", "ok", served=True))
+    b.continuation("m1", "upstream_reset", "ok")
+    doc = snapshot(b)
+    assert by(doc["routes"], "key")["b/b-m1"]["served"] == 1
+    reasons = [(f["route"], f["reason"]) for f in doc["failovers"]]
+    assert reasons == [("(stream)", "continued after upstream_reset: ok"), ("a/a-m1", "status_503")]
+
+
 def test_spend_per_plan_and_key() -> None:
     b, _, clock, limits = board()
     cfg = config()
