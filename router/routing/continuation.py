@@ -171,7 +171,8 @@ class Continuer:
                 raise
             assert isinstance(new, StreamAnswer)
             self._observer.attempt(Attempt(name, key, provider, "ok", served=True))
-            self._prefix, self._seam = delivered, cont.seam
+            # A restarted answer's own text already holds what was delivered before it.
+            self._prefix, self._seam = ("", "") if restart else (delivered, cont.seam)
             self._writer = writer
             self._abort = new.abort
             answer.continued.append(new.state)
