@@ -230,7 +230,7 @@ class StreamRelay:
 
     def _relay(self, events: list[SSEEvent]) -> list[bytes]:
         out: list[bytes] = []
-        for ev in events:
+        for i, ev in enumerate(events):
             if ev.is_comment:
                 out.append(ev.raw)  # keep-alives help clients through long silences
                 continue
@@ -240,7 +240,7 @@ class StreamRelay:
             kind = self._kind(obj)
             if kind is EventKind.ERROR and self._resume is not None:
                 # Held back, not relayed: the answer may still be finished on another route.
-                self._held_error = events[events.index(ev) :]
+                self._held_error = events[i:]
                 break
             self._state.feed(obj)
             if kind is EventKind.DONE:

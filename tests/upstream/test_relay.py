@@ -5,7 +5,7 @@ stalled, past its deadline, erroring, client gone) ends well-formed and is repor
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
 import anyio
@@ -21,7 +21,7 @@ from router.formats import wire
 from router.formats.sse import SSEParser
 from router.types import AttemptResult
 from router.upstream.provider import UpstreamResponse
-from router.upstream.relay import StreamRelay
+from router.upstream.relay import Resume, StreamRelay
 
 S, F, N = AttemptResult.SUCCESS, AttemptResult.FAILURE, AttemptResult.NEUTRAL
 HANG = object()  # a read that never returns (until cancelled)
@@ -126,6 +126,7 @@ class Run:
         idle_s: float = 5.0,
         deadline_s: float = 100.0,
         clock: ManualClock | None = None,
+        resume: Resume | None = None,
     ) -> None:
         self.clock = clock or ManualClock()
         self.up = up
@@ -137,6 +138,7 @@ class Run:
             self.clock,
             "prov",
             wire(fmt).stream_state(0),
+            resume=resume,
         )
         self.finished: list[tuple[AttemptResult, str]] = []
         self.chunks: list[bytes] = []
@@ -536,3 +538,52 @@ async def test_empty_choices_chunk_before_content_is_held() -> None:
     up = FakeUpstream(filters, ROLE, HELLO)
     await Run("openai-chat", up).relay.prime()
     assert up.reads == 3
+
+
+# --- the resume hook (continuing a broken stream elsewhere) -----------------------------------------
+
+
+def resumer(rest: list[bytes] | None, reasons: list[str]) -> Resume:
+    async def resume(reason: str) -> AsyncIterator[bytes] | None:
+        reasons.append(reason)
+        if rest is None:
+            return None
+
+        async def gen() -> AsyncIterator[bytes]:
+            for piece in rest:
+                yield piece
+
+        return gen()
+
+    return resume
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("script", "reason"),
+    [
+        ((HELLO, UpstreamConnectError("reset")), "upstream_connect_error"),
+        ((HELLO,), "truncated"),
+        ((HELLO, CHAT_ERROR), "upstream_error_event"),
+    ],
+)
+async def test_a_break_after_content_hands_over_to_the_resume_hook(script: tuple[Any, ...], reason: str) -> None:
+    """A reset, a cut or an in-band error event after content: the hook is asked once with the
+    reason; its rest follows what the client had, the upstream's error never reaches the client,
+    and the broken attempt is finished as a failure with its connection closed."""
+    reasons: list[str] = []
+    run = Run("openai-chat", FakeUpstream(*script), resume=resumer([b"REST"], reasons))
+    out = await run.all()
+    assert out == HELLO + b"REST" and reasons == [reason]
+    assert run.finished == [(AttemptResult.FAILURE, reason)] and run.up.closes == 1
+
+
+@pytest.mark.anyio
+async def test_a_hook_that_cannot_continue_leaves_the_ending_as_it_was() -> None:
+    """The hook answers None: the held error event reaches the client as it came, and the
+    attempt ends as it would have without a hook."""
+    reasons: list[str] = []
+    run = Run("openai-chat", FakeUpstream(HELLO, CHAT_ERROR), resume=resumer(None, reasons))
+    out = await run.all()
+    assert out == HELLO + CHAT_ERROR and reasons == ["upstream_error_event"]
+    assert run.finished == [(AttemptResult.FAILURE, "upstream_error_event")]
