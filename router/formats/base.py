@@ -99,6 +99,14 @@ class Continuation(NamedTuple):
     seam: str  # whitespace the prefill lost: dropped from the start of the rest, if it starts so
 
 
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What the client has of a cut answer: its visible text, and each tool call started, in order."""
+
+    text: str
+    calls: tuple[tuple[str, str], ...]  # (name, arguments delivered so far), by IR tool-call index
+
+
 class StreamState:
     """Fed every parsed upstream stream event (JSON, or `TERMINATOR`) in one format; knows the
     usage at the end, reported or estimated, and writes the error ending of the stream. It also
@@ -110,7 +118,11 @@ class StreamState:
     client, as long as no tool call was started (its arguments may be cut, and a prefill cannot
     carry them) and the content being delivered last was text. Thinking before the text is kept
     as it was delivered and not repeated: the prefill is the text only. A stream cut inside
-    thinking, a refusal or another kind of block, or after its finish, is not resumed."""
+    thinking, a refusal or another kind of block, or after its finish, is not resumed.
+
+    A restarted answer (not a prefill) can also take up a stream cut inside or after a tool call
+    (`resume_point`): the state then keeps each call's name and argument fragments as delivered,
+    and its position in the format (chat index, block index, output index and item)."""
 
     __slots__ = ("_chars", "_complete", "_estimate", "_reported")
 
@@ -144,12 +156,21 @@ class StreamState:
         continued with that text as a prefill (see the class docstring); None when it cannot."""
         return None
 
+    def resume_point(self) -> Delivered | None:
+        """What the client has when the answer can be taken up again at this point by a
+        restarted answer that matches it; None when it cannot (nothing delivered, reasoning or a
+        refusal being delivered last, the answer ended, several chat choices). With no tool call
+        started it is the text only (resume_text() gives the same text)."""
+        return None
+
     def resume_writer(self, include_usage: bool) -> StreamWriter:
         """A writer of this stream's format that continues it exactly where the client is: the
         ids, model, created time, block/item indexes and sequence numbers the client has seen;
         the next TextDelta continues the open text block or message item; Finish and Error end
         the stream as this format ends it. It never writes a Start (an ir.Start fed to it is
-        ignored). Only valid after `resume_text()` returned a string."""
+        ignored). Valid after `resume_text()` returned a string, or `resume_point()` a value: with
+        tool calls, the last one is open as the client sees it (a ToolArgs of its IR index continues
+        its arguments, a ToolStart of the next index starts another, Finish closes it)."""
         raise NotImplementedError(f"{type(self).__name__} cannot resume a stream")
 
     def _add_chars(self, n: int) -> None:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from router.formats.base import Codec, EventKind, Prepared, StreamState, StreamWriter, WireFormat
+from router.formats.base import Codec, Delivered, EventKind, Prepared, StreamState, StreamWriter, WireFormat
 from router.formats.codec import chat as chat_codec
 from router.formats.codec import chat_stream
 from router.formats.sse import encode
@@ -40,9 +40,23 @@ def openai_error_body(status: int, message: str, code: str, param: str | None = 
 
 class ChatStreamState(StreamState):
     """Also keeps what a resume needs: the chunk id, created and model the client sees on every
-    chunk, the content text delivered, and whether text was the last thing delivered."""
+    chunk, the content text delivered, whether text or a tool call was the last thing delivered,
+    and each tool call's name and argument fragments (numbered as the chat reader numbers them)."""
 
-    __slots__ = ("_blocked", "_created", "_id", "_model", "_text", "_texting")
+    __slots__ = (
+        "_args",
+        "_blocked",
+        "_calls",
+        "_created",
+        "_id",
+        "_last",
+        "_model",
+        "_names",
+        "_text",
+        "_texting",
+        "_tooling",
+        "_wires",
+    )
 
     def __init__(self, input_estimate_tokens: int) -> None:
         super().__init__(input_estimate_tokens)
@@ -51,7 +65,14 @@ class ChatStreamState(StreamState):
         self._model = ""
         self._text: list[str] = []  # the content deltas, as delivered
         self._texting = False  # the latest content delivered was answer text
-        self._blocked = False  # a tool call, a finish or a second choice: never resumable
+        self._tooling = False  # the latest content delivered was a tool call's
+        self._blocked = False  # a finish or a second choice: never resumable
+        # Tool calls, by IR index: (id, wire index), name, argument fragments as delivered.
+        self._calls: dict[int, int] = {}  # tool_calls[].index -> IR index
+        self._last: int | None = None  # the IR index the latest fragment belonged to
+        self._wires: list[tuple[str, int | None]] = []
+        self._names: list[str] = []
+        self._args: list[list[str]] = []
 
     def feed(self, obj: Any) -> None:
         if not isinstance(obj, dict):
@@ -77,12 +98,9 @@ class ChatStreamState(StreamState):
                             self._delivered(key, text)
                 calls = delta.get("tool_calls")
                 if isinstance(calls, list):
-                    self._blocked = True
                     for call in calls:
-                        fn = call.get("function") if isinstance(call, dict) else None
-                        args = fn.get("arguments") if isinstance(fn, dict) else None
-                        if isinstance(args, str):
-                            n += len(args)
+                        if isinstance(call, dict):
+                            n += self._tool(call)
             self._add_chars(n)
         usage = obj.get("usage")  # after the chunk's own text: a usage on it covers that text
         if isinstance(usage, dict):
@@ -95,20 +113,64 @@ class ChatStreamState(StreamState):
         self._model = model if isinstance(model, str) else ""
 
     def _delivered(self, key: str, text: str) -> None:
+        self._tooling = False
         if key == "content":
             self._text.append(text)
             self._texting = True
         else:  # reasoning, or a refusal: not answer text a prefill can continue
             self._texting = False
 
+    def _tool(self, call: dict[str, Any]) -> int:
+        """One tool_calls fragment, numbered by the chat reader's rule (ChatStreamReader's
+        _tool_fragment: a new id at a known index is a new call); its argument characters."""
+        fn = call.get("function")
+        fn = fn if isinstance(fn, dict) else {}
+        index, call_id = call.get("index"), call.get("id")
+        known = self._calls.get(index) if type(index) is int else self._last
+        if known is None or (isinstance(call_id, str) and call_id and call_id != self._wires[known][0]):
+            known = len(self._names)
+            ident = call_id if isinstance(call_id, str) and call_id else f"call_{known}"
+            self._wires.append((ident, index if type(index) is int else None))
+            name = fn.get("name")
+            self._names.append(name if isinstance(name, str) else "")
+            self._args.append([])
+            if type(index) is int:
+                self._calls[index] = known
+        self._last = known
+        self._texting, self._tooling = False, True
+        args = fn.get("arguments")
+        if isinstance(args, str) and args:
+            self._args[known].append(args)
+            return len(args)
+        return 0
+
     def resume_text(self) -> str | None:
-        if self._blocked or not self._texting or self._id is None:
+        if self._blocked or self._names or not self._texting or self._id is None:
             return None
         return "".join(self._text)
 
+    def resume_point(self) -> Delivered | None:
+        if self._blocked or self._id is None:
+            return None
+        if not self._names:
+            return Delivered("".join(self._text), ()) if self._texting else None
+        if not self._tooling:  # text or reasoning after the calls: no open call to continue
+            return None
+        calls = tuple((name, "".join(args)) for name, args in zip(self._names, self._args, strict=True))
+        return Delivered("".join(self._text), calls)
+
     def resume_writer(self, include_usage: bool) -> StreamWriter:
-        assert self._id is not None, "resume_writer before resume_text"
-        return chat_stream.ChatStreamWriter.resume(self._id, self._model, self._created, include_usage)
+        assert self._id is not None, "resume_writer before resume_text or resume_point"
+        # The open call keeps the tool_calls index the client saw (a server may number its
+        # calls otherwise than the IR does); calls started after it take their IR index.
+        wires = {} if self._last is None else {self._last: self._wires[self._last][1]}
+        return chat_stream.ChatStreamWriter.resume(
+            self._id,
+            self._model,
+            self._created,
+            include_usage,
+            {k: v for k, v in wires.items() if v is not None},
+        )
 
     def error_tail(self, message: str, after_error: bool) -> bytes:
         if after_error:

@@ -15,6 +15,7 @@ import orjson
 
 from router.formats.base import (
     Codec,
+    Delivered,
     EventKind,
     Prepared,
     StreamState,
@@ -73,9 +74,23 @@ def strip_unsigned_thinking(body: dict[str, Any]) -> dict[str, Any]:
 
 class MessagesStreamState(StreamState):
     """Also keeps what a resume needs: the message id and model, the next block index, the open
-    text block's index, the text delivered, and whether a text block was the last one started."""
+    text block's index, the text delivered, whether a text or tool_use block was the last one
+    started, and each tool_use block's name and input fragments (IR index = tool_use blocks
+    started before it, as the reader numbers them)."""
 
-    __slots__ = ("_blocked", "_id", "_model", "_next", "_open", "_text", "_texting")
+    __slots__ = (
+        "_args",
+        "_blocked",
+        "_id",
+        "_model",
+        "_names",
+        "_next",
+        "_open",
+        "_open_tool",
+        "_text",
+        "_texting",
+        "_tools",
+    )
 
     def __init__(self, input_estimate_tokens: int) -> None:
         super().__init__(input_estimate_tokens)
@@ -85,7 +100,11 @@ class MessagesStreamState(StreamState):
         self._open: int | None = None  # the open text block's index
         self._text: list[str] = []  # the text deltas, as delivered
         self._texting = False  # the latest block started is a text block
-        self._blocked = False  # a tool (or unknown) block, or the answer's end: never resumable
+        self._blocked = False  # another kind of block, or the answer's end: never resumable
+        self._tools: dict[int, int] = {}  # tool_use block index -> IR tool-call index
+        self._names: list[str] = []  # by IR index
+        self._args: list[list[str]] = []  # input fragments as delivered, by IR index
+        self._open_tool: int | None = None  # the last tool_use block, while not stopped
 
     def feed(self, obj: Any) -> None:
         if not isinstance(obj, dict):
@@ -100,11 +119,18 @@ class MessagesStreamState(StreamState):
                     self._add_chars(len(text))
                     if kind == "text_delta" and self._texting:
                         self._text.append(text)
+                    elif kind == "input_json_delta" and text:
+                        call = self._tools.get(obj.get("index"))  # type: ignore[arg-type]
+                        if call is not None:
+                            self._args[call].append(text)
         elif kind == "content_block_start":
             self._block_start(obj.get("index"), obj.get("content_block"))
         elif kind == "content_block_stop":
-            if obj.get("index") == self._open:
+            index = obj.get("index")
+            if index == self._open:
                 self._open = None
+            elif index == self._open_tool:
+                self._open_tool = None
         elif kind == "message_start":
             message = obj.get("message")
             if isinstance(message, dict):
@@ -127,22 +153,42 @@ class MessagesStreamState(StreamState):
         kind = block.get("type")
         self._texting = kind == "text"
         self._open = index if self._texting else None
+        self._open_tool = None
         if self._texting:
             text = block.get("text")
             if isinstance(text, str) and text:  # Anthropic sends ""; a server may not
                 self._add_chars(len(text))
                 self._text.append(text)
+        elif kind == "tool_use":
+            self._tools[index] = len(self._names)
+            self._open_tool = index
+            name, given = block.get("name"), block.get("input")
+            self._names.append(name if isinstance(name, str) else "")
+            # Anthropic sends {} and streams the input; a server that sends it whole is read
+            # as the reader reads it (one fragment of its JSON text).
+            self._args.append([messages_codec.json_text(given)] if given else [])
         elif kind not in ("thinking", "redacted_thinking"):
-            self._blocked = True  # tool_use, server tools: their input may be cut
+            self._blocked = True  # server tools: no other route can repeat them
 
     def resume_text(self) -> str | None:
-        if self._blocked or not self._texting or not self._text or self._id is None:
+        if self._blocked or self._names or not self._texting or not self._text or self._id is None:
             return None
         return "".join(self._text)
 
+    def resume_point(self) -> Delivered | None:
+        if self._blocked or self._id is None:
+            return None
+        if not self._names:
+            return Delivered("".join(self._text), ()) if self._texting and self._text else None
+        if self._tools.get(self._next - 1) is None:
+            return None  # a text or thinking block after the calls: no open call to continue
+        calls = tuple((name, "".join(args)) for name, args in zip(self._names, self._args, strict=True))
+        return Delivered("".join(self._text), calls)
+
     def resume_writer(self, include_usage: bool) -> StreamWriter:
-        assert self._id is not None, "resume_writer before resume_text"
-        return messages_stream.MessagesStreamWriter.resume(self._id, self._model, self._next, self._open)
+        assert self._id is not None, "resume_writer before resume_text or resume_point"
+        tool = None if self._open_tool is None else (self._tools[self._open_tool], self._open_tool)
+        return messages_stream.MessagesStreamWriter.resume(self._id, self._model, self._next, self._open, tool)
 
     def _overlay(self, u: dict[str, Any]) -> bool:
         """Overwrite the reported counts present in `u` (Anthropic's are cumulative, never summed);

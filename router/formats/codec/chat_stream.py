@@ -132,10 +132,12 @@ class ChatStreamReader:
 class ChatStreamWriter:
     """IR events -> chat completion chunks as SSE bytes (`data: {...}\\n\\n`, then `data: [DONE]`)."""
 
-    __slots__ = ("_created", "_ended", "_id", "_include_usage", "_model", "_started", "_usage")
+    __slots__ = ("_created", "_ended", "_id", "_include_usage", "_model", "_started", "_usage", "_wire")
 
     def __init__(self, model: str, include_usage: bool = True) -> None:
         self._model = model
+        # IR tool-call index -> the tool_calls[].index the client saw, for a resumed open call.
+        self._wire: dict[int, int] = {}
         self._include_usage = include_usage  # the client asked for stream_options.include_usage
         self._id = ""
         self._created = 0
@@ -144,11 +146,15 @@ class ChatStreamWriter:
         self._usage: Usage | None = None  # the latest reported, for the final usage chunk
 
     @classmethod
-    def resume(cls, ident: str, model: str, created: int, include_usage: bool) -> ChatStreamWriter:
+    def resume(
+        cls, ident: str, model: str, created: int, include_usage: bool, wire: dict[int, int] | None = None
+    ) -> ChatStreamWriter:
         """A writer continuing a stream whose opening chunks (`ident`, `created`, `model`, the role
-        chunk) the client already has: it writes no role chunk, and every chunk repeats those."""
+        chunk) the client already has: it writes no role chunk, and every chunk repeats those.
+        `wire`: IR tool-call index -> the tool_calls index the client already has that call at."""
         w = cls(model, include_usage)
         w._id, w._created, w._started = ident, created, True
+        w._wire = wire or {}
         return w
 
     def __repr__(self) -> str:
@@ -179,6 +185,7 @@ class ChatStreamWriter:
                 call = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
                 out += self._chunk({"tool_calls": [call]})
             case ir.ToolArgs(index=index, fragment=fragment) if fragment:
+                index = self._wire.get(index, index)
                 out += self._chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
             case ir.UsageUpdate(usage=usage):
                 self._usage = usage

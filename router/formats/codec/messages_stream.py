@@ -179,14 +179,20 @@ class MessagesStreamWriter:
         self._ended = False
 
     @classmethod
-    def resume(cls, ident: str, model: str, next_index: int, open_text: int | None) -> MessagesStreamWriter:
+    def resume(
+        cls, ident: str, model: str, next_index: int, open_text: int | None, open_tool: tuple[int, int] | None = None
+    ) -> MessagesStreamWriter:
         """A writer continuing a message whose message_start (`ident`, `model`) and blocks up to
         `next_index` the client already has; `open_text`: the index of its open text block,
-        which the next TextDelta continues (None: the next text opens a new block)."""
+        which the next TextDelta continues (None: the next text opens a new block); `open_tool`:
+        (IR tool-call index, block index) of its open tool_use block, which a ToolArgs of that
+        call continues and Finish or the next block closes."""
         w = cls(model)
         w._id, w._next = ident, next_index
         if open_text is not None:
             w._kind, w._block = "text", open_text
+        if open_tool is not None:
+            w._tools[open_tool[0]] = open_tool[1]
         return w
 
     @property
