@@ -15,7 +15,16 @@ from typing import Any, ClassVar
 
 import orjson
 
-from router.formats.base import Codec, EventKind, Prepared, StreamState, StreamWriter, WireFormat, empty_shell
+from router.formats.base import (
+    Codec,
+    Delivered,
+    EventKind,
+    Prepared,
+    StreamState,
+    StreamWriter,
+    WireFormat,
+    empty_shell,
+)
 from router.formats.chat import openai_error_body
 from router.formats.codec import carry, responses_stream
 from router.formats.codec import responses as responses_codec
@@ -46,6 +55,7 @@ _ITEM_EVENTS = frozenset(
         "response.output_item.done",
         "response.content_part.added",
         "response.output_text.done",
+        "response.function_call_arguments.done",
     }
 )
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
@@ -75,7 +85,9 @@ class ResponsesStreamState(StreamState):
     of a message item; a refusal or any other part is not resumed."""
 
     __slots__ = (
+        "_args",
         "_blocked",
+        "_call",
         "_closing",
         "_created_at",
         "_done",
@@ -83,11 +95,14 @@ class ResponsesStreamState(StreamState):
         "_item",
         "_item_start",
         "_model",
+        "_names",
         "_part_open",
         "_response_id",
         "_seq",
         "_text",
         "_texting",
+        "_tooling",
+        "_tools",
     )
 
     def __init__(self, input_estimate_tokens: int) -> None:
@@ -108,7 +123,13 @@ class ResponsesStreamState(StreamState):
         # Between the open item's output_text.done and its output_item.done: the client has part of
         # its closing events, which a writer cannot continue; not resumable for those few events.
         self._closing = False
-        self._blocked = False  # a function call (or hosted tool) item, or the end: never resumable
+        self._blocked = False  # a hosted tool item, or the end: never resumable
+        # Function calls, numbered as the reader numbers them (in the order their items are added).
+        self._tools: dict[int, int] = {}  # output_index -> IR tool-call index
+        self._names: list[str] = []
+        self._args: list[list[str]] = []  # argument deltas as delivered, by IR index
+        self._call: tuple[str, int, str] | None = None  # the open call's item id, output_index, call_id
+        self._tooling = False  # the latest item added is a function call
 
     def feed(self, obj: Any) -> None:
         if not isinstance(obj, dict):
@@ -125,6 +146,10 @@ class ResponsesStreamState(StreamState):
                 self._add_chars(len(delta))
                 if kind == "response.output_text.delta" and self._texting:
                     self._text.append(delta)
+                elif kind == "response.function_call_arguments.delta" and delta:
+                    tool = self._tools.get(obj.get("output_index"))  # type: ignore[arg-type]
+                    if tool is not None:
+                        self._args[tool].append(delta)
                 elif kind == "response.refusal.delta":
                     self._texting = False
             return
@@ -161,7 +186,7 @@ class ResponsesStreamState(StreamState):
 
     def _item_event(self, kind: str, obj: dict[str, Any]) -> None:
         index = obj.get("output_index")
-        if kind == "response.output_text.done":
+        if kind in ("response.output_text.done", "response.function_call_arguments.done"):
             self._closing = True
             return
         if kind == "response.content_part.added":
@@ -178,24 +203,48 @@ class ResponsesStreamState(StreamState):
             self._closing = False
             if self._item is not None and self._item[1] == index:
                 self._item = None  # the text stays the last content: a resume opens a new item
+            if self._call is not None and self._call[1] == index:
+                self._call = None  # the call stays the last content, complete
             return
         itype, item_id = item.get("type"), item.get("id")
         self._texting = itype == "message" and isinstance(item_id, str)
+        self._tooling = itype == "function_call" and isinstance(item_id, str)
         if isinstance(item_id, str) and self._texting:
             self._item, self._item_start, self._part_open = (item_id, index), len(self._text), False
         else:
-            self._item = None
-            self._blocked = self._blocked or itype != "reasoning"  # a call's arguments may be cut
+            self._item, self._call = None, None
+            if itype == "function_call" and isinstance(item_id, str):
+                self._tools[index] = len(self._names)
+                name, call_id, args = item.get("name"), item.get("call_id"), item.get("arguments")
+                self._names.append(name if isinstance(name, str) else "")
+                self._args.append([args] if isinstance(args, str) and args else [])
+                self._call = (item_id, index, call_id if isinstance(call_id, str) else "")
+            self._blocked = self._blocked or itype not in ("reasoning", "function_call")
 
     def resume_text(self) -> str | None:
-        if self._blocked or self._closing or not self._texting or not self._text or self._response_id is None:
+        if self._names or self._blocked or self._closing or not self._texting or not self._text:
             return None
-        return "".join(self._text)
+        return None if self._response_id is None else "".join(self._text)
+
+    def resume_point(self) -> Delivered | None:
+        if self._blocked or self._closing or self._response_id is None:
+            return None
+        if not self._names:
+            return Delivered("".join(self._text), ()) if self._texting and self._text else None
+        if not self._tooling:
+            return None  # a message or reasoning item after the calls: no call to continue
+        calls = tuple((name, "".join(args)) for name, args in zip(self._names, self._args, strict=True))
+        return Delivered("".join(self._text), calls)
 
     def resume_writer(self, include_usage: bool) -> StreamWriter:
-        assert self._response_id is not None, "resume_writer before resume_text"
-        item = self._item
-        open_item = None if item is None else (*item, "".join(self._text[self._item_start :]), self._part_open)
+        assert self._response_id is not None, "resume_writer before resume_text or resume_point"
+        item, call = self._item, self._call
+        open_item: responses_stream.OpenItem | responses_stream.OpenCall | None = None
+        if item is not None:
+            open_item = (*item, "".join(self._text[self._item_start :]), self._part_open)
+        elif call is not None:
+            tool = self._tools[call[1]]
+            open_item = (call[0], call[1], tool, call[2], self._names[tool], "".join(self._args[tool]))
         created = int(self._created_at) if self._created_at is not None else int(time.time())
         return responses_stream.ResponsesStreamWriter.resume(
             self._response_id, self._model or "", created, self._seq + 1, self._done, open_item

@@ -5,8 +5,8 @@ events into IR events, `ResponsesStreamWriter` turns IR events into the client's
 Reader: text and refusal deltas are TextDelta; reasoning summary and raw reasoning text deltas
 are ThinkingDelta (a blank line between summary parts, as read_answer joins them); a reasoning
 item's encrypted_content is taken from its output_item.done (the copy in .added may be partial).
-Hosted-tool events, annotations, in_progress and the .done repeats are ignored. Items that
-arrive whole in output_item.done without deltas still yield their text or arguments.
+Hosted-tool events, annotations, in_progress, .done repeats are ignored; items that arrive whole
+in output_item.done without deltas still yield their text or arguments.
 
 Writer: one message item per text block, one reasoning item (one summary part) per thinking
 block, one function_call item per tool call. It keeps each item's text or arguments until the
@@ -14,8 +14,7 @@ item is done: the format repeats them in the .done events and in response.comple
 provider's signed or redacted thinking goes into the reasoning item's encrypted_content as the
 router's token (carry.py), on output_item.done and in response.completed: the signature comes
 after the text, so output_item.added never has it (the SDK documents .added's copy as partial).
-Not carried into the client's stream: Start.usage (folded into the final usage), the request's
-tools and settings in the response envelope (defaults stand in).
+Not carried: Start.usage (folded into the final usage), the request's tools and settings (defaults).
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from router.types import Usage
 
 FMT = items.FMT
 OpenItem = tuple[str, int, str, bool]  # a message item to resume: id, output_index, text so far, part added
+OpenCall = tuple[str, int, int, str, str, str]  # a function_call: id, output_index, tool index, call_id, name, args
 
 
 class ResponsesStreamReader:
@@ -203,17 +203,20 @@ class ResponsesStreamWriter:
 
     @classmethod
     def resume(
-        cls, rid: str, model: str, created: int, seq: int, done: dict[int, Any], item: OpenItem | None
+        cls, rid: str, model: str, created: int, seq: int, done: dict[int, Any], item: OpenItem | OpenCall | None
     ) -> ResponsesStreamWriter:
         """A writer continuing a response the client has up to sequence number `seq` - 1: its `done`
-        items (by output_index) go into the terminal event's output; `item` is the message item the
-        next TextDelta continues (its .done events then carry its whole text)."""
+        items (by output_index) go into the terminal event's output; `item`: the message item the next
+        TextDelta continues, or the function_call that ToolArgs of its tool index do (whole on .done)."""
         w = cls(model)
         w._rid, w._created, w._seq = rid, created, seq
         w._output = [done.get(i) for i in range(max([*done, -1 if item is None else item[1]]) + 1)]
-        if item is not None:
+        if item is not None and len(item) == 4:
             item_id, index, text, part_open = item
             w._block = w._current = _Item("message", index, item_id, [text] if text else [], part_open)
+        elif item is not None:
+            item_id, index, tool, call_id, name, args = item
+            w._calls[tool] = w._current = _Item("function_call", index, item_id, [args], call_id=call_id, name=name)
         return w
 
     @property
