@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.formats.base import TERMINATOR, StreamReader, StreamWriter, WireFormat
+from router.formats.base import TERMINATOR, Delivered, StreamReader, StreamWriter, WireFormat
 from router.formats.codec import ir
 from router.types import Usage
 
@@ -84,10 +84,10 @@ class Splice(StreamTranslator):
     final usage is the whole answer's as the client sees it: `delivered`'s input, and its output
     plus the rest's."""
 
-    __slots__ = ("_buffer", "_delivered", "_match", "_restarted", "_seam")
+    __slots__ = ("_delivered", "_match", "_restarted", "_seam")
 
     def __init__(
-        self, upstream: WireFormat, writer: StreamWriter, seam: str, delivered: Usage, match: str | None = None
+        self, upstream: WireFormat, writer: StreamWriter, seam: str, delivered: Usage, match: Delivered | None = None
     ) -> None:
         self._upstream = upstream
         self._reader = upstream.stream_reader()
@@ -95,28 +95,28 @@ class Splice(StreamTranslator):
         self._ended = False
         self._seam = seam
         self._delivered = delivered
-        # A restarted answer (the route takes no prefill): `match` is the text the client has,
-        # which the new answer must begin with exactly; it is dropped, the rest goes on.
-        self._match = match
+        # A restarted answer (the route takes no prefill, or the cut was in a tool call): it must
+        # begin with exactly what the client has, which is dropped; the rest goes on.
+        self._match = _Matcher(match) if match is not None else None
         self._restarted = match is not None  # its usage is the whole answer's already
-        self._buffer = ""
 
     def feed(self, obj: Any) -> bytes:
         if obj is TERMINATOR:
             obj = "[DONE]"
         out = b""
         for ev in self._reader.feed(obj):
-            adjusted = self._adjust(ev)
-            if adjusted is None:
-                continue
-            if isinstance(adjusted, ir.Finish | ir.Error):
-                self._ended = True
-            out += self.writer.write(adjusted)
+            if self._match is not None and not self._match.done:
+                events = self._match.feed(ev)
+            else:
+                adjusted = self._adjust(ev)
+                events = [] if adjusted is None else [adjusted]
+            for e in events:
+                if isinstance(e, ir.Finish | ir.Error):
+                    self._ended = True
+                out += self.writer.write(e)
         return out
 
     def _adjust(self, ev: ir.Event) -> ir.Event | None:
-        if self._match is not None:
-            return self._matched(ev)
         match ev:
             case ir.Start() | ir.ThinkingDelta() | ir.BlockEnd():
                 return None  # the open text block continues; thinking is not part of the rest
@@ -129,25 +129,6 @@ class Splice(StreamTranslator):
                 return ir.UsageUpdate(self._whole(usage))
         return ev
 
-    def _matched(self, ev: ir.Event) -> ir.Event | None:
-        """A restarted answer, until it has passed the text the client has."""
-        match = self._match
-        assert match is not None
-        if isinstance(ev, ir.Start | ir.ThinkingDelta | ir.BlockEnd | ir.UsageUpdate):
-            return None
-        if not isinstance(ev, ir.TextDelta):  # ended, or a tool call, before the match: diverged
-            self._match = None
-            return ev if isinstance(ev, ir.Error) else ir.Error("the restarted answer diverged from the delivered text")
-        self._buffer += ev.text
-        if len(self._buffer) < len(match):
-            if match.startswith(self._buffer):
-                return None
-        elif self._buffer.startswith(match):
-            rest, self._match, self._buffer = self._buffer[len(match) :], None, ""
-            return ir.TextDelta(rest) if rest else None
-        self._match = None
-        return ir.Error("the restarted answer diverged from the delivered text")
-
     def _whole(self, rest: Usage) -> Usage:
         d = self._delivered
         return Usage(
@@ -158,3 +139,73 @@ class Splice(StreamTranslator):
             d.reasoning_tokens + rest.reasoning_tokens,
             d.estimated,
         )
+
+
+_DIVERGED = "the restarted answer diverged from what was delivered"
+
+
+class _Matcher:
+    """A restarted answer checked against what the client has: first its text, then each tool
+    call it has (the same name, arguments beginning with those delivered). What matches is
+    dropped; past the last delivered piece, the rest of the open text or arguments goes on, and
+    `done` turns true. A mismatch, or an end before the match, is an error event."""
+
+    __slots__ = ("_args", "_call", "_calls", "_text", "done")
+
+    def __init__(self, delivered: Delivered) -> None:
+        self._text = delivered.text  # still to be matched
+        self._calls = delivered.calls
+        self._call = -1  # the delivered call being matched
+        self._args = ""
+        self.done = False
+
+    def feed(self, ev: ir.Event) -> list[ir.Event]:
+        match ev:
+            case ir.Start() | ir.ThinkingDelta() | ir.BlockEnd() | ir.UsageUpdate():
+                return []
+            case ir.TextDelta(text=text) if self._call < 0:
+                return self._text_delta(text)
+            case ir.ToolStart(index=index, name=name) if not self._text and index == self._call + 1:
+                if index >= len(self._calls) or self._calls[index][0] != name or self._args_short():
+                    return self._diverged()
+                self._call, self._args = index, ""
+                return self._args_delta("")
+            case ir.ToolArgs(index=index, fragment=fragment) if index == self._call:
+                return self._args_delta(fragment)
+        return self._diverged()
+
+    def _text_delta(self, text: str) -> list[ir.Event]:
+        want = self._text
+        if len(text) < len(want):
+            if not want.startswith(text):
+                return self._diverged()
+            self._text = want[len(text) :]
+            return []
+        if not text.startswith(want):
+            return self._diverged()
+        self._text, rest = "", text[len(want) :]
+        if self._calls:  # text beyond what the client had, before its tool call
+            return self._diverged() if rest else []
+        self.done = True
+        return [ir.TextDelta(rest)] if rest else []
+
+    def _args_short(self) -> bool:
+        """The call being matched ended before its delivered arguments did."""
+        return self._call >= 0 and self._args != self._calls[self._call][1]
+
+    def _args_delta(self, fragment: str) -> list[ir.Event]:
+        self._args += fragment
+        want = self._calls[self._call][1]
+        if len(self._args) < len(want):
+            return [] if want.startswith(self._args) else self._diverged()
+        if not self._args.startswith(want):
+            return self._diverged()
+        if self._call < len(self._calls) - 1:  # an earlier call: complete as delivered, nothing more
+            return [] if self._args == want else self._diverged()
+        self.done = True
+        rest = self._args[len(want) :]
+        return [ir.ToolArgs(self._call, rest)] if rest else []
+
+    def _diverged(self) -> list[ir.Event]:
+        self.done = True
+        return [ir.Error(_DIVERGED)]

@@ -25,7 +25,7 @@ from router.clock import Clock
 from router.config import RoutingConfig
 from router.errors import UpstreamError
 from router.formats import ClientRequest, StreamState, WireFormat
-from router.formats.base import StreamWriter
+from router.formats.base import Delivered, StreamWriter
 from router.formats.translate import Splice, StreamTranslator
 from router.observe import Attempt, Observer
 from router.routing.attempt import Bodies, attempt
@@ -99,16 +99,19 @@ class Continuer:
         if len(answer.continuations) >= self._cfg.max_continuations or self._clock.monotonic() >= self._deadline:
             self._note(answer, name, reason, "limit")
             return None
-        text = state.resume_text()
-        if text is None:
+        point = state.resume_point()
+        if point is None:
             self._note(answer, name, reason, "not_resumable")
             return None
         writer = translator.writer if translator is not None else self._writer
         if writer is None:  # the first break of a native stream: resume its own writer
             writer = state.resume_writer(self._req.fmt.wants_usage(self._req.body))
+        text = point.text
         if self._seam and text.startswith(self._seam):
             text = text[len(self._seam) :]
         delivered = self._prefix + text
+        # Cut inside a tool call: no prefill can carry a half-written call, so every route restarts.
+        in_call = bool(point.calls)
         whole = sum_usage([answer.state.usage(), *(s.usage() for s in answer.continued)])
         cap = self._req.fmt.max_output_tokens(self._req.body, -1)
         cont = self._req.fmt.continuation(
@@ -134,10 +137,10 @@ class Continuer:
                 continue
             # A route whose model takes no prefill gets the original request again; the client's
             # text is then matched against the new answer's start and dropped from it.
-            restart = not chosen.route.prefill or chosen.prefill_refused
-            match = delivered if restart else None
+            restart = in_call or not chosen.route.prefill or chosen.prefill_refused
+            match = Delivered(delivered, point.calls) if restart else None
 
-            def splice(upstream: WireFormat, w: StreamWriter = writer, m: str | None = match) -> StreamTranslator:
+            def splice(upstream: WireFormat, w: StreamWriter = writer, m: Delivered | None = match) -> StreamTranslator:
                 return Splice(upstream, w, "" if m is not None else cont.seam, whole, m)
 
             try:

@@ -127,12 +127,52 @@ def test_a_stall_past_idle_s_is_continued(fakes, config_factory, router_server, 
     assert not any(is_error(path, e) for e in events)
 
 
-def test_a_cut_inside_a_tool_call_is_not_continued(fakes, config_factory, router_server):
-    """Arguments cut mid-call are never spliced: the clean error ending, as without continuation."""
-    rs = setup(fakes, config_factory, router_server, {"reset_after_chunks": 9})
-    tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
-    _, events = stream(rs, CHAT, tools=tools)
-    assert is_error(CHAT, events[-1]) and fakes.served("beta") == 0
+TOOLS_CHAT: list[Any] = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+TOOLS_ANTHROPIC: list[Any] = [{"name": "weather", "input_schema": {"type": "object"}}]
+TOOLS_RESPONSES: list[Any] = [{"type": "function", "name": "weather", "parameters": {"type": "object"}}]
+
+
+@pytest.mark.parametrize("cut", [9, 10, 11], ids=["at-call", "mid-args", "args-nearly-done"])
+def test_a_cut_inside_a_tool_call_is_restarted_and_matched(fakes, config_factory, router_server, cut):
+    """A stream cut in a tool call's arguments (8 text pieces, then the call's 3 argument pieces):
+    beta is asked the original request, its text and call are matched against what the client
+    has, and the client gets the rest of the arguments: one call, whole and valid."""
+    rs = setup(fakes, config_factory, router_server, {"reset_after_chunks": cut})
+    oai = openai.OpenAI(base_url=rs.url + "/v1", api_key="unused", max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "hi"}]
+    with oai, oai.chat.completions.stream(model="m", messages=messages, tools=TOOLS_CHAT) as s:
+        final = s.get_final_completion()
+    choice = final.choices[0]
+    assert choice.message.content == TEXT and choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls or []
+    assert call.function.name == "weather" and orjson.loads(call.function.arguments) == {"city": "Paris"}
+    assert fakes.last("beta", CHAT)["messages"][-1]["role"] == "user", "restarted, not prefilled"
+
+
+def test_tool_calls_restart_in_every_client_format(fakes, config_factory, router_server):
+    """The same through the Anthropic and Responses stream helpers."""
+    rs = setup(fakes, config_factory, router_server, {"reset_after_chunks": 10})
+    ant = anthropic.Anthropic(base_url=rs.url, api_key="unused", max_retries=0)
+    body: dict[str, Any] = {"model": "m", "max_tokens": 200, "messages": [{"role": "user", "content": "hi"}]}
+    with ant, ant.messages.stream(**body, tools=TOOLS_ANTHROPIC) as m:
+        message = m.get_final_message()
+    assert [b.type for b in message.content] == ["text", "tool_use"] and message.stop_reason == "tool_use"
+    assert message.content[1].input == {"city": "Paris"}  # type: ignore[union-attr]
+    fakes.set("alpha", text=TEXT, chunks=8, reset_after_chunks=10)
+    oai = openai.OpenAI(base_url=rs.url + "/v1", api_key="unused", max_retries=0, _strict_response_validation=True)
+    with oai, oai.responses.stream(model="m", input="hi", tools=TOOLS_RESPONSES) as r:
+        response = r.get_final_response()
+    calls = [o for o in response.output if o.type == "function_call"]
+    assert response.output_text == TEXT and len(calls) == 1 and orjson.loads(calls[0].arguments) == {"city": "Paris"}
+
+
+def test_a_restarted_tool_call_that_diverges_ends_cleanly(fakes, config_factory, router_server):
+    """beta's answer does not begin with the client's text: the clean error ending, never a call
+    spliced onto another answer."""
+    rs = setup(fakes, config_factory, router_server, {"reset_after_chunks": 10})
+    fakes.set("beta", text="Another text entirely, before the call.", chunks=8)
+    _, events = stream(rs, CHAT, tools=TOOLS_CHAT)
+    assert is_error(CHAT, events[-1]) and fakes.served("beta") == 1
 
 
 def test_the_limit_ends_the_stream_cleanly(fakes, config_factory, router_server):
