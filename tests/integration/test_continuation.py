@@ -70,13 +70,13 @@ def test_a_broken_stream_is_finished_on_another_route(fakes, config_factory, rou
     assert fakes.last("beta", upstream) is not None, "the continuation went to beta, in beta's format"
 
 
-@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("fault", [*FAULTS, {"stall_after_chunks": 3}])
 @pytest.mark.parametrize("beta", [None, ["openai-chat"]], ids=["native", "translated"])
 def test_the_sdk_stream_helpers_get_the_whole_answer(fakes, config_factory, router_server, fault, beta):
     """chat.completions.stream(...).get_final_completion(), messages.stream(...).get_final_message()
     and responses.stream(...).get_final_response() return the whole answer, as if nothing had
     broken, whether the rest came in the client's format or translated."""
-    rs = setup(fakes, config_factory, router_server, fault, beta)
+    rs = setup(fakes, config_factory, router_server, fault, beta, timeouts={"idle_s": 0.3})
     oai = openai.OpenAI(base_url=rs.url + "/v1", api_key="unused", max_retries=0)
     with oai, oai.chat.completions.stream(model="m", messages=[{"role": "user", "content": "hi"}]) as s:
         final = s.get_final_completion()
