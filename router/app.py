@@ -45,6 +45,7 @@ from router.server.dispatch import RouterApp
 from router.server.drain import PROCESS_DRAIN, Drain
 from router.server.endpoints import Endpoints
 from router.server.middleware import AccessMiddleware
+from router.types import echo
 from router.upstream.provider import ProviderClient, probe_headers
 
 ProbeFactory = Callable[[ProviderConfig, httpx.AsyncClient], Probe]
@@ -85,7 +86,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     """Unknown paths and methods, in the envelope of the API the path belongs to."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     what = "not found" if status == 404 else "method not allowed"
-    message = f"{request.method} {request.url.path}: {what}"
+    message = f"{request.method} {echo(request.url.path)}: {what}"
     body = for_path(request.url.path).error_body(status, message, what.replace(" ", "_"))
     return Response(body, status, media_type="application/json")
 

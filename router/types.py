@@ -31,6 +31,16 @@ class Usage:
     estimated: bool = False  # True when some count was estimated from characters (a cut stream)
 
 
+# A value from the request echoed in an answer or a log line is cut to this many characters: a
+# client cannot make the router write megabytes back or into its logs.
+MAX_ECHO = 256
+
+
+def echo(value: str) -> str:
+    """`value` as the router may echo it: at most MAX_ECHO characters, marked when cut."""
+    return value if len(value) <= MAX_ECHO else value[:MAX_ECHO] + "…(cut)"
+
+
 def sum_usage(usages: list[Usage]) -> Usage:
     """The counts of several usages added up (estimated if any of them was)."""
     if len(usages) == 1:

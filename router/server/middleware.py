@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router.formats import for_path
 from router.observe import Observer
-from router.types import AccessRecord
+from router.types import AccessRecord, echo
 
 log = structlog.get_logger("router.access")
 
@@ -38,7 +38,7 @@ class AccessMiddleware:
             await self.app(scope, receive, send)
             return
         rid = _request_id(scope)
-        record = AccessRecord(request_id=rid, method=scope["method"], path=scope["path"])
+        record = AccessRecord(request_id=rid, method=scope["method"], path=echo(scope["path"]))
         scope.setdefault("state", {})["access"] = record
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=rid)

@@ -127,7 +127,10 @@ class Connection(asyncio.Protocol):
     # --- httptools callbacks ---
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+        # A header that is not plain ASCII is dropped: HTTP fields are ASCII, and a value the
+        # router might pass on (content-type, retry-after, request-id) must re-encode safely.
+        if value.isascii() and name.isascii():
+            self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()

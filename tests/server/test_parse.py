@@ -159,3 +159,21 @@ def test_accepted_variants(fmt: Format, extra: dict[str, Any]) -> None:
 def test_fields_of_another_format_are_not_checked() -> None:
     """A field that only another format defines is not checked against that format's type."""
     assert _parse("openai-chat", {**CHAT, "system": 3, "input": 5}).model == "m"
+
+
+@pytest.mark.parametrize("depth", [64, 65, 254, 1000])
+def test_nesting_is_limited_at_parse_time(depth: int) -> None:
+    """JSON nested deeper than 64 levels is a 400 naming the limit; 64 levels parse."""
+    inner = "[" * (depth - 2) + "]" * (depth - 2)  # the body object and the messages array are two levels
+    raw = b'{"model": "m", "messages": [' + inner.encode() + b"]}"
+    if depth <= 64:
+        assert parse_request(wire("openai-chat"), raw, {}, "rid").model == "m"
+    else:
+        with pytest.raises(BadRequest, match="deeper than 64 levels"):
+            parse_request(wire("openai-chat"), raw, {}, "rid")
+
+
+def test_many_shallow_containers_are_fine() -> None:
+    """A long conversation has hundreds of brackets but little depth: it parses."""
+    body = {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}] * 300}
+    assert len(parse_request(wire("openai-chat"), orjson.dumps(body), {}, "rid").body["messages"]) == 300

@@ -500,3 +500,22 @@ async def test_tls_to_an_https_provider_verifies_its_certificate(tmp_path: Path)
         for task in server.tasks:
             task.cancel()
         await asyncio.gather(*server.tasks, return_exceptions=True)
+
+
+@pytest.mark.anyio
+async def test_headers_that_are_not_ascii_are_dropped() -> None:
+    """An upstream header with bytes beyond ASCII (UTF-8 text, raw Latin-1) never reaches the
+    router as a value it could fail to re-encode: it is dropped; the others arrive."""
+
+    async def handler(request: bytes, writer: asyncio.StreamWriter) -> None:
+        head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-ok: fine\r\n"
+        writer.write(head + "x-utf8: 5 € left\r\n".encode() + b"x-raw: caf\xe9\r\n\r\n{}")
+        await writer.drain()
+
+    async with serve(handler) as server:
+        p = pool(server)
+        resp = await http1.post(p, "/v1/chat/completions", {}, b"{}")
+        assert (resp.header("x-ok"), resp.header("x-utf8"), resp.header("x-raw")) == ("fine", None, None)
+        assert await resp.read_all() == b"{}"
+        resp.close()
+        await p.aclose()

@@ -1,0 +1,49 @@
+"""Hostile input over real sockets (issue 13, first items): every answer is the endpoint's own
+error envelope, never a 500, and nothing from the request is echoed without a limit."""
+
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.conftest import BODIES
+
+CHAT, MESSAGES = "/v1/chat/completions", "/v1/messages"
+
+
+def deep(levels: int) -> bytes:
+    return b'{"model": "m", "messages": [' + b"[" * levels + b"]" * levels + b"]}"
+
+
+@pytest.mark.parametrize("path", [CHAT, MESSAGES])
+@pytest.mark.parametrize("levels", [100, 300, 1000])
+def test_deeply_nested_json_is_a_400_in_the_endpoints_envelope(fakes, config_factory, router_server, path, levels):
+    """Nested past 64 levels (254+ used to crash the serializer with a 500): a 400, the
+    endpoint's own error shape, nothing sent upstream."""
+    rs = router_server(config_factory({"m": [("alpha", 0)]}))
+    r = rs.client.post(path, content=deep(levels), headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    body = r.json()
+    message = body["error"]["message"]
+    assert "deeper than 64 levels" in message
+    assert (body["type"] == "error") if path == MESSAGES else (body["error"]["type"] == "invalid_request_error")
+    assert fakes.served("alpha") == 0
+
+
+def test_a_huge_model_name_is_refused_and_never_echoed(fakes, config_factory, router_server):
+    """A model name of 1,500 characters: a 400 whose message and access line stay short."""
+    rs = router_server(config_factory({"m": [("alpha", 0)]}))
+    with capture_logs() as logs:
+        r = rs.post(CHAT, {**BODIES[CHAT], "model": "x" * 1500})
+    assert r.status_code == 400 and len(r.content) < 500 and "longer than 256" in r.text
+    [line] = [e for e in logs if e["event"] == "request"]
+    assert len(str(line)) < 2000
+
+
+def test_a_huge_unknown_path_is_echoed_cut(fakes, config_factory, router_server):
+    """An unknown path of 20,000 characters: a 404 whose message carries at most 256 of them."""
+    rs = router_server(config_factory({"m": [("alpha", 0)]}))
+    with capture_logs() as logs:
+        r = rs.client.get("/v1/" + "a" * 20_000)
+    assert r.status_code == 404 and len(r.json()["error"]["message"]) < 400
+    assert all(len(str(e.get("path", ""))) <= 300 for e in logs)
