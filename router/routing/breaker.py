@@ -221,6 +221,12 @@ class Breaker:
         finally:
             self._flush()
 
+    def trip(self) -> None:
+        """Open now, whatever the count: a failure that no retry will mend (a rejected credential)."""
+        if self.state is not BreakerState.OPEN:
+            self._cb.open()
+            self._flush()
+
     def _release(self, ticket: Ticket) -> bool:
         for i, held in enumerate(self._trials):
             if held is ticket:

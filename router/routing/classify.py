@@ -33,6 +33,7 @@ class Verdict:
     action: Action
     reason: str  # low-cardinality, for logs and the 503 message: "status_503", "timeout_first_token"
     breaker_failure: bool = False
+    trip: bool = False  # open the route's breaker at once: retrying will not help (its key was refused)
     cooldown_s: float | None = None  # retry-after: keep the route out of rotation this long
     same_route_ok: bool = False  # a transient failure: one more try on the same route is allowed
 
@@ -57,8 +58,10 @@ def classify(exc: UpstreamError) -> Verdict:
     2. a timeout: failover, breaker failure, never the same route again in this request;
     3. a stream that ended or errored before its first content event: failover, breaker failure;
     4. 429 / 5xx: failover, breaker failure; retry-after on 429/503 cools the route down;
-    5. a 400 saying the context window was exceeded: context fallback (content-policy never is);
-    6. any other status: the client's fault, returned as it is.
+    5. 401 / 403: the provider refused the router's own credential: failover, and the route's
+       breaker opens at once;
+    6. a 400 saying the context window was exceeded: context fallback (content-policy never is);
+    7. any other status: the client's fault, returned as it is.
     """
     if isinstance(exc, UpstreamTimeout):
         return Verdict(Action.FAILOVER, f"timeout_{exc.phase}", breaker_failure=True)
@@ -68,6 +71,10 @@ def classify(exc: UpstreamError) -> Verdict:
         return Verdict(Action.FAILOVER, "stream_failed_before_content", breaker_failure=True)
     if isinstance(exc, UpstreamStatusError):
         status = exc.upstream_status
+        if status in (401, 403):
+            # The operator's credential for this provider is wrong or revoked: the provider's
+            # failure, not the client's (whose own key the router already accepted).
+            return Verdict(Action.FAILOVER, f"status_{status}", breaker_failure=True, trip=True)
         if status in _FAILOVER_STATUSES:
             cooldown = retry_after_s(exc.headers) if status in (429, 503) else None
             return Verdict(

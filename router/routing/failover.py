@@ -13,6 +13,7 @@ import random
 from collections.abc import Awaitable, Callable
 
 import anyio
+import structlog
 
 from router.clock import Clock
 from router.config import RoutingConfig
@@ -31,6 +32,8 @@ from router.types import AttemptResult
 from router.upstream.provider import ProviderClient
 
 Sleep = Callable[[float], Awaitable[None]]
+
+log = structlog.get_logger("router.routing.failover")
 
 FAILURE_PENALTY_S = 1.0  # about a slow LLM's time to first token: worse than any healthy peer
 
@@ -111,6 +114,9 @@ class Forwarder:
                     # choose() would try first): a failure costs at least FAILURE_PENALTY_S.
                     lease.observe_ttfb(max(FAILURE_PENALTY_S, self._clock.monotonic() - started))
                 lease.finish(AttemptResult.FAILURE if verdict.breaker_failure else AttemptResult.SUCCESS)
+                if verdict.trip:
+                    state.breaker.trip()
+                    log.error("provider_credential_refused", provider=provider, route=route, reason=verdict.reason)
                 if verdict.cooldown_s:
                     state.cooldown.start(verdict.cooldown_s)
                 fallback = None

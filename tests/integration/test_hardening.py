@@ -47,3 +47,30 @@ def test_a_huge_unknown_path_is_echoed_cut(fakes, config_factory, router_server)
         r = rs.client.get("/v1/" + "a" * 20_000)
     assert r.status_code == 404 and len(r.json()["error"]["message"]) < 400
     assert all(len(str(e.get("path", ""))) <= 300 for e in logs)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_provider_refusing_the_routers_key_fails_over_and_is_taken_out(fakes, config_factory, router_server, status):
+    """alpha answers 401/403 (the operator's key for it is wrong or revoked): the client gets
+    beta's answer, never a 401 about its own key; alpha's route breaker opens at once; the log
+    names the provider at error level."""
+    rs = router_server(config_factory({"m": [("alpha", 0), ("beta", 1)]}))
+    fakes.set("alpha", status=status)
+    with capture_logs() as logs:
+        r = rs.post(CHAT, BODIES[CHAT])
+    assert r.status_code == 200 and r.headers["x-router-provider"] == "beta"
+    assert rs.ready().json()["providers"]["alpha"]["routes"]["alpha/alpha-m"]["breaker"] == "open"
+    [refused] = [e for e in logs if e["event"] == "provider_credential_refused"]
+    assert refused["log_level"] == "error" and refused["provider"] == "alpha"
+    assert rs.post(CHAT, BODIES[CHAT]).headers["x-router-provider"] == "beta"
+    assert fakes.served("alpha") == 1, "not asked again while its breaker is open"
+
+
+def test_every_provider_refusing_the_routers_key_is_a_503(fakes, config_factory, router_server):
+    """No route left: 503 in the endpoint's envelope, naming the attempts; never the upstream's 401."""
+    rs = router_server(config_factory({"m": [("alpha", 0), ("beta", 1)]}))
+    fakes.set("alpha", status=401)
+    fakes.set("beta", status=403)
+    r = rs.post(MESSAGES, BODIES[MESSAGES])
+    assert r.status_code == 503 and r.json()["type"] == "error"
+    assert "status_401" in r.json()["error"]["message"] and "status_403" in r.json()["error"]["message"]

@@ -377,3 +377,19 @@ def test_neutral_trial_keeps_the_schedule() -> None:
     assert _state(b) is BreakerState.HALF_OPEN and b.trial_at is None
     b.record(_admit(b), F)  # the third failed trial, not the fourth
     assert b.trial_at == pytest.approx(clock.monotonic() + 8.0)
+
+
+def test_trip_opens_at_once_and_trials_follow_the_schedule() -> None:
+    """trip() opens a closed breaker without counting failures; its first trial comes after the
+    first wait, as for any opening; tripping an open breaker changes nothing."""
+    clock = ManualClock()
+    flips: list[tuple[str, str]] = []
+    b = Breaker("r", 5, 5.0, 1, clock, on_change=lambda n, old, new: flips.append((old.value, new.value)))
+    b.trip()
+    assert b.state is BreakerState.OPEN and flips == [("closed", "open")]
+    b.trip()
+    assert flips == [("closed", "open")]
+    assert b.admit() is None
+    clock.advance(5.0)
+    assert b.admit() is not None
+    assert repr(b).startswith("Breaker(name='r', state=half-open")

@@ -31,7 +31,15 @@ def test_only_500_and_502_may_retry_the_same_route():
     assert not classify(_status(503)).same_route_ok and not classify(_status(429)).same_route_ok
 
 
-@pytest.mark.parametrize("code", [400, 401, 404, 413, 422])
+@pytest.mark.parametrize("code", [401, 403])
+def test_a_refused_provider_credential_is_the_providers_failure(code):
+    """401/403 from an upstream means the operator's key for it is wrong or revoked: fail over and
+    open the route's breaker at once; the client's own key is not in question."""
+    v = classify(_status(code))
+    assert v.action is Action.FAILOVER and v.breaker_failure and v.trip and not v.same_route_ok
+
+
+@pytest.mark.parametrize("code", [400, 404, 413, 422])
 def test_other_4xx_are_client_errors_without_breaker_failure(code):
     """The client's fault is returned as it is and says nothing about the upstream's health."""
     v = classify(_status(code))
