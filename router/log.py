@@ -18,7 +18,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 _SECRET_FIELDS = frozenset({"authorization", "x-api-key", "api_key", "api-key", "key", "password", "secret", "token"})
 # Client keys (toc-...), OpenAI/Anthropic style keys and bearer tokens, wherever they hide in a
 # string. The lookbehind keeps words like "risk-assessment" intact.
-_SECRET_RE = re.compile(r"(?<![A-Za-z0-9])(toc-[A-Za-z0-9_\-]{6,}|sk-[A-Za-z0-9_\-]{6,})|(?i:bearer)\s+\S+")
+SECRET_RE = re.compile(r"(?<![A-Za-z0-9])(toc-[A-Za-z0-9_\-]{6,}|sk-[A-Za-z0-9_\-]{6,})|(?i:bearer)\s+\S+")
 
 
 def _clean(value: Any) -> Any:
@@ -26,7 +26,7 @@ def _clean(value: Any) -> Any:
         # The substrings every match contains ("toc-", "sk-", "[Bb]earer"): a cheap pre-check
         # before the regex, since every field of every access line comes through here.
         if "toc-" in value or "sk-" in value or "earer" in value:
-            return _SECRET_RE.sub("[redacted]", value)
+            return SECRET_RE.sub("[redacted]", value)
         return value
     if isinstance(value, dict):
         return {k: "[redacted]" if str(k).lower() in _SECRET_FIELDS else _clean(v) for k, v in value.items()}

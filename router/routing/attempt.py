@@ -22,7 +22,7 @@ from router.routing.outcome import FullAnswer, StreamAnswer
 from router.routing.pool import Lease, RouteState
 from router.routing.table import Route
 from router.types import AttemptResult
-from router.upstream.provider import ProviderClient, UpstreamResponse
+from router.upstream.provider import ProviderClient, UpstreamResponse, scrub_error
 from router.upstream.relay import Resume, StreamRelay
 
 
@@ -100,9 +100,8 @@ async def attempt(
         with anyio.move_on_after(first_by - start):
             resp = await client.send(fmt, payload, headers)
             if not 200 <= resp.status < 300:
-                raise UpstreamStatusError(
-                    f"upstream answered {resp.status}", resp.status, resp.headers(), await resp.read_all()
-                )
+                said = scrub_error(await resp.read_all(), provider.api_key)
+                raise UpstreamStatusError(f"upstream answered {resp.status}", resp.status, resp.headers(), said)
             if not req.stream:
                 answer = await _whole(resp, fmt, req, provider.name, model)
                 lease.observe_ttfb(clock.monotonic() - start)

@@ -10,10 +10,14 @@ a quarter of the router's CPU per request; see http1.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
+
+import orjson
 
 from router.config import ProviderConfig
 from router.errors import UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
 from router.formats import WireFormat, wire
+from router.log import SECRET_RE
 from router.upstream import client as http1
 
 # RFC 9110 7.6.1 hop-by-hop headers, plus what the router replaces (credentials, framing,
@@ -135,3 +139,40 @@ def probe_headers(cfg: ProviderConfig) -> dict[str, str]:
     out = dict(cfg.headers)
     wire(cfg.formats[0]).auth_headers(cfg.api_key, out, anthropic_version=cfg.anthropic_version)
     return out
+
+
+# An upstream's error message reaches the client; this much of it at most.
+MAX_ERROR_MESSAGE = 1024
+_SECRET_PIECE = 8  # any piece of the provider's key this long is masked, not just the whole key
+
+
+def scrub_error(body: bytes, secret: str | None) -> bytes:
+    """An upstream error body as the client may see it: the provider's own key (and any piece
+    of it of 8 characters or more) and anything shaped like an API key masked in every string,
+    each string cut to MAX_ERROR_MESSAGE; the JSON shape (error type, code) kept. Some providers
+    echo part of the credential, or account details, in their messages."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _scrub_text(body.decode("utf-8", "replace"), secret).encode()
+    return orjson.dumps(_scrub(obj, secret))
+
+
+def _scrub(node: Any, secret: str | None) -> Any:
+    if isinstance(node, str):
+        return _scrub_text(node, secret)
+    if isinstance(node, dict):
+        return {k: _scrub(v, secret) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_scrub(v, secret) for v in node]
+    return node
+
+
+def _scrub_text(text: str, secret: str | None) -> str:
+    if secret:
+        text = text.replace(secret, "[redacted]")
+        pieces = [secret[i : i + _SECRET_PIECE] for i in range(len(secret) - _SECRET_PIECE + 1)]
+        while (found := next((p for p in pieces if p in text), None)) is not None:
+            text = text.replace(found, "[redacted]")
+    text = SECRET_RE.sub("[redacted]", text)
+    return text if len(text) <= MAX_ERROR_MESSAGE else text[:MAX_ERROR_MESSAGE] + "…(cut)"

@@ -74,3 +74,15 @@ def test_every_provider_refusing_the_routers_key_is_a_503(fakes, config_factory,
     r = rs.post(MESSAGES, BODIES[MESSAGES])
     assert r.status_code == 503 and r.json()["type"] == "error"
     assert "status_401" in r.json()["error"]["message"] and "status_403" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", [CHAT, MESSAGES])
+def test_an_upstream_error_never_echoes_the_providers_key(fakes, config_factory, router_server, path):
+    """A provider whose 400 message echoes part of the router's key for it (and a key-shaped
+    string): the client gets the error's type and message with both masked, in its envelope."""
+    rs = router_server(config_factory({"m": [("alpha", 0)]}))
+    fakes.set("alpha", status=400, text="invalid request for key provider-key-alpha (acct sk-live-12345678)")
+    r = rs.post(path, BODIES[path])
+    assert r.status_code == 400
+    assert "provider-key-alpha" not in r.text and "sk-live-12345678" not in r.text and "[redacted]" in r.text
+    assert "invalid request for key" in r.text

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import orjson
 import pytest
 
 from router.config import ProviderConfig
@@ -288,3 +289,26 @@ async def test_refused_connection_is_mapped() -> None:
     finally:
         await client.aclose()
         await client.aclose()
+
+
+def test_scrub_error_masks_the_providers_key_its_pieces_and_key_shapes() -> None:
+    """The provider's key, any 8+ character piece of it, and key-shaped strings are masked in
+    every string of an error body; the JSON shape stays; long messages are cut."""
+    from router.upstream.provider import MAX_ERROR_MESSAGE, scrub_error
+
+    secret = "provider-key-alpha-0123456789"
+    body = {
+        "error": {
+            "type": "invalid_request_error",
+            "message": f"bad key {secret}; also key-alpha-01 and toc-abcdefgh123 and Bearer xyz",
+            "code": 401,
+        }
+    }
+    out = orjson.loads(scrub_error(orjson.dumps(body), secret))
+    msg = out["error"]["message"]
+    assert out["error"]["type"] == "invalid_request_error" and out["error"]["code"] == 401
+    assert secret not in msg and "key-alpha-01" not in msg and "toc-abcdefgh123" not in msg and "xyz" not in msg
+    assert msg.count("[redacted]") >= 3 and msg.startswith("bad key ")
+    long = scrub_error(orjson.dumps({"error": {"message": "x" * 5000}}), None)
+    assert len(orjson.loads(long)["error"]["message"]) <= MAX_ERROR_MESSAGE + 10
+    assert scrub_error(b"plain text with provider-key-alpha-0123456789", secret) == b"plain text with [redacted]"
