@@ -88,7 +88,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     what = "not found" if status == 404 else "method not allowed"
     message = f"{request.method} {echo(request.url.path)}: {what}"
     body = for_path(request.url.path).error_body(status, message, what.replace(" ", "_"))
-    return Response(body, status, media_type="application/json")
+    allow = exc.headers if isinstance(exc, HTTPException) and status == 405 else None  # Starlette's Allow
+    return Response(body, status, headers=allow, media_type="application/json")
 
 
 def create_app(
@@ -193,6 +194,9 @@ def create_app(
         exception_handlers={404: _http_error, 405: _http_error},
     )
     app.state.runtime = live  # the live config and pool, for tools and tests
+    # Starlette would answer `/v1/models/` with a redirect whose Location is built from the
+    # client's Host header: behind a gateway, an open redirect. A 404 in the envelope instead.
+    app.router.redirect_slashes = False
     return app
 
 

@@ -86,3 +86,20 @@ def test_an_upstream_error_never_echoes_the_providers_key(fakes, config_factory,
     assert r.status_code == 400
     assert "provider-key-alpha" not in r.text and "sk-live-12345678" not in r.text and "[redacted]" in r.text
     assert "invalid request for key" in r.text
+
+
+@pytest.mark.parametrize(("path", "etype"), [(CHAT, "invalid_request_error"), (MESSAGES, "invalid_request_error")])
+def test_405_carries_allow_and_an_invalid_request_type(fakes, config_factory, router_server, path, etype):
+    """A GET on a POST endpoint: 405 with `Allow: POST`, in the endpoint's envelope."""
+    rs = router_server(config_factory({"m": [("alpha", 0)]}))
+    r = rs.client.get(path)
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json()["error"]["type"] == etype
+
+
+def test_no_redirect_is_built_from_the_host_header(fakes, config_factory, router_server):
+    """A trailing slash is not redirected (a Location from the client's Host header would be an
+    open redirect behind a gateway): a 404 in the envelope."""
+    rs = router_server(config_factory({"m": [("alpha", 0)]}))
+    r = rs.client.get("/v1/models/", headers={"host": "evil.example"}, follow_redirects=False)
+    assert r.status_code == 404 and "location" not in r.headers
