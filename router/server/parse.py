@@ -13,6 +13,9 @@ from router.formats import ClientRequest, WireFormat
 # Deeper JSON than this is no LLM request: real ones nest a handful of levels (tool schemas a
 # dozen or two), and orjson's writer gives up at 255, so a deeper body would fail later, as a 500.
 DEFAULT_MAX_DEPTH = 64
+# More output tokens than any model writes (the largest take a few hundred thousand): a larger
+# cap is a mistake or an attack on the budget arithmetic (2**63 overflowed the Redis script).
+MAX_OUTPUT_TOKENS = 10_000_000
 # Longer than any real model name: the name is echoed in errors and logged on every access line.
 MAX_MODEL_NAME = 256
 
@@ -45,6 +48,10 @@ def parse_request(
         stream = False
     if not isinstance(stream, bool):
         raise BadRequest(f"'stream' must be a boolean, not {_kind(stream)}", param="stream")
+    for name in fmt.max_output_fields:
+        cap = body.get(name)
+        if isinstance(cap, int) and not isinstance(cap, bool) and not 0 <= cap <= MAX_OUTPUT_TOKENS:
+            raise BadRequest(f"'{name}' must be between 0 and {MAX_OUTPUT_TOKENS:,}", param=name)
     for name, types, tname, required in fmt.body_fields:
         value = body.get(name)
         if value is None:

@@ -103,3 +103,18 @@ def test_no_redirect_is_built_from_the_host_header(fakes, config_factory, router
     rs = router_server(config_factory({"m": [("alpha", 0)]}))
     r = rs.client.get("/v1/models/", headers={"host": "evil.example"}, follow_redirects=False)
     assert r.status_code == 404 and "location" not in r.headers
+
+
+@pytest.mark.parametrize(
+    ("path", "field"), [(CHAT, "max_tokens"), (CHAT, "max_completion_tokens"), (MESSAGES, "max_tokens")]
+)
+@pytest.mark.parametrize("value", [2**63, 10**30, -1, 1e30])
+def test_an_absurd_output_cap_is_refused_before_any_budget_arithmetic(
+    fakes, config_factory, router_server, path, field, value
+):
+    """max_tokens of 2**63 or 1e30 (which overflowed the reservation arithmetic): a 400 naming the
+    field; nothing reserved, nothing sent upstream, and the next request is served."""
+    rs = router_server(config_factory({"m": [("alpha", 0)]}))
+    r = rs.post(path, {**BODIES[path], field: value})
+    assert r.status_code == 400 and field in r.text and fakes.served("alpha") == 0
+    assert rs.post(path, BODIES[path]).status_code == 200
