@@ -107,6 +107,13 @@ class Delivered:
     calls: tuple[tuple[str, str], ...]  # (name, arguments delivered so far), by IR tool-call index
 
 
+def delivered(text: list[str], names: list[str], args: list[list[str]]) -> Delivered:
+    """A `Delivered` from the pieces a stream state keeps: text deltas, and per tool call its
+    name and argument fragments."""
+    calls = tuple((name, "".join(frags)) for name, frags in zip(names, args, strict=True))
+    return Delivered("".join(text), calls)
+
+
 class StreamState:
     """Fed every parsed upstream stream event (JSON, or `TERMINATOR`) in one format; knows the
     usage at the end, reported or estimated, and writes the error ending of the stream. It also
@@ -153,8 +160,10 @@ class StreamState:
 
     def resume_text(self) -> str | None:
         """All visible answer text the client has received so far, when this stream can be
-        continued with that text as a prefill (see the class docstring); None when it cannot."""
-        return None
+        continued with that text as a prefill (see the class docstring); None when it cannot
+        (also once a tool call has started: no prefill carries half a call)."""
+        point = self.resume_point()
+        return point.text if point is not None and not point.calls else None
 
     def resume_point(self) -> Delivered | None:
         """What the client has when the answer can be taken up again at this point by a

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from router.formats.base import Codec, Delivered, EventKind, Prepared, StreamState, StreamWriter, WireFormat
+from router.formats.base import Codec, Delivered, EventKind, Prepared, StreamState, StreamWriter, WireFormat, delivered
 from router.formats.codec import chat as chat_codec
 from router.formats.codec import chat_stream
 from router.formats.sse import encode
@@ -145,11 +145,6 @@ class ChatStreamState(StreamState):
             return len(args)
         return 0
 
-    def resume_text(self) -> str | None:
-        if self._blocked or self._names or not self._texting or self._id is None:
-            return None
-        return "".join(self._text)
-
     def resume_point(self) -> Delivered | None:
         if self._blocked or self._id is None:
             return None
@@ -157,8 +152,7 @@ class ChatStreamState(StreamState):
             return Delivered("".join(self._text), ()) if self._texting else None
         if not self._tooling:  # text or reasoning after the calls: no open call to continue
             return None
-        calls = tuple((name, "".join(args)) for name, args in zip(self._names, self._args, strict=True))
-        return Delivered("".join(self._text), calls)
+        return delivered(self._text, self._names, self._args)
 
     def resume_writer(self, include_usage: bool) -> StreamWriter:
         assert self._id is not None, "resume_writer before resume_text or resume_point"

@@ -21,6 +21,7 @@ from router.formats.base import (
     StreamState,
     StreamWriter,
     WireFormat,
+    delivered,
     empty_shell,
 )
 from router.formats.codec import messages as messages_codec
@@ -171,11 +172,6 @@ class MessagesStreamState(StreamState):
         elif kind not in ("thinking", "redacted_thinking"):
             self._blocked = True  # server tools: no other route can repeat them
 
-    def resume_text(self) -> str | None:
-        if self._blocked or self._names or not self._texting or not self._text or self._id is None:
-            return None
-        return "".join(self._text)
-
     def resume_point(self) -> Delivered | None:
         if self._blocked or self._id is None:
             return None
@@ -183,8 +179,7 @@ class MessagesStreamState(StreamState):
             return Delivered("".join(self._text), ()) if self._texting and self._text else None
         if self._tools.get(self._next - 1) is None:
             return None  # a text or thinking block after the calls: no open call to continue
-        calls = tuple((name, "".join(args)) for name, args in zip(self._names, self._args, strict=True))
-        return Delivered("".join(self._text), calls)
+        return delivered(self._text, self._names, self._args)
 
     def resume_writer(self, include_usage: bool) -> StreamWriter:
         assert self._id is not None, "resume_writer before resume_text or resume_point"

@@ -23,6 +23,7 @@ from router.formats.base import (
     StreamState,
     StreamWriter,
     WireFormat,
+    delivered,
     empty_shell,
 )
 from router.formats.chat import openai_error_body
@@ -221,11 +222,6 @@ class ResponsesStreamState(StreamState):
                 self._call = (item_id, index, call_id if isinstance(call_id, str) else "")
             self._blocked = self._blocked or itype not in ("reasoning", "function_call")
 
-    def resume_text(self) -> str | None:
-        if self._names or self._blocked or self._closing or not self._texting or not self._text:
-            return None
-        return None if self._response_id is None else "".join(self._text)
-
     def resume_point(self) -> Delivered | None:
         if self._blocked or self._closing or self._response_id is None:
             return None
@@ -233,8 +229,7 @@ class ResponsesStreamState(StreamState):
             return Delivered("".join(self._text), ()) if self._texting and self._text else None
         if not self._tooling:
             return None  # a message or reasoning item after the calls: no call to continue
-        calls = tuple((name, "".join(args)) for name, args in zip(self._names, self._args, strict=True))
-        return Delivered("".join(self._text), calls)
+        return delivered(self._text, self._names, self._args)
 
     def resume_writer(self, include_usage: bool) -> StreamWriter:
         assert self._response_id is not None, "resume_writer before resume_text or resume_point"

@@ -3,12 +3,15 @@
 finished on another route instead of ending in an error event.
 
 The relay of the broken stream calls `Continuer.resume(reason)` (its `Resume` hook). That
-1. asks the broken stream's state for the text the client has (`StreamState.resume_text`); a
-   stream broken inside a tool call, or in its thinking before any text, cannot be continued;
+1. asks the broken stream's state what the client has (`StreamState.resume_point`: its text,
+   and any tool call started); a stream broken in its thinking before any text cannot be
+   continued;
 2. builds the client's request again with that text as a trailing assistant message (a
    prefill: `WireFormat.continuation`), without reasoning, its output cap lowered;
-3. sends it on the best other ready route (the same rules as failover; the broken route only
-   when it is the model's only one), in that route's format like any request;
+3. sends it on the best other ready route (the same rules as failover; a broken route only
+   when the model has no other), in that route's format like any request; a cut inside a tool
+   call, or a route without prefill, gets the original request instead, matched against what
+   the client has;
 4. writes the new answer's text into the client's stream where it broke (`formats.translate.
    Splice`): the client's own writer continues (a translated stream's, or one resumed from a
    native stream's state), so the client sees one stream: one id, one open block, one end.

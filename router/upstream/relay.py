@@ -111,6 +111,7 @@ class StreamRelay:
                 out.extend(self._relay(self._pending))
             yield b"".join(out)
             self._held, self._pending = [], []
+            broken: tuple[str, str] | None = None  # why the stream broke, and its error ending's message
             while self._more_expected():
                 chunk, failure = await self._next_chunk()
                 if failure is not None:
@@ -120,27 +121,15 @@ class StreamRelay:
                         result, reason = AttemptResult.NEUTRAL, "router_shutdown"
                         yield self._error_tail(self._aborted)
                         return
-                    result, reason = AttemptResult.FAILURE, failure
-                    rest = await self._continued(finish, failure)
-                    if rest is not None:
-                        async for piece in rest:
-                            yield piece
-                        return
-                    yield self._error_tail(f"upstream {self._provider} failed mid-stream: {failure}")
-                    return
+                    broken = (failure, f"upstream {self._provider} failed mid-stream: {failure}")
+                    break
                 if not chunk:
                     break
                 try:
                     data = self._relay(self._parse(chunk))
                 except SSEError as exc:
-                    result, reason = AttemptResult.FAILURE, "oversized_event"
-                    rest = await self._continued(finish, reason)
-                    if rest is not None:
-                        async for piece in rest:
-                            yield piece
-                        return
-                    yield self._error_tail(str(exc))
-                    return
+                    broken = ("oversized_event", str(exc))
+                    break
                 if data:
                     yield b"".join(data)
                 if self._held_error is not None:
@@ -152,6 +141,17 @@ class StreamRelay:
                     data = self._release_held_error()  # no continuation: the client gets it as it came
                     if data:
                         yield b"".join(data)
+            if broken is None and not self._error_relayed and not self._complete:
+                broken = ("truncated", f"upstream {self._provider} closed the stream before it was complete")
+            if broken is not None:
+                result, reason = AttemptResult.FAILURE, broken[0]
+                rest = await self._continued(finish, reason)
+                if rest is not None:
+                    async for piece in rest:
+                        yield piece
+                    return
+                yield self._error_tail(broken[1])
+                return
             if self._error_ended():
                 result, reason = AttemptResult.FAILURE, "upstream_error_event"
                 return
@@ -160,14 +160,6 @@ class StreamRelay:
                 # The reason only when the upstream's error named none: the format's ending
                 # carries the upstream's own message.
                 yield self._error_tail("upstream stream failed")
-            elif not self._complete:
-                result, reason = AttemptResult.FAILURE, "truncated"
-                rest = await self._continued(finish, reason)
-                if rest is not None:
-                    async for piece in rest:
-                        yield piece
-                    return
-                yield self._error_tail(f"upstream {self._provider} closed the stream before it was complete")
             else:
                 result, reason = AttemptResult.SUCCESS, "ok"
                 if self._translator is not None:
