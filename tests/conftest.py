@@ -76,7 +76,8 @@ def config_factory(_fake_servers: Fakes) -> ConfigFactory:
     Anonymous access is on unless `server={"allow_anonymous": False}`; `plans`, `keys`, `state`
     and `ledger` are passed through as given, `prices` maps a model name to its price, and
     `formats` a fake's name to the formats it is configured to speak (default: all three), and
-    `route_options` a fake's name to extra keys of its routes (thinking, drop_params, ...).
+    `route_options` a fake's name to extra keys of its routes (thinking, drop_params, ...),
+    `provider_options` a fake's name to extra keys of its provider entry.
     """
 
     def make(
@@ -95,6 +96,7 @@ def config_factory(_fake_servers: Fakes) -> ConfigFactory:
         prices: dict[str, dict[str, Any]] | None = None,
         formats: dict[str, list[str]] | None = None,
         route_options: dict[str, dict[str, Any]] | None = None,
+        provider_options: dict[str, dict[str, Any]] | None = None,
     ) -> Config:
         routes = routes or {"m": [("alpha", 0), ("beta", 0)]}
         providers = [
@@ -106,6 +108,7 @@ def config_factory(_fake_servers: Fakes) -> ConfigFactory:
                 "timeouts": {"connect_s": 1, "first_token_s": 2, "idle_s": 2, "total_s": 10, **(timeouts or {})},
                 "health": {"interval_s": 30, "timeout_s": 1, **(health or {})},
                 "breaker": {"fail_max": 3, "reset_timeout_s": 30, **(breaker or {})},
+                **(provider_options or {}).get(name, {}),
             }
             for name, server_ in _fake_servers.items()
         ] + (extra_providers or [])

@@ -39,6 +39,36 @@ class ConfigError(Exception):
         super().__init__(f"invalid config ({len(problems)} problem(s)):\n{lines}")
 
 
+# Client headers no config can forward: credentials, cookies, the selectors of which of the
+# operator's OpenAI organisations or projects pays, hop-by-hop and framing headers (RFC 9110
+# 7.6.1), and what the router sets itself.
+NEVER_FORWARDED = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "api-key",
+        "cookie",
+        "openai-organization",
+        "openai-project",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "accept-encoding",
+        "x-request-id",
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -127,6 +157,9 @@ class ProviderConfig:
     weight: float = 1.0
     anthropic_version: str = DEFAULT_ANTHROPIC_VERSION
     headers: tuple[tuple[str, str], ...] = ()  # extra headers sent upstream (e.g. OpenRouter's HTTP-Referer)
+    # Client headers sent to this provider besides its format's own (lower-cased); never one of
+    # NEVER_FORWARDED.
+    forward_headers: tuple[str, ...] = ()
     timeouts: Timeouts = field(default_factory=Timeouts)
     health: HealthConfig = field(default_factory=HealthConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)

@@ -21,6 +21,7 @@ from router.config.schema import (
     DEFAULT_ANTHROPIC_VERSION,
     DROPPABLE_PARAMS,
     FORMATS,
+    NEVER_FORWARDED,
     AccountingConfig,
     BreakerConfig,
     Budget,
@@ -44,6 +45,7 @@ from router.config.schema import (
 )
 
 _HASH = re.compile(r"sha256:[0-9a-f]{64}")
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # an RFC 9110 field name
 _NO_KEYS = (
     "no API keys configured; add some (router keys new --plan NAME) or set server.allow_anonymous: true "
     "for a private deployment"
@@ -153,6 +155,14 @@ def _provider(r: Reader) -> ProviderConfig:
             r.fail(f"headers.{k}", f"expected a header name and a one-line string value, got {show(v)}")
         else:
             headers.append((k, v))
+    forward: list[str] = []
+    for i, h in enumerate(r.seq("forward_headers", required=False)):
+        if not isinstance(h, str) or not _TOKEN.fullmatch(h):
+            r.fail(f"forward_headers[{i}]", f"expected a header name, got {show(h)}")
+        elif h.lower() in NEVER_FORWARDED:
+            r.fail(f"forward_headers[{i}]", f"{h!r} is never forwarded (a credential, selector or hop-by-hop header)")
+        else:
+            forward.append(h.lower())
     return r.done(
         ProviderConfig(
             name=name,
@@ -162,6 +172,7 @@ def _provider(r: Reader) -> ProviderConfig:
             weight=weight,
             anthropic_version=version,
             headers=tuple(headers),
+            forward_headers=tuple(dict.fromkeys(forward)),
             timeouts=_timeouts(r.sub("timeouts")),
             health=_health(r.sub("health")),
             breaker=_breaker(r.sub("breaker")),

@@ -22,7 +22,6 @@ from router.formats.responses import RESPONSES
 __all__ = [
     "ALL",
     "CHAT",
-    "FORMAT_HEADER_PREFIXES",
     "MESSAGES",
     "RESPONSES",
     "ClientRequest",
@@ -36,8 +35,6 @@ __all__ = [
 ]
 
 ALL: tuple[WireFormat, ...] = (CHAT, MESSAGES, RESPONSES)
-# Client headers that belong to one API family; not sent to a provider of another format.
-FORMAT_HEADER_PREFIXES: tuple[str, ...] = tuple(dict.fromkeys(f.header_prefix for f in ALL))
 _BY_NAME: dict[str, WireFormat] = {f.name: f for f in ALL}
 
 # When a provider does not speak the client's format, the format to translate into, by

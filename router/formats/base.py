@@ -245,7 +245,9 @@ class WireFormat(ABC):
     name: Format
     codec: Codec
     path: str  # the API path, on the router and (after the provider's base_url) upstream
-    header_prefix: str  # client headers of this format's API family (`anthropic-`, `openai-`)
+    # The client headers this format's API defines as changing the answer: the only client headers
+    # sent upstream, and only to an upstream of this format (plus a provider's `forward_headers`).
+    forward_headers: frozenset[str] = frozenset()
     terminator: bytes = b""  # sent after a complete stream whose upstream sent none
     ends_at_final: bool = True  # nothing after the final event matters
     # (field, accepted types, type name for the message, required): checked at the endpoint.

@@ -190,7 +190,7 @@ class ChatFormat(WireFormat):
         chat_stream.ChatStreamWriter,
     )
     path = "/v1/chat/completions"
-    header_prefix = "openai-"
+    forward_headers = frozenset({"openai-beta"})
     terminator = b"data: [DONE]\n\n"
     ends_at_final = False  # the usage chunk and [DONE] follow the finish_reason
     body_fields = (

@@ -224,7 +224,7 @@ class MessagesFormat(WireFormat):
         messages_stream.MessagesStreamWriter,
     )
     path = "/v1/messages"
-    header_prefix = "anthropic-"
+    forward_headers = frozenset({"anthropic-version", "anthropic-beta"})  # Claude Code sends both
     body_fields = (
         ("messages", (list,), "an array", True),
         ("max_tokens", (int,), "an integer", False),

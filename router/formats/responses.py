@@ -280,7 +280,7 @@ class ResponsesFormat(WireFormat):
         responses_stream.ResponsesStreamWriter,
     )
     path = "/v1/responses"
-    header_prefix = "openai-"
+    forward_headers = frozenset({"openai-beta"})
     body_fields = (
         ("input", (str, list), "a string or an array", False),
         ("instructions", (str,), "a string", False),

@@ -6,7 +6,7 @@ the answer is the client's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import anyio
@@ -14,7 +14,7 @@ import orjson
 
 from router.clock import Clock
 from router.errors import UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout
-from router.formats import FORMAT_HEADER_PREFIXES, ClientRequest, StreamState, WireFormat
+from router.formats import ClientRequest, StreamState, WireFormat
 from router.formats.base import estimate_input_tokens
 from router.formats.codec import ir
 from router.formats.translate import StreamTranslator, translate_answer, translate_error, write_request
@@ -54,12 +54,6 @@ class Bodies:
         prepared = fmt.prepare(req.body, route.upstream_model, route.options.drop_params, req.stream)
         return prepared.body, prepared.hide_usage
 
-    def headers(self, fmt: WireFormat) -> Mapping[str, str]:
-        """The client's headers; those of another format's API family are not sent to this one."""
-        if fmt is self._req.fmt:
-            return self._req.headers
-        return {k: v for k, v in self._req.headers.items() if not k.startswith(FORMAT_HEADER_PREFIXES)}
-
 
 async def attempt(
     req: ClientRequest,
@@ -89,7 +83,7 @@ async def attempt(
     elif fmt is not req.fmt and req.stream:
         translator = StreamTranslator(fmt, req.fmt, req.model, req.fmt.wants_usage(req.body))
     payload = orjson.dumps(body)
-    headers = client.request_headers(bodies.headers(fmt), fmt, req.request_id)
+    headers = client.request_headers(req.headers, fmt, req.request_id)
     t = provider.timeouts
     start = clock.monotonic()
     attempt_deadline = min(deadline, start + t.total_s)

@@ -16,34 +16,9 @@ import orjson
 
 from router.config import ProviderConfig
 from router.errors import UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
-from router.formats import WireFormat, wire
+from router.formats import ALL, WireFormat, wire
 from router.log import SECRET_RE
 from router.upstream import client as http1
-
-# RFC 9110 7.6.1 hop-by-hop headers, plus what the router replaces (credentials, framing,
-# encoding: the transport decompresses, so the client must not see the upstream's encoding).
-_DROP_REQUEST_HEADERS = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "content-type",
-        "authorization",
-        "x-api-key",
-        "api-key",
-        "cookie",
-        "accept-encoding",
-        "x-request-id",
-    }
-)
 
 
 class UpstreamResponse:
@@ -85,6 +60,9 @@ class ProviderClient:
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self._pool: http1.Pool | None = None
+        # An allow-list, not a deny-list: a header a client invents (an organisation selector, a
+        # cookie, megabytes of its own) never reaches the provider.
+        self._forward = {fmt: tuple(fmt.forward_headers | set(config.forward_headers)) for fmt in ALL}
 
     async def start(self) -> None:
         cfg = self.config
@@ -99,11 +77,10 @@ class ProviderClient:
             self._pool = None
 
     def request_headers(self, client_headers: Mapping[str, str], fmt: WireFormat, request_id: str) -> dict[str, str]:
-        """Client headers minus hop-by-hop and credentials, plus the provider's own."""
+        """The client headers `fmt` (and this provider's config) allow, then the provider's own
+        headers, the router's request id and the provider's credentials."""
         cfg = self.config
-        out = {k: v for k, v in client_headers.items() if k not in _DROP_REQUEST_HEADERS}
-        for name in client_headers.get("connection", "").split(","):
-            out.pop(name.strip().lower(), None)  # headers the client marked hop-by-hop
+        out = {name: client_headers[name] for name in self._forward[fmt] if name in client_headers}
         out.update(cfg.headers)
         out["content-type"] = "application/json"
         out["x-request-id"] = request_id

@@ -313,7 +313,7 @@ def test_unknown_keys_are_rejected_everywhere() -> None:
         "providers[0].health.intervl_s: unknown key (expected one of: enabled, method, path, "
         "interval_s, timeout_s, unhealthy_after, healthy_after)",
         "providers[0].timout: unknown key (expected one of: name, base_url, formats, api_key, weight, "
-        "anthropic_version, headers, timeouts, health, breaker, pool, prefill)",
+        "anthropic_version, headers, forward_headers, timeouts, health, breaker, pool, prefill)",
         "models[0].prices: unknown key (expected one of: name, routes, context_fallback, owned_by, price)",
         "models[1].price.output_per_token: unknown key (expected one of: input_per_mtok, output_per_mtok, "
         "cached_input_per_mtok, cache_write_per_mtok)",
@@ -494,6 +494,24 @@ def test_provider_headers() -> None:
     assert problems(doc) == [
         "providers[0].headers.X-Split: expected a header name and a one-line string value, got 'a\\r\\nInjected: yes'",
         "providers[0].headers.X-Num: expected a header name and a one-line string value, got 3",
+    ]
+
+
+def test_provider_forward_headers() -> None:
+    """Extra client headers to forward are lower-cased header names; a credential, cookie,
+    organisation or project selector or hop-by-hop header is refused, naming the entry."""
+    doc = minimal()
+    doc["providers"][0]["forward_headers"] = ["X-Title", "x-title", "HTTP-Referer"]
+    assert parse_config(doc).providers[0].forward_headers == ("x-title", "http-referer")
+    doc["providers"][0]["forward_headers"] = ["OpenAI-Organization", "cookie", "bad name", 3, "Connection"]
+    assert problems(doc) == [
+        "providers[0].forward_headers[0]: 'OpenAI-Organization' is never forwarded "
+        "(a credential, selector or hop-by-hop header)",
+        "providers[0].forward_headers[1]: 'cookie' is never forwarded (a credential, selector or hop-by-hop header)",
+        "providers[0].forward_headers[2]: expected a header name, got 'bad name'",
+        "providers[0].forward_headers[3]: expected a header name, got 3",
+        "providers[0].forward_headers[4]: 'Connection' is never forwarded "
+        "(a credential, selector or hop-by-hop header)",
     ]
 
 

@@ -1,14 +1,14 @@
-"""The format registry: names, API paths, the nearest spoken format, and the client headers that
-belong to one API family."""
+"""The format registry: names, API paths, the nearest spoken format, and the client headers each
+API forwards."""
 
 from __future__ import annotations
 
 import pytest
 
+from router.config.schema import NEVER_FORWARDED
 from router.formats import (
     ALL,
     CHAT,
-    FORMAT_HEADER_PREFIXES,
     MESSAGES,
     RESPONSES,
     WireFormat,
@@ -59,9 +59,13 @@ def test_upstream_format_prefers_the_clients_own_then_the_nearest(client, spoken
     assert upstream_format(client, spoken) is expected
 
 
-def test_header_prefixes_name_each_api_family_once() -> None:
-    """Client headers of an API family (`anthropic-*`, `openai-*`) are known by their prefix."""
-    assert FORMAT_HEADER_PREFIXES == ("openai-", "anthropic-")
+def test_each_format_forwards_only_its_own_apis_headers() -> None:
+    """The client headers each API defines as changing the answer, and nothing that picks who
+    pays or carries a credential."""
+    assert MESSAGES.forward_headers == {"anthropic-version", "anthropic-beta"}
+    assert CHAT.forward_headers == RESPONSES.forward_headers == {"openai-beta"}
+    for fmt in ALL:
+        assert not fmt.forward_headers & NEVER_FORWARDED, fmt
 
 
 def test_terminators_and_final_events() -> None:

@@ -118,3 +118,40 @@ def test_an_absurd_output_cap_is_refused_before_any_budget_arithmetic(
     r = rs.post(path, {**BODIES[path], field: value})
     assert r.status_code == 400 and field in r.text and fakes.served("alpha") == 0
     assert rs.post(path, BODIES[path]).status_code == 200
+
+
+HOSTILE_HEADERS = {
+    "openai-organization": "org-the-operator-pays",
+    "openai-project": "proj-x",
+    "x-forwarded-for": "10.1.2.3",
+    "cookie": "session=abc",
+    "x-custom": "y" * 30_000,
+    "anthropic-beta": "tools-2025",
+    "openai-beta": "responses=v1",
+    "x-title": "my-app",
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "speaks", "passed"),
+    [
+        (CHAT, "openai-chat", {"openai-beta"}),
+        (MESSAGES, "anthropic-messages", {"anthropic-beta"}),
+        (MESSAGES, "openai-chat", {"openai-beta"}),  # translated: anthropic-* stays behind
+        (CHAT, "anthropic-messages", {"anthropic-beta"}),
+    ],
+)
+def test_only_allow_listed_client_headers_reach_the_provider(
+    fakes, config_factory, router_server, path, speaks, passed
+):
+    """Of the client's headers, only those the upstream's API defines (and the provider's
+    `forward_headers`) go upstream: never organisation or project selectors, cookies,
+    forwarding or custom headers."""
+    cfg = config_factory(
+        {"m": [("alpha", 0)]}, formats={"alpha": [speaks]}, provider_options={"alpha": {"forward_headers": ["x-title"]}}
+    )
+    rs = router_server(cfg)
+    r = rs.post(path, BODIES[path], headers=HOSTILE_HEADERS)
+    assert r.status_code == 200, r.text
+    sent = fakes.stats("alpha")["last_request"]["headers"]
+    assert set(HOSTILE_HEADERS) & set(sent) == passed | {"x-title"}

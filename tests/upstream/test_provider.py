@@ -46,39 +46,46 @@ CLIENT_HEADERS = {
     "openai-beta": "assistants=v2",
     "anthropic-beta": "tools-2024",
 }
-_KEPT = {"user-agent", "openai-beta", "anthropic-beta"}
+_OWN = {"openai-chat": {"openai-beta"}, "openai-responses": {"openai-beta"}, "anthropic-messages": {"anthropic-beta"}}
 
 
 @pytest.mark.parametrize("fmt", ALL)
-def test_request_headers_strip_hop_by_hop_and_client_credentials(fmt: Any) -> None:
-    """Hop-by-hop, framing, encoding and every client credential are dropped; the rest pass."""
-    out = ProviderClient(_provider()).request_headers(CLIENT_HEADERS, wire(fmt), "rid-1")
-    assert set(out) >= _KEPT
-    for name in set(CLIENT_HEADERS) - _KEPT - {"content-type", "x-request-id", "authorization", "x-api-key"}:
-        assert name not in out, name
+def test_only_the_formats_own_client_headers_go_upstream(fmt: Any) -> None:
+    """An allow-list: of the client's headers only those its API defines as changing the answer
+    pass (anthropic-* to an Anthropic upstream only); hop-by-hop, framing, credentials, cookies,
+    organisation and project selectors, forwarding and custom headers never do."""
+    client_headers = {
+        **CLIENT_HEADERS,
+        "openai-organization": "org-operator-pays",
+        "openai-project": "proj-x",
+        "x-forwarded-for": "10.0.0.1",
+        "x-custom": "x" * 100_000,
+    }
+    out = ProviderClient(_provider()).request_headers(client_headers, wire(fmt), "rid-1")
+    router_set = {"content-type", "x-request-id", "authorization", "x-api-key", "anthropic-version"}
+    assert set(out) - router_set == _OWN[fmt]
     assert "toc-client-key-123456" not in " ".join(out.values())
-    assert "session=abc" not in out.values()
     assert out["content-type"] == "application/json"
     assert out["x-request-id"] == "rid-1"
 
 
-def test_headers_named_by_connection_are_hop_by_hop() -> None:
-    """Headers the client lists in Connection (any case, spaces) are hop-by-hop too (RFC 9110 7.6.1)."""
-    out = ProviderClient(_provider()).request_headers(
-        {"connection": "keep-alive, X-Hop ,x-other", "x-hop": "1", "x-other": "2", "user-agent": "sdk"},
-        CHAT,
-        "r",
-    )
-    assert "x-hop" not in out and "x-other" not in out and out["user-agent"] == "sdk"
+def test_a_provider_may_forward_more_client_headers() -> None:
+    """`forward_headers` in the provider's config adds client headers, for every format."""
+    client = ProviderClient(_provider(forward_headers=("x-title", "x-forwarded-for")))
+    for fmt in ALL:
+        out = client.request_headers({"x-title": "app", "x-other": "1", "openai-beta": "b"}, wire(fmt), "r")
+        assert out["x-title"] == "app" and "x-other" not in out
+        assert ("openai-beta" in out) == (fmt != "anthropic-messages"), fmt
 
 
 def test_connection_cannot_strip_what_the_router_sets() -> None:
     """A client naming the router's own headers in Connection cannot remove them."""
     out = ProviderClient(_provider()).request_headers(
-        {"connection": "authorization, content-type, x-request-id"}, CHAT, "rid"
+        {"connection": "authorization, content-type, x-request-id", "openai-beta": "b"}, CHAT, "rid"
     )
     assert out["authorization"] == "Bearer sk-provider"
     assert out["content-type"] == "application/json" and out["x-request-id"] == "rid"
+    assert out["openai-beta"] == "b"
 
 
 def test_openai_formats_get_a_bearer_provider_key() -> None:
