@@ -4,7 +4,7 @@ answers and streams is each format's job (`router/formats/`)."""
 
 from __future__ import annotations
 
-from router.config import Price
+from router.config import ModelConfig, Price
 from router.formats.base import estimate_input_tokens
 from router.types import Usage
 
@@ -23,12 +23,21 @@ def cost_usd(usage: Usage, price: Price) -> float:
     ) / _PER_MTOK
 
 
+def output_limit(model: ModelConfig, default: int) -> int | None:
+    """The most output a request for `model` may ask for: the model's own limit; for a priced
+    model without one, `default`, so that its reservation covers any answer; else none."""
+    if model.max_output_tokens is not None:
+        return model.max_output_tokens
+    return default if model.price is not None else None
+
+
 def reserve_usd(max_output_tokens: int, body_bytes: int, price: Price) -> float:
-    """What to hold against the budget before the request: estimated input plus the output cap
-    (the request's own, read by its format, or the configured default)."""
-    return (
-        estimate_input_tokens(body_bytes) * price.input_per_mtok + max_output_tokens * price.output_per_mtok
-    ) / _PER_MTOK
+    """What to hold against the budget before the request: the input estimate at the dearest
+    input price (a cache write may cost more than plain input) plus the output cap, which the
+    provider is sent (`output_limit`), at the output price."""
+    write = price.input_per_mtok if price.cache_write_per_mtok is None else price.cache_write_per_mtok
+    input_price = max(price.input_per_mtok, write)
+    return (estimate_input_tokens(body_bytes) * input_price + max_output_tokens * price.output_per_mtok) / _PER_MTOK
 
 
 def usage_fields(usage: Usage) -> dict[str, int | bool]:

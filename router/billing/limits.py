@@ -4,8 +4,9 @@ cost before it is forwarded and settles to the real cost after.
 
 Overspend bound (README): a request is admitted only while settled + reserved spend is below the
 budget, so with reservations that cover the real costs the window's spend ends at most one
-request's cost over the budget; a request whose real cost exceeds its reservation (no max tokens,
-an input the estimate undercounted) adds its excess on top.
+reservation over the budget. The output side is covered: the endpoint sends every request a cap
+no larger than the one reserved for (`accounting.output_limit`); only an input the estimate
+undercounted (under 3 bytes a token) can add an excess on top.
 """
 
 from __future__ import annotations

@@ -26,7 +26,13 @@ DEFAULT_MAX_CONTINUATIONS = 2  # a provider that breaks twice in one answer is r
 DEFAULT_BREAKER_RESET_S = 5.0  # see BreakerConfig
 DEFAULT_BREAKER_RESET_MAX_S = 10.0
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
-DEFAULT_MAX_OUTPUT_TOKENS = 4096  # reserved against a budget when a request sets no max tokens
+# A priced model's output limit when it has none of its own: sent upstream as the cap of a
+# request that sets none, and reserved against the budget (16,384: what Anthropic routes already
+# sent; 4,096 cut long answers and starved reasoning models).
+DEFAULT_MAX_OUTPUT_TOKENS = 16384
+# More output tokens than any model writes (the largest take a few hundred thousand): a larger
+# cap is a mistake or an attack on the budget arithmetic (2**63 overflowed the Redis script).
+MAX_OUTPUT_TOKENS = 10_000_000
 
 
 class ConfigError(Exception):
@@ -200,6 +206,9 @@ class ModelConfig:
     context_fallback: str | None = None
     owned_by: str = "router"
     price: Price | None = None  # None: usage is recorded without a cost
+    # The most output a request may ask for: a larger cap is lowered to it, and a request with
+    # none gets it (None: the accounting default for a priced model; no limit for an unpriced one).
+    max_output_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

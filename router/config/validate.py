@@ -21,6 +21,7 @@ from router.config.schema import (
     DEFAULT_ANTHROPIC_VERSION,
     DROPPABLE_PARAMS,
     FORMATS,
+    MAX_OUTPUT_TOKENS,
     NEVER_FORWARDED,
     AccountingConfig,
     BreakerConfig,
@@ -275,7 +276,8 @@ def _model(r: Reader) -> ModelConfig:
     fallback = r.string("context_fallback", None)
     owned_by = r.string("owned_by", "router")
     price = None if (p := r.maybe("price")) is None else _price(p)
-    return r.done(ModelConfig(name, routes, fallback, owned_by, price))
+    limit = r.integer("max_output_tokens", None, ge=1, le=MAX_OUTPUT_TOKENS)
+    return r.done(ModelConfig(name, routes, fallback, owned_by, price, limit))
 
 
 def _price(r: Reader) -> Price:
@@ -386,5 +388,5 @@ def _ledger(r: Reader) -> LedgerConfig:
 
 def _accounting(r: Reader) -> AccountingConfig:
     d = AccountingConfig()
-    limit = r.integer("default_max_output_tokens", d.default_max_output_tokens, ge=1)
+    limit = r.integer("default_max_output_tokens", d.default_max_output_tokens, ge=1, le=MAX_OUTPUT_TOKENS)
     return r.done(AccountingConfig(default_max_output_tokens=limit))

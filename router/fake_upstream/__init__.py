@@ -15,7 +15,8 @@ anthropic `thinking.type` enabled or adaptive) the answer opens with "Thinking a
 characters of the last user text>": chat `reasoning_content` (message and deltas), an anthropic
 thinking block signed "sig-fake-<rid>", a responses reasoning item with a summary and
 encrypted_content "enc-fake-<rid>"; usage counts reasoning tokens. Faults: `text` replaces the
-visible text; `cached_tokens` reports cached input; per-delta faults count every delta kind.
+visible text; `cached_tokens` reports cached input; `output_tokens` reports that many output tokens, at most the
+request's max tokens; per-delta faults count every delta kind.
 GET /_admin/last returns the last body each endpoint received (?path= for one)."""
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ class Prompt:
     reasoning: bool = False  # the request asks for reasoning / thinking
     include_usage: bool = False  # chat: stream_options.include_usage
     prefill: str | None = None  # text of a trailing assistant message: the answer continues it
+    max_output: int | None = None  # the request's output cap, when it set one
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,7 @@ def plan(
     created: int,
     prompt_tokens: int,
     no_done: bool,
+    output_tokens: int | None = None,
 ) -> Answer:
     """The answer to `prompt`. `text` (faults.text) replaces the visible text of any answer."""
     calls: tuple[ToolCall, ...] = ()
@@ -118,6 +120,10 @@ def plan(
     reasoning = REASONING_PREFIX + prompt.user_text[:_REASONING_QUOTE] if prompt.reasoning else None
     reasoning_tokens = _tokens(reasoning) if reasoning is not None else 0
     output = _tokens(visible) + reasoning_tokens + sum(_tokens(c.arguments) for c in calls)
+    if output_tokens is not None:
+        output = output_tokens
+    if prompt.max_output is not None:
+        output = min(output, prompt.max_output)
     return Answer(
         model=model,
         text=visible,

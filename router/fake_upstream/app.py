@@ -190,6 +190,7 @@ class _Endpoint:
             created=int(time.time()),
             prompt_tokens=max(1, len(raw) // 4),
             no_done=f.no_done,
+            output_tokens=f.output_tokens,
         )
         if body.get("stream") is True:
             return await self._stream(conn, send, f, answer)

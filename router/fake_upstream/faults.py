@@ -39,6 +39,9 @@ class Faults:
     text: str | None = None  # answer text override
     cached_tokens: int = 0  # input tokens reported as read from a cache (capped at the input)
     refuse_prefill: bool = False  # a request ending in an assistant message gets a 400, as some models give
+    # Output tokens to report, as a long answer would, capped at the request's max tokens as a
+    # model caps its answer (the text stays short): budgets meet answers longer than reserved.
+    output_tokens: int | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Faults:
@@ -81,7 +84,7 @@ class Faults:
 
 
 _FIELDS = dataclasses.fields(Faults)
-_KEPT_BY_TIMES = frozenset({"health_status", "chunks", "text", "cached_tokens"})
+_KEPT_BY_TIMES = frozenset({"health_status", "chunks", "text", "cached_tokens", "output_tokens"})
 
 
 def _number(low: float, high: float | None = None) -> Callable[[str, Any], float]:
@@ -144,6 +147,7 @@ PARSERS: dict[str, tuple[_Parser, bool]] = {
     "text": (_string, True),
     "cached_tokens": (_integer(0), False),
     "refuse_prefill": (_boolean, False),
+    "output_tokens": (_integer(0), True),
 }
 assert set(PARSERS) == {f.name for f in _FIELDS}
 

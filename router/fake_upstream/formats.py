@@ -107,6 +107,12 @@ def openai_error_body(status: int, message: str) -> bytes:
     return dumps({"error": {"message": message, "type": kind, "code": code, "param": None}})
 
 
+def cap(body: dict[str, Any], key: str) -> int | None:
+    """A request's output cap field, when it is a non-negative int."""
+    v = body.get(key)
+    return v if type(v) is int and v >= 0 else None
+
+
 def first_tool(tools: Any, kinds: tuple[str | None, ...]) -> str | None:
     """The name of the first tool whose `type` is one of `kinds`; the name is read from a nested
     `function` object (chat) or from the tool itself (anthropic, responses)."""

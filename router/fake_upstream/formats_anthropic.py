@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from router.fake_upstream.answers import Answer, Prompt, text_of
-from router.fake_upstream.formats import ANTHROPIC_ERRORS, Stream, StreamBuilder, dumps, event, first_tool
+from router.fake_upstream.formats import ANTHROPIC_ERRORS, Stream, StreamBuilder, cap, dumps, event, first_tool
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:
@@ -41,6 +41,7 @@ class MessagesFormat:
             tool_results=tuple(results) if results else None,
             reasoning=isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"),
             prefill=_prefill(messages),
+            max_output=cap(body, "max_tokens"),
         )
 
     def prefill_problem(self, prefill: str) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.fake_upstream.answers import Answer, Prompt, text_of
-from router.fake_upstream.formats import Stream, StreamBuilder, data, dumps, first_tool, openai_error_body
+from router.fake_upstream.formats import Stream, StreamBuilder, cap, data, dumps, first_tool, openai_error_body
 
 
 class ChatFormat:
@@ -34,6 +34,7 @@ class ChatFormat:
             reasoning=isinstance(effort, str) and effort != "none",
             include_usage=isinstance(options, dict) and options.get("include_usage") is True,
             prefill=_prefill(turns),
+            max_output=cap(body, "max_completion_tokens") or cap(body, "max_tokens"),
         )
 
     def prefill_problem(self, prefill: str) -> str | None:

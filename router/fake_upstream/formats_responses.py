@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from router.fake_upstream.answers import Answer, Prompt, text_of
-from router.fake_upstream.formats import Stream, StreamBuilder, dumps, event, first_tool, openai_error_body
+from router.fake_upstream.formats import Stream, StreamBuilder, cap, dumps, event, first_tool, openai_error_body
 
 
 class ResponsesFormat:
@@ -34,6 +34,7 @@ class ResponsesFormat:
             tool_results=tuple(reversed(results)) if results else None,
             reasoning=isinstance(effort, str) and effort != "none",
             prefill=_prefill(items),
+            max_output=cap(body, "max_output_tokens"),
         )
 
     def prefill_problem(self, prefill: str) -> str | None:

@@ -295,6 +295,20 @@ class WireFormat(ABC):
                 return n
         return default
 
+    def capped(self, body: dict[str, Any], limit: int) -> tuple[dict[str, Any], int]:
+        """`body` with an output cap of at most `limit` (`limit` itself when it set none), and
+        that cap. A new dict when anything changed; the client's body is not changed."""
+        cap = self.max_output_tokens(body, -1)
+        over = [k for k in self.max_output_fields if type(v := body.get(k)) is int and v > limit]
+        if cap >= 0 and not over:
+            return body, cap
+        out = dict(body)
+        for key in over:
+            out[key] = limit
+        if cap < 0:
+            out[self.max_output_fields[0]] = limit
+        return out, cap if 0 <= cap <= limit else limit
+
     def continuation(self, body: dict[str, Any], delivered: str, cap: int | None) -> Continuation:
         """The client's request, asking for the rest of an answer of which `delivered` reached the
         client: the text as a trailing assistant message (a prefill), trailing whitespace

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from router.billing.accounting import reserve_usd
+from router.billing.accounting import output_limit, reserve_usd
 from router.billing.auth import Authenticator, Principal
 from router.billing.limits import Grant, Limits
 from router.billing.metering import Charge, Metering, Settled
@@ -117,9 +117,11 @@ class Endpoints:
             self._limits.check_model(principal, req.model)
             price = routes.model.price
             cost = 0.0
-            if price is not None:
-                cap = fmt.max_output_tokens(req.body, self._accounting.default_max_output_tokens)
-                cost = reserve_usd(cap, len(raw), price)
+            limit = output_limit(routes.model, self._accounting.default_max_output_tokens)
+            if limit is not None:  # the provider is sent a cap the reservation covers
+                req.body, cap = fmt.capped(req.body, limit)
+                if price is not None:
+                    cost = reserve_usd(cap, len(raw), price)
             grant = await self._limits.admit(principal, req.request_id, cost)
             answer = await self._forwarder.forward(req, routes)
         except RouterError as exc:

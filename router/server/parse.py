@@ -7,15 +7,13 @@ from typing import Any
 
 import orjson
 
+from router.config.schema import MAX_OUTPUT_TOKENS
 from router.errors import BadRequest
 from router.formats import ClientRequest, WireFormat
 
 # Deeper JSON than this is no LLM request: real ones nest a handful of levels (tool schemas a
 # dozen or two), and orjson's writer gives up at 255, so a deeper body would fail later, as a 500.
 DEFAULT_MAX_DEPTH = 64
-# More output tokens than any model writes (the largest take a few hundred thousand): a larger
-# cap is a mistake or an attack on the budget arithmetic (2**63 overflowed the Redis script).
-MAX_OUTPUT_TOKENS = 10_000_000
 # Longer than any real model name: the name is echoed in errors and logged on every access line.
 MAX_MODEL_NAME = 256
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from router.billing.accounting import cost_usd, usage_fields
+from router.billing.accounting import cost_usd, output_limit, usage_fields
 from router.config import Price
+from router.config.schema import ModelConfig, RouteConfig
 from router.types import Usage
 
 # --- cost_usd ------------------------------------------------------------------------------------
@@ -48,3 +49,19 @@ def test_usage_fields():
         "reasoning_tokens": 5,
         "estimated": True,
     }
+
+
+# --- output_limit --------------------------------------------------------------------------------
+
+ROUTE = (RouteConfig("p", "x"),)
+
+
+@pytest.mark.parametrize(
+    ("limit", "price", "expected"),
+    [(500, None, 500), (500, Price(1.0, 2.0), 500), (None, Price(1.0, 2.0), 8192), (None, None, None)],
+)
+def test_output_limit(limit, price, expected):
+    """The model's own limit; else, for a priced model, the default (its reservation must cover
+    the answer); an unpriced model without one is not limited."""
+    model = ModelConfig("m", ROUTE, price=price, max_output_tokens=limit)
+    assert output_limit(model, 8192) == expected

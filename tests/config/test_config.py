@@ -181,7 +181,7 @@ def test_access_sections_default() -> None:
         backend="memory", url=None, on_unavailable="fail_closed", key_prefix="router", timeout_s=0.5
     )
     assert cfg.ledger == LedgerConfig(path="var/usage.jsonl", enabled=True)
-    assert cfg.accounting == AccountingConfig(default_max_output_tokens=4096)
+    assert cfg.accounting == AccountingConfig(default_max_output_tokens=16384)
     assert cfg.models[0].price is None
     nulls = parse_config(minimal(plans=None, keys=[], state=None, ledger=None, accounting=None), env={})
     assert (nulls.plans, nulls.keys, nulls.state, nulls.ledger) == ((), (), StateConfig(), LedgerConfig())
@@ -314,7 +314,8 @@ def test_unknown_keys_are_rejected_everywhere() -> None:
         "interval_s, timeout_s, unhealthy_after, healthy_after)",
         "providers[0].timout: unknown key (expected one of: name, base_url, formats, api_key, weight, "
         "anthropic_version, headers, forward_headers, timeouts, health, breaker, pool, prefill)",
-        "models[0].prices: unknown key (expected one of: name, routes, context_fallback, owned_by, price)",
+        "models[0].prices: unknown key (expected one of: name, routes, context_fallback, owned_by, price, "
+        "max_output_tokens)",
         "models[1].price.output_per_token: unknown key (expected one of: input_per_mtok, output_per_mtok, "
         "cached_input_per_mtok, cache_write_per_mtok)",
         "plans[0].budget.windows: unknown key (expected one of: usd, window)",
@@ -495,6 +496,18 @@ def test_provider_headers() -> None:
         "providers[0].headers.X-Split: expected a header name and a one-line string value, got 'a\\r\\nInjected: yes'",
         "providers[0].headers.X-Num: expected a header name and a one-line string value, got 3",
     ]
+
+
+def test_model_max_output_tokens() -> None:
+    """A model's output limit is a whole number from 1 to 10,000,000; unset by default."""
+    doc = minimal()
+    assert parse_config(doc).models[0].max_output_tokens is None
+    doc["models"][0]["max_output_tokens"] = 32000
+    assert parse_config(doc).models[0].max_output_tokens == 32000
+    doc["models"][0]["max_output_tokens"] = 0
+    assert problems(doc) == ["models[0].max_output_tokens: must be >= 1, got 0"]
+    doc["models"][0]["max_output_tokens"] = 10**8
+    assert problems(doc) == ["models[0].max_output_tokens: must be <= 10000000, got 100000000"]
 
 
 def test_provider_forward_headers() -> None:

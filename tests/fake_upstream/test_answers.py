@@ -20,7 +20,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from router.fake_upstream import RunningServer, start_in_thread
-from router.fake_upstream.answers import ARGUMENTS, Prompt
+from router.fake_upstream.answers import ARGUMENTS, Prompt, plan
 from router.fake_upstream.formats_anthropic import MessagesFormat
 from router.fake_upstream.formats_chat import ChatFormat
 from router.fake_upstream.formats_responses import ResponsesFormat
@@ -461,3 +461,22 @@ def test_readers_find_the_first_function_tool() -> None:
     responses = {"tools": [{"type": "namespace", "name": "ns", "tools": []}, {"type": "function", "name": "h"}]}
     assert ResponsesFormat().prompt(responses).tool == "h"
     assert ResponsesFormat().prompt({"input": "plain text"}).user_text == "plain text"
+
+
+@pytest.mark.parametrize(
+    ("reader", "body", "cap"),
+    [
+        (ChatFormat(), {"messages": [], "max_completion_tokens": 7, "max_tokens": 9}, 7),
+        (ChatFormat(), {"messages": [], "max_tokens": 9}, 9),
+        (MessagesFormat(), {"messages": [], "max_tokens": 5}, 5),
+        (ResponsesFormat(), {"input": "hi", "max_output_tokens": 3}, 3),
+        (ResponsesFormat(), {"input": "hi"}, None),
+    ],
+)
+def test_output_tokens_are_capped_at_the_requests_max_tokens(reader: Any, body: dict[str, Any], cap: int | None):
+    """The `output_tokens` knob reports a long answer, cut at the request's cap as a model cuts it."""
+    prompt = reader.prompt(body)
+    assert prompt.max_output == cap
+    knobs: dict[str, Any] = {"default_text": "hi", "text": None, "chunks": 1, "cached_tokens": 0}
+    answer = plan(prompt, **knobs, model="m", rid="r", created=0, prompt_tokens=1, no_done=False, output_tokens=1000)
+    assert answer.completion_tokens == (cap if cap is not None else 1000)

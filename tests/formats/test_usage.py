@@ -338,6 +338,42 @@ def test_max_output_tokens(fmt, body, expected):
     assert wire(fmt).max_output_tokens(body, 4096) == expected
 
 
+CAPPED = [
+    # no cap: the format's current field gets the limit
+    ("openai-chat", {}, {"max_completion_tokens": 100}, 100),
+    ("anthropic-messages", {}, {"max_tokens": 100}, 100),
+    ("openai-responses", {}, {"max_output_tokens": 100}, 100),
+    # over the limit: lowered, in every cap field present
+    ("openai-chat", {"max_tokens": 5000}, {"max_tokens": 100}, 100),
+    (
+        "openai-chat",
+        {"max_completion_tokens": 50, "max_tokens": 5000},
+        {"max_completion_tokens": 50, "max_tokens": 100},
+        50,
+    ),
+    ("anthropic-messages", {"max_tokens": 101}, {"max_tokens": 100}, 100),
+    ("openai-responses", {"max_output_tokens": 10**6}, {"max_output_tokens": 100}, 100),
+]
+
+
+@pytest.mark.parametrize(("fmt", "body", "fields", "cap"), CAPPED)
+def test_capped_lowers_or_sets_the_output_cap(fmt, body, fields, cap):
+    """The body sent upstream never asks for more output than the limit; the client's is untouched."""
+    before = dict(body)
+    out, got = wire(fmt).capped({"model": "m", **body}, 100)
+    assert got == cap
+    assert {k: v for k, v in out.items() if k != "model"} == fields
+    assert body == before
+
+
+@pytest.mark.parametrize("fmt", ["openai-chat", "anthropic-messages", "openai-responses"])
+def test_capped_keeps_a_cap_within_the_limit_as_it_is(fmt):
+    """A cap at or under the limit: the very same body, no copy."""
+    body = {"model": "m", wire(fmt).max_output_fields[0]: 100}
+    out, cap = wire(fmt).capped(body, 100)
+    assert out is body and cap == 100
+
+
 @pytest.mark.parametrize(("body_bytes", "expected"), [(0, 0), (1, 1), (3, 1), (4, 2), (300, 100), (301, 101), (-5, 0)])
 def test_estimate_input_tokens(body_bytes, expected):
     """The input estimate is ceil(bytes / 3), never negative."""
@@ -351,7 +387,7 @@ RESERVES = [
         {"max_tokens": 4096},
         30_001,
         Price(3.0, 15.0, 0.3, 3.75),
-        (10_001 * 3.0 + 4096 * 15.0) / 1e6,
+        (10_001 * 3.75 + 4096 * 15.0) / 1e6,  # the input at the cache-write price, the dearer
     ),
     ("openai-responses", {}, 900, Price(1.25, 10.0), (300 * 1.25 + 8192 * 10.0) / 1e6),
 ]
@@ -359,7 +395,8 @@ RESERVES = [
 
 @pytest.mark.parametrize(("fmt", "body", "body_bytes", "price", "expected"), RESERVES)
 def test_reserve_usd(fmt, body, body_bytes, price, expected):
-    """The reserve is the input estimate at the input price plus the output cap at the output price."""
+    """The reserve is the input estimate at the dearer of the input and cache-write prices plus
+    the output cap at the output price."""
     cap = wire(fmt).max_output_tokens(body, 8192)
     assert reserve_usd(cap, body_bytes, price) == pytest.approx(expected, rel=1e-12, abs=0)
 

@@ -210,6 +210,8 @@ def test_a_continued_stream_bills_every_attempt_and_says_so(fakes, config_factor
     fakes.set("beta", text=TEXT, chunks=8)
     with capture_logs() as logs:
         _, events = stream(rs, MESSAGES)
+        # The access line follows the stream's last byte: the client can finish reading first.
+        rs.wait_until(lambda: any(e["event"] == "request" for e in logs))
     assert text_of(MESSAGES, events) == TEXT
     [line] = [e for e in logs if e["event"] == "request"]
     assert line["continuations"] == ["upstream_reset:ok"] and line["stream_end"] == "ok" and line["provider"] == "beta"
