@@ -40,6 +40,12 @@ def reserve_usd(max_output_tokens: int, body_bytes: int, price: Price) -> float:
     return (estimate_input_tokens(body_bytes) * input_price + max_output_tokens * price.output_per_mtok) / _PER_MTOK
 
 
+def abandoned_usage(body_bytes: int) -> Usage:
+    """The usage billed for a request whose client left before any of the answer: the input
+    estimate (the provider has read the prompt; what it wrote is unknown), marked estimated."""
+    return Usage(input_tokens=estimate_input_tokens(body_bytes), estimated=True)
+
+
 def usage_fields(usage: Usage) -> dict[str, int | bool]:
     """The usage as flat fields for ledger lines and log events."""
     return {

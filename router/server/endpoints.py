@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from router.billing.accounting import output_limit, reserve_usd
+from router.billing.accounting import abandoned_usage, output_limit, reserve_usd
 from router.billing.auth import Authenticator, Principal
 from router.billing.limits import Grant, Limits
 from router.billing.metering import Charge, Metering, Settled
@@ -30,6 +30,7 @@ from router.server.parse import parse_request
 from router.server.responses import (
     SSE_HEADERS,
     ClientGone,
+    ClientLeft,
     error_response,
     limit_headers,
     raw_limit_headers,
@@ -37,6 +38,7 @@ from router.server.responses import (
     send_error,
     send_sse,
     send_whole,
+    unless_gone,
 )
 from router.types import AccessRecord, Usage
 
@@ -123,15 +125,19 @@ class Endpoints:
                 if price is not None:
                     cost = reserve_usd(cap, len(raw), price)
             grant = await self._limits.admit(principal, req.request_id, cost)
-            answer = await self._forwarder.forward(req, routes)
+            answer = await unless_gone(receive, self._forwarder.forward(req, routes))
         except RouterError as exc:
             if isinstance(exc, NoRouteAvailable):
                 record.attempts = exc.failovers
             await self._error(send, fmt, exc, principal, grant, record)
             return
-        except ClientGone:
+        except ClientGone as gone:
+            # 499, nginx's "client closed request": in the access line and the metrics. A request
+            # already sent upstream is billed its input estimate (the provider read the prompt);
+            # one whose body never arrived costs nothing.
             if grant is not None:
-                await self._settle(grant, record, 499)
+                usage = abandoned_usage(len(raw)) if isinstance(gone, ClientLeft) else None
+                await self._settle(grant, record, 499, usage=usage)
             await send_whole(send, 499, [], b"", None)
             return
         except Exception:

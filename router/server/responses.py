@@ -6,8 +6,10 @@ CPU per request); `error_response` is the Starlette form for the GET endpoints."
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 from starlette.responses import Response
@@ -22,6 +24,9 @@ SSE_HEADERS: RawHeaders = [(b"cache-control", b"no-cache"), (b"x-accel-buffering
 # As Starlette's StreamingResponse sends it: a charset is added to text/* types.
 _SSE_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
 _JSON = b"application/json"
+
+
+T = TypeVar("T")
 
 
 class ClientGone(Exception):
@@ -153,6 +158,31 @@ async def send_sse(
         raise
     finally:
         await finish()
+
+
+class ClientLeft(ClientGone):
+    """The client disconnected while its request was being forwarded, before any byte of the
+    answer: the upstream request was cancelled."""
+
+
+async def unless_gone(receive: Receive, work: Awaitable[T]) -> T:
+    """`work`'s result; or, as soon as the client disconnects, `work` cancelled (an upstream
+    request in flight is dropped, so the provider stops writing an answer nobody reads) and
+    ClientLeft. The body must have been read: the watch takes the next message."""
+    with anyio.CancelScope() as scope:
+
+        async def watch() -> None:
+            await _disconnected(receive)
+            scope.cancel()
+
+        # A bare task, not a task group: this runs on every request, and one task is the
+        # cheapest way to hear a disconnect while `work` waits on the upstream.
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            return await work
+        finally:
+            watcher.cancel()
+    raise ClientLeft  # the scope was cancelled: only a disconnect does that
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -3,6 +3,10 @@ error envelope, never a 500, and nothing from the request is echoed without a li
 
 from __future__ import annotations
 
+import socket
+import time
+
+import orjson
 import pytest
 from structlog.testing import capture_logs
 
@@ -155,3 +159,33 @@ def test_only_allow_listed_client_headers_reach_the_provider(
     assert r.status_code == 200, r.text
     sent = fakes.stats("alpha")["last_request"]["headers"]
     assert set(HOSTILE_HEADERS) & set(sent) == passed | {"x-title"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_leaving_before_the_first_byte_cancels_the_upstream_request(
+    fakes, config_factory, router_server, tmp_path, stream
+):
+    """The provider takes 3 s to answer; the client leaves after 0.3 s. The attempt is cancelled
+    at once (alpha's in-flight count drops to 0 long before the answer would have come), the
+    access line and the metrics say 499, and the ledger bills the input estimate, marked so."""
+    price = {"m": {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0}}
+    cfg = config_factory({"m": [("alpha", 0)]}, prices=price, ledger={"path": str(tmp_path / "usage.jsonl")})
+    rs = router_server(cfg)
+    fakes.set("alpha", latency_ms=3000)
+    body = orjson.dumps({**BODIES[CHAT], "stream": stream})
+    host, port = rs.url.removeprefix("http://").split(":")
+    with capture_logs() as logs:
+        with socket.create_connection((host, int(port))) as sock:
+            head = f"POST {CHAT} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+            sock.sendall(head.encode() + body)
+            rs.wait_until(lambda: rs.ready().json()["providers"]["alpha"]["inflight"] == 1)
+        started = time.monotonic()
+        rs.wait_until(lambda: rs.ready().json()["providers"]["alpha"]["inflight"] == 0)
+        assert time.monotonic() - started < 2.0, "the upstream request was left running"
+        rs.wait_until(lambda: any(e["event"] == "request" for e in logs))
+    [line] = [e for e in logs if e["event"] == "request"]
+    assert line["status"] == 499
+    metric = 'router_requests_total{endpoint="/v1/chat/completions",model="m",provider="none",status="499"} 1.0'
+    assert metric in rs.client.get("/metrics").text
+    [rec] = [orjson.loads(x) for x in (tmp_path / "usage.jsonl").read_bytes().splitlines()]
+    assert rec["status"] == 499 and rec["estimated"] is True and rec["input_tokens"] > 0 and rec["cost_usd"] > 0
