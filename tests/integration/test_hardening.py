@@ -176,7 +176,7 @@ def test_a_client_leaving_before_the_first_byte_cancels_the_upstream_request(
     host, port = rs.url.removeprefix("http://").split(":")
     with capture_logs() as logs:
         with socket.create_connection((host, int(port))) as sock:
-            head = f"POST {CHAT} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+            head = f"POST {CHAT} HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\n\r\n"
             sock.sendall(head.encode() + body)
             rs.wait_until(lambda: rs.ready().json()["providers"]["alpha"]["inflight"] == 1)
         started = time.monotonic()
