@@ -3,12 +3,13 @@ output on one, and a redaction processor so that no key or secret reaches a log 
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import logging
 import re
 import sys
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import orjson
@@ -70,6 +71,12 @@ class _UtcTimestamp:
         # isoformat() leaves the fraction out when it is zero.
         event["timestamp"] = f"{self._prefix}.{micros:06d}Z" if micros else f"{self._prefix}Z"
         return event
+
+
+def outside_request(emit: Callable[..., Any], event: str, **fields: Any) -> None:
+    """Log `event` without the current request's context (its request id): for lines about the
+    router's own state (a breaker flipping), which a request only happens to notice."""
+    contextvars.Context().run(emit, event, **fields)
 
 
 def configure(level: str = "info", fmt: str = "auto", cache: bool = True) -> None:

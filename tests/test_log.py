@@ -13,7 +13,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from router.log import configure, redact
+from router.log import configure, outside_request, redact
 
 CLIENT_KEY = "toc-AbCdEf0123456789"
 PROVIDER_KEY = "sk-proj-Zz9_Yy8-Xx7Ww6"
@@ -189,3 +189,14 @@ def test_the_access_lines_key_id_survives_redaction() -> None:
     record.key_id = "acme-prod"
     out = redact(None, "info", {"event": "request", **record.fields()})
     assert out["key_id"] == "acme-prod"
+
+
+def test_outside_request_drops_the_request_context() -> None:
+    """A line about the router's own state carries no request id, even inside a request."""
+    log = structlog.get_logger("test")
+    merge = [structlog.contextvars.merge_contextvars]
+    with capture_logs(processors=merge) as logs, structlog.contextvars.bound_contextvars(request_id="r-1"):
+        outside_request(log.info, "flip", route="a")
+        log.info("own")
+    assert logs[0] == {"event": "flip", "route": "a", "log_level": "info"}
+    assert logs[1]["request_id"] == "r-1"

@@ -9,6 +9,7 @@ validation first, then an atomic swap that keeps live routing state) is in `runt
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 from collections.abc import Awaitable, Callable
 
@@ -35,7 +36,9 @@ def request_reload() -> None:
     except RuntimeError:
         return
     for reloader in list(_reloaders):
-        task = loop.create_task(_run(reloader))
+        # An empty context: a signal handler runs inside whatever request was executing, and a
+        # copy of its context would stamp that request's id on every line the reload logs.
+        task = loop.create_task(_run(reloader), context=contextvars.Context())
         _tasks.add(task)
         task.add_done_callback(_tasks.discard)
 

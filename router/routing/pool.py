@@ -14,6 +14,7 @@ import structlog
 
 from router.clock import Clock
 from router.formats import WireFormat
+from router.log import outside_request
 from router.routing.breaker import Breaker, BreakerState, Ticket
 from router.routing.cooldown import Cooldown
 from router.routing.ewma import PeakEwma
@@ -212,9 +213,10 @@ class Pool:
 
 
 def _log_flip(name: str, old: BreakerState, new: BreakerState) -> None:
-    """Breakers log only when they flip, never per request."""
+    """Breakers log only when they flip, never per request; the line is the route's, so it
+    carries no request id (the request that noticed a timed flip is unrelated to it)."""
     level = log.warning if new is BreakerState.OPEN else log.info
-    level("breaker_state_changed", route=name, old=old.value, new=new.value)
+    outside_request(level, "breaker_state_changed", route=name, old=old.value, new=new.value)
 
 
 def _worst(states: Any) -> str:

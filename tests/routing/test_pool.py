@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from router.clock import ManualClock
@@ -299,10 +300,12 @@ def test_route_state_repr_shows_its_signals() -> None:
 
 
 def test_breaker_flips_are_logged_once_each() -> None:
-    """Opening logs one warning, closing one info line; ordinary results log nothing."""
+    """Opening logs one warning, closing one info line; ordinary results log nothing. The lines
+    are the route's: no request id, though a request (here "r-1") noticed each flip."""
     pool, clock, _ = _pool()
     state = pool.routes["a/a-m"]
-    with capture_logs() as logs:
+    merge = [structlog.contextvars.merge_contextvars]
+    with capture_logs(processors=merge) as logs, structlog.contextvars.bound_contextvars(request_id="r-1"):
         lease = pool.acquire(state)
         assert lease is not None
         lease.finish(S)
@@ -313,7 +316,7 @@ def test_breaker_flips_are_logged_once_each() -> None:
         trial.finish(S)
     flips = [(e["log_level"], e["old"], e["new"]) for e in logs if e["event"] == "breaker_state_changed"]
     assert flips == [("warning", "closed", "open"), ("info", "open", "half-open"), ("info", "half-open", "closed")]
-    assert all(e["route"] == "a/a-m" for e in logs)
+    assert all(e["route"] == "a/a-m" and "request_id" not in e for e in logs)
 
 
 def test_reconfigure_keeps_live_state_of_routes_that_still_exist() -> None:
