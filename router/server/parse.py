@@ -10,6 +10,7 @@ import orjson
 from router.config.schema import MAX_OUTPUT_TOKENS
 from router.errors import BadRequest
 from router.formats import ClientRequest, WireFormat
+from router.formats.codec.fields import kind_of as _kind
 
 # Deeper JSON than this is no LLM request: real ones nest a handful of levels (tool schemas a
 # dozen or two), and orjson's writer gives up at 255, so a deeper body would fail later, as a 500.
@@ -71,15 +72,3 @@ def _depth_over(body: Any, limit: int) -> bool:
         children = node.values() if isinstance(node, dict) else node
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
     return False
-
-
-def _kind(value: Any) -> str:
-    names = {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-    }
-    return "null" if value is None else names.get(type(value), type(value).__name__)

@@ -18,20 +18,37 @@ tools and custom tool calls, the deprecated role `function`.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn, cast, get_args
+from typing import Any, cast, get_args
 
 import orjson
 import structlog
 
 from router.config import Format
-from router.errors import BadRequest
 from router.formats.codec import ir
-from router.formats.codec.fields import opt_number
+from router.formats.codec.fields import (
+    array,
+    fail,
+    kind,
+    need_obj,
+    need_str,
+    obj,
+    one_of,
+    opt_bool,
+    opt_count,
+    opt_list,
+    opt_number,
+    opt_obj,
+    opt_str,
+    show,
+    strings,
+)
 
 FMT: Format = "openai-chat"
 log = structlog.get_logger("router.formats.codec")
 
 _EFFORTS: frozenset[str] = frozenset(get_args(ir.Effort))
+_CHOICES = frozenset({"none", "auto", "required"})
+_ALLOWED_MODES = frozenset({"auto", "required"})
 # Top-level fields the IR carries; stream_options is consumed by the endpoint (see module doc).
 _CARRIED = frozenset(
     {
@@ -61,10 +78,6 @@ _MSG_CARRIED: dict[str, frozenset[str]] = {
 }
 
 
-def _fail(message: str, param: str) -> NoReturn:
-    raise BadRequest(message, param=param)
-
-
 class _RequestReader:
     """One request's read: the hoisted system texts, the messages, and what was dropped."""
 
@@ -77,21 +90,18 @@ class _RequestReader:
         self._tool_turn: ir.Message | None = None
 
     def message(self, m: Any, p: str) -> None:
-        if not isinstance(m, dict):
-            _fail("each message must be an object", p)
+        m = obj(m, p)
         role = m.get("role")
         if role == "function":
-            _fail("role 'function' is deprecated and cannot be translated; use tools", f"{p}.role")
+            fail("role 'function' is deprecated and cannot be translated; use tools", f"{p}.role")
         if not isinstance(role, str) or role not in _MSG_CARRIED:
-            _fail(f"unknown message role {role!r}", f"{p}.role")
+            fail(f"unknown message role {show(role)}", f"{p}.role")
         self.dropped.update(f"messages.{k}" for k, v in m.items() if k not in _MSG_CARRIED[role] and v is not None)
         content = m.get("content")
         if role in ("system", "developer"):
             self.system.extend(_texts(content, f"{p}.content"))
         elif role == "tool":
-            call_id = m.get("tool_call_id")
-            if not isinstance(call_id, str):
-                _fail("tool messages need a string tool_call_id", f"{p}.tool_call_id")
+            call_id = need_str(m, "tool_call_id", p)
             result = ir.ToolResult(call_id, [ir.Text(t) for t in _texts(content, f"{p}.content")])
             if self._tool_turn is None:
                 self._tool_turn = ir.Message("user", [])
@@ -112,7 +122,8 @@ class _RequestReader:
 
     def _assistant_parts(self, m: dict[str, Any], p: str) -> list[ir.Part]:
         parts: list[ir.Part] = []
-        # DeepSeek and vLLM echo reasoning as `reasoning_content`, OpenRouter-style servers as `reasoning`.
+        # DeepSeek and vLLM echo reasoning as `reasoning_content`, OpenRouter-style servers as
+        # `reasoning`; a reasoning that is not a string (a structured one) is dropped.
         reasoning = m.get("reasoning_content")
         if not isinstance(reasoning, str):
             reasoning = m.get("reasoning")
@@ -124,25 +135,23 @@ class _RequestReader:
         content = m.get("content")
         if isinstance(content, list):
             for j, part in enumerate(content):
-                if not isinstance(part, dict) or part.get("type") not in ("text", "refusal"):
-                    _fail("assistant content parts must be text or refusal", f"{p}.content[{j}]")
-                text = part.get(part["type"])
-                if not isinstance(text, str):
-                    _fail(f"{part['type']} part needs a string", f"{p}.content[{j}]")
+                q = f"{p}.content[{j}]"
+                part = obj(part, q)
+                ptype = kind(part, q)
+                if ptype not in ("text", "refusal"):
+                    fail(f"assistant content parts must be text or refusal, not {show(ptype)}", f"{q}.type")
+                text = need_str(part, ptype, q)
                 if text:
                     parts.append(ir.Text(text))
         elif isinstance(content, str):
             if content:
                 parts.append(ir.Text(content))
         elif content is not None:
-            _fail("assistant content must be a string, a list of parts or null", f"{p}.content")
-        refusal = m.get("refusal")
-        if isinstance(refusal, str) and refusal:
+            fail("assistant content must be a string, a list of parts or null", f"{p}.content")
+        refusal = opt_str(m, "refusal", p)
+        if refusal:
             parts.append(ir.Text(refusal))
-        calls = m.get("tool_calls")
-        if calls is not None and not isinstance(calls, list):
-            _fail("tool_calls must be a list", f"{p}.tool_calls")
-        for j, call in enumerate(calls or []):
+        for j, call in enumerate(opt_list(m, "tool_calls", p) or ()):
             parts.append(_tool_call(call, f"{p}.tool_calls[{j}]"))
         return parts
 
@@ -154,12 +163,14 @@ def _texts(content: Any, p: str) -> list[str]:
     if isinstance(content, str):
         return [content]
     if not isinstance(content, list):
-        _fail("content must be a string or a list of text parts", p)
+        fail(f"{p} must be a string or a list of text parts", p)
     out: list[str] = []
     for j, part in enumerate(content):
-        if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-            _fail("only text parts are allowed here", f"{p}[{j}]")
-        out.append(part["text"])
+        q = f"{p}[{j}]"
+        part = obj(part, q)
+        if kind(part, q) != "text":
+            fail(f"only text parts are allowed here, not {show(part.get('type'))}", f"{q}.type")
+        out.append(need_str(part, "text", q))
     return out
 
 
@@ -167,145 +178,116 @@ def _user_parts(content: Any, p: str) -> list[ir.Part]:
     if isinstance(content, str):
         return [ir.Text(content)]
     if not isinstance(content, list):
-        _fail("user content must be a string or a list of parts", p)
+        fail(f"{p} must be a string or a list of parts", p)
     parts: list[ir.Part] = []
     for j, part in enumerate(content):
         q = f"{p}[{j}]"
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            if not isinstance(part.get("text"), str):
-                _fail("text part needs a string text", f"{q}.text")
-            parts.append(ir.Text(part["text"]))
-        elif kind == "image_url":
+        part = obj(part, q)
+        ptype = kind(part, q)
+        if ptype == "text":
+            parts.append(ir.Text(need_str(part, "text", q)))
+        elif ptype == "image_url":
             spec = part.get("image_url")
             if isinstance(spec, str):  # a common client slip; the URL is unambiguous
                 spec = {"url": spec}
-            if not isinstance(spec, dict) or not isinstance(spec.get("url"), str):
-                _fail("image_url part needs image_url.url", f"{q}.image_url")
-            parts.append(_image(spec["url"], spec.get("detail"), f"{q}.image_url.url"))
-        elif kind in ("input_audio", "file"):
-            _fail(f"content part type {kind!r} cannot be translated for this model", f"{q}.type")
+            spec = obj(spec, f"{q}.image_url")
+            url = need_str(spec, "url", f"{q}.image_url")
+            parts.append(_image(url, opt_str(spec, "detail", f"{q}.image_url"), f"{q}.image_url.url"))
+        elif ptype in ("input_audio", "file"):
+            fail(f"content part type {ptype!r} cannot be translated for this model", f"{q}.type")
         else:
-            _fail(f"unknown content part type {kind!r}", f"{q}.type")
+            fail(f"unknown content part type {show(ptype)}", f"{q}.type")
     return parts
 
 
-def _image(url: str, detail: Any, p: str) -> ir.Image:
-    hint = detail if isinstance(detail, str) else None
+def _image(url: str, detail: str | None, p: str) -> ir.Image:
     if url[:8].lower().startswith(("http://", "https://")):
-        return ir.Image(url=url, detail=hint)
+        return ir.Image(url=url, detail=detail)
     if url[:5].lower() == "data:":
         head, sep, data = url[5:].partition(",")
         if sep and head.lower().endswith(";base64"):
-            return ir.Image(data=data, media_type=head.split(";")[0] or None, detail=hint)
-    _fail("image_url.url must be an http(s) URL or a base64 data: URL", p)
+            return ir.Image(data=data, media_type=head.split(";")[0] or None, detail=detail)
+    fail("image_url.url must be an http(s) URL or a base64 data: URL", p)
 
 
 def _tool_call(call: Any, p: str) -> ir.ToolCall:
-    if not isinstance(call, dict):
-        _fail("each tool call must be an object", p)
-    if call.get("type", "function") != "function":
-        _fail(f"tool call type {call.get('type')!r} cannot be translated", f"{p}.type")
-    fn = call.get("function")
-    if not isinstance(call.get("id"), str) or not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-        _fail("a tool call needs id and function.name strings", p)
+    call = obj(call, p)
+    ctype = kind(call, p, "function")
+    if ctype != "function":
+        fail(f"tool call type {show(ctype)} cannot be translated", f"{p}.type")
+    call_id = need_str(call, "id", p)
+    fn = need_obj(call, "function", p)
+    name = need_str(fn, "name", f"{p}.function")
     args = fn.get("arguments")
     if isinstance(args, dict):  # some clients send the object itself
         args = orjson.dumps(args).decode()
-    elif not isinstance(args, str):
+    elif args is None:
         args = "{}"
-    return ir.ToolCall(call["id"], fn["name"], args)
+    elif not isinstance(args, str):
+        fail(f"{p}.function.arguments must be a JSON string", f"{p}.function.arguments")
+    return ir.ToolCall(call_id, name, args)
 
 
 def _tool(t: Any, p: str) -> ir.Tool:
-    if not isinstance(t, dict):
-        _fail("each tool must be an object", p)
-    if t.get("type") != "function":
-        _fail(f"tool type {t.get('type')!r} cannot be translated; only function tools", f"{p}.type")
-    fn = t.get("function")
-    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-        _fail("a function tool needs function.name", f"{p}.function")
-    desc, params, strict = fn.get("description"), fn.get("parameters"), fn.get("strict")
-    if desc is not None and not isinstance(desc, str):
-        _fail("description must be a string", f"{p}.function.description")
-    if params is not None and not isinstance(params, dict):
-        _fail("parameters must be a JSON Schema object", f"{p}.function.parameters")
-    if strict is not None and not isinstance(strict, bool):
-        _fail("strict must be a boolean", f"{p}.function.strict")
-    return ir.Tool(fn["name"], desc, params, strict)
+    t = obj(t, p)
+    ttype = kind(t, p)
+    if ttype != "function":
+        fail(f"tool type {show(ttype)} cannot be translated; only function tools", f"{p}.type")
+    fn = need_obj(t, "function", p)
+    q = f"{p}.function"
+    return ir.Tool(
+        need_str(fn, "name", q), opt_str(fn, "description", q), opt_obj(fn, "parameters", q), opt_bool(fn, "strict", q)
+    )
 
 
 def _tool_choice(v: Any, dropped: set[str]) -> ir.ToolChoice | None:
     if v is None:
         return None
-    if v in ("none", "auto", "required"):
-        return ir.ToolChoice(v)
-    if isinstance(v, dict):
-        fn = v.get("function")
-        if v.get("type") == "function" and isinstance(fn, dict) and isinstance(fn.get("name"), str):
-            return ir.ToolChoice("tool", fn["name"])
-        allowed = v.get("allowed_tools")
-        mode = allowed.get("mode") if isinstance(allowed, dict) else None
-        if v.get("type") == "allowed_tools" and mode in ("auto", "required"):
-            dropped.add("tool_choice.allowed_tools.tools")  # the IR cannot restrict to a subset
-            return ir.ToolChoice(mode)
-    _fail("tool_choice must be none, auto, required or {type: function, function: {name}}", "tool_choice")
-
-
-def _count(body: dict[str, Any], key: str) -> int | None:
-    v = body.get(key)
-    if v is None:
-        return None
-    if type(v) is not int or v < 0:
-        _fail(f"{key} must be a non-negative integer", key)
-    return v
-
-
-def _optional(body: dict[str, Any], key: str, kind: type) -> Any:
-    v = body.get(key)
-    if v is not None and not isinstance(v, kind):
-        _fail(f"{key} must be a {kind.__name__}", key)
-    return v
+    if isinstance(v, str):
+        return ir.ToolChoice(cast(ir.ToolMode, one_of(v, _CHOICES, "tool_choice")))
+    v = obj(v, "tool_choice")
+    ctype = kind(v, "tool_choice")
+    if ctype == "function":
+        return ir.ToolChoice("tool", need_str(need_obj(v, "function", "tool_choice"), "name", "tool_choice.function"))
+    if ctype == "allowed_tools":
+        allowed = need_obj(v, "allowed_tools", "tool_choice")
+        mode = one_of(allowed.get("mode"), _ALLOWED_MODES, "tool_choice.allowed_tools.mode")
+        dropped.add("tool_choice.allowed_tools.tools")  # the IR cannot restrict to a subset
+        return ir.ToolChoice(cast(ir.ToolMode, mode))
+    fail(f"tool_choice type {show(ctype)} cannot be translated; only function or allowed_tools", "tool_choice.type")
 
 
 def read_request(body: dict[str, Any]) -> ir.Request:
     """A chat completions request body -> IR. BadRequest names the offending field."""
-    if not isinstance(body, dict):
-        _fail("the request body must be a JSON object", "body")
-    model, messages = body.get("model"), body.get("messages")
-    if not isinstance(model, str) or not model:
-        _fail("model must be a non-empty string", "model")
-    if not isinstance(messages, list):
-        _fail("messages must be a list", "messages")
+    body = obj(body, "body")
+    model = need_str(body, "model")
+    if not model:
+        fail("model must be a non-empty string", "model")
     reader = _RequestReader()
-    for i, m in enumerate(messages):
+    for i, m in enumerate(array(body.get("messages"), "messages")):
         reader.message(m, f"messages[{i}]")
-    tools = _optional(body, "tools", list) or []
+    tools = opt_list(body, "tools") or ()
     stop = body.get("stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    elif stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
-        _fail("stop must be a string or a list of strings", "stop")
+    stop = [stop] if isinstance(stop, str) else strings(stop, "stop") if stop is not None else []
     reasoning = None
     effort = body.get("reasoning_effort")
     if effort is not None:
-        if not isinstance(effort, str) or effort not in _EFFORTS:
-            _fail(f"reasoning_effort must be one of {sorted(_EFFORTS)}", "reasoning_effort")
+        effort = one_of(effort, _EFFORTS, "reasoning_effort")
         reasoning = ir.Reasoning(enabled=effort != "none", effort=cast(ir.Effort, effort))
-    user = _optional(body, "safety_identifier", str) or _optional(body, "user", str)
-    max_tokens = _count(body, "max_completion_tokens")
+    user = opt_str(body, "safety_identifier") or opt_str(body, "user")
+    max_tokens = opt_count(body, "max_completion_tokens")
     req = ir.Request(
         model=model,
         messages=reader.messages,
         system=reader.system,
         tools=[_tool(t, f"tools[{i}]") for i, t in enumerate(tools)],
         tool_choice=_tool_choice(body.get("tool_choice"), reader.dropped),
-        parallel_tool_calls=_optional(body, "parallel_tool_calls", bool),
-        max_tokens=max_tokens if max_tokens is not None else _count(body, "max_tokens"),
+        parallel_tool_calls=opt_bool(body, "parallel_tool_calls"),
+        max_tokens=max_tokens if max_tokens is not None else opt_count(body, "max_tokens"),
         temperature=opt_number(body, "temperature"),
         top_p=opt_number(body, "top_p"),
-        stop=stop or [],
-        stream=bool(_optional(body, "stream", bool)),
+        stop=stop,
+        stream=bool(opt_bool(body, "stream")),
         reasoning=reasoning,
         user=user,
     )

@@ -89,9 +89,12 @@ class Tool:
     strict: bool | None = None
 
 
+ToolMode = Literal["auto", "none", "required", "tool"]
+
+
 @dataclass(slots=True)
 class ToolChoice:
-    mode: Literal["auto", "none", "required", "tool"]
+    mode: ToolMode
     name: str | None = None  # with mode "tool"
 
 

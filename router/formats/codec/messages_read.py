@@ -12,7 +12,22 @@ import structlog
 from router.config import Format
 from router.errors import BadRequest
 from router.formats.codec import ir, reasoning
-from router.formats.codec.fields import opt_number
+from router.formats.codec.fields import (
+    array,
+    fail,
+    kind,
+    need_obj,
+    need_str,
+    obj,
+    one_of,
+    opt_bool,
+    opt_int,
+    opt_number,
+    opt_obj,
+    opt_str,
+    show,
+    strings,
+)
 
 FMT: Format = "anthropic-messages"
 log = structlog.get_logger("router.formats.codec")
@@ -38,6 +53,8 @@ _KNOWN = frozenset(
 )
 _TOOL_KEYS = frozenset({"type", "name", "description", "input_schema", "strict", "cache_control"})
 _ADAPTIVE_EFFORTS = frozenset({"low", "medium", "high", "xhigh", "max"})
+_THINKING_TYPES = frozenset({"enabled", "adaptive", "between_tools", "disabled"})
+_CHOICE_TYPES = frozenset({"auto", "any", "tool", "none"})
 # Blocks produced by server tools (they ran at Anthropic): no other format can replay them.
 _SERVER_BLOCKS = frozenset({"server_tool_use", "container_upload"})
 
@@ -45,40 +62,8 @@ _SERVER_BLOCKS = frozenset({"server_tool_use", "container_upload"})
 # ---------------------------------------------------------------- small readers
 
 
-def _is_server_block(kind: Any) -> bool:
-    return kind in _SERVER_BLOCKS or (isinstance(kind, str) and kind.endswith("_tool_result") and kind != "tool_result")
-
-
-def _bad(message: str, param: str) -> BadRequest:
-    return BadRequest(message, param=param)
-
-
-def _obj(v: Any, param: str) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise _bad(f"{param} must be an object", param)
-    return v
-
-
-def _str(v: Any, param: str) -> str:
-    if not isinstance(v, str):
-        raise _bad(f"{param} must be a string", param)
-    return v
-
-
-def _opt_int(body: dict[str, Any], key: str) -> int | None:
-    v = body.get(key)
-    if v is None:
-        return None
-    if type(v) is not int:
-        raise _bad(f"{key} must be an integer", key)
-    return v
-
-
-def _json_text(v: Any, param: str) -> str:
-    try:
-        return orjson.dumps(v).decode()
-    except (orjson.JSONEncodeError, TypeError) as exc:  # e.g. an integer beyond 64 bits
-        raise _bad(f"{param} cannot be encoded as JSON: {exc}", param) from None
+def _is_server_block(kind: str | None) -> bool:
+    return kind is not None and (kind in _SERVER_BLOCKS or (kind.endswith("_tool_result") and kind != "tool_result"))
 
 
 def split_data_url(url: str) -> tuple[str, str] | None:
@@ -92,6 +77,13 @@ def split_data_url(url: str) -> tuple[str, str] | None:
     return params[0] or "image/png", data
 
 
+def _json_text(v: dict[str, Any], param: str) -> str:
+    try:
+        return orjson.dumps(v).decode()
+    except (orjson.JSONEncodeError, TypeError) as exc:  # e.g. an integer beyond 64 bits
+        fail(f"{param} cannot be encoded as JSON: {exc}", param)
+
+
 # ---------------------------------------------------------------- read_request
 
 
@@ -100,24 +92,17 @@ def read_request(body: dict[str, Any]) -> ir.Request:
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     dropped = [k for k in body if k not in _KNOWN]
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise _bad("model must be a non-empty string", "model")
+    model = need_str(body, "model")
+    if not model:
+        fail("model must be a non-empty string", "model")
     system = _read_system(body.get("system"), "system")
     messages = _read_messages(body.get("messages"), system, dropped)
     tools = _read_tools(body.get("tools"), dropped)
     tool_choice, parallel = _read_tool_choice(body.get("tool_choice"))
-    metadata = _obj(body.get("metadata") or {}, "metadata")
-    user = metadata.get("user_id")
-    if user is not None:
-        _str(user, "metadata.user_id")
+    metadata = opt_obj(body, "metadata") or {}
+    user = opt_str(metadata, "user_id", "metadata")
     dropped.extend(f"metadata.{k}" for k in metadata if k != "user_id")
-    stop = body.get("stop_sequences") or []
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise _bad("stop_sequences must be a list of strings", "stop_sequences")
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise _bad("stream must be a boolean", "stream")
+    stop = body.get("stop_sequences")
     req = ir.Request(
         model=model,
         messages=messages,
@@ -125,12 +110,12 @@ def read_request(body: dict[str, Any]) -> ir.Request:
         tools=tools,
         tool_choice=tool_choice,
         parallel_tool_calls=parallel,
-        max_tokens=_opt_int(body, "max_tokens"),
+        max_tokens=opt_int(body, "max_tokens"),
         temperature=opt_number(body, "temperature"),
         top_p=opt_number(body, "top_p"),
-        top_k=_opt_int(body, "top_k"),
-        stop=list(stop),
-        stream=bool(stream),
+        top_k=opt_int(body, "top_k"),
+        stop=list(strings(stop, "stop_sequences")) if stop is not None else [],
+        stream=bool(opt_bool(body, "stream")),
         reasoning=_read_reasoning(body.get("thinking"), body.get("output_config"), dropped),
         user=user,
     )
@@ -145,29 +130,29 @@ def _read_system(v: Any, param: str) -> list[str]:
     if isinstance(v, str):
         return [v] if v else []
     if not isinstance(v, list):
-        raise _bad(f"{param} must be a string or a list of text blocks", param)
+        fail(f"{param} must be a string or a list of text blocks", param)
     texts = []
     for i, block in enumerate(v):
-        if not isinstance(block, dict) or block.get("type") != "text":
-            raise _bad(f"{param}[{i}] must be a text block", f"{param}[{i}]")
-        texts.append(_str(block.get("text"), f"{param}[{i}].text"))
+        p = f"{param}[{i}]"
+        block = obj(block, p)
+        if kind(block, p) != "text":
+            fail(f"{p} must be a text block, not {show(block.get('type'))}", f"{p}.type")
+        texts.append(need_str(block, "text", p))
     return texts
 
 
 def _read_messages(v: Any, system: list[str], dropped: list[str]) -> list[ir.Message]:
-    if not isinstance(v, list):
-        raise _bad("messages must be a list", "messages")
     out: list[ir.Message] = []
-    for i, m in enumerate(v):
+    for i, m in enumerate(array(v, "messages")):
         param = f"messages[{i}]"
-        m = _obj(m, param)
+        m = obj(m, param)
         role, content = m.get("role"), m.get("content")
         if role == "system":  # SDK 2.14 allows it; no other format has a mid-conversation system turn
             system.extend(_read_system(content, f"{param}.content"))
-        elif role in ("user", "assistant"):
+        elif role == "user" or role == "assistant":
             out.append(ir.Message(role=role, parts=_read_content(content, role, f"{param}.content", dropped)))
         else:
-            raise _bad(f"{param}.role must be 'user' or 'assistant'", f"{param}.role")
+            fail(f"{param}.role must be 'user' or 'assistant', not {show(role)}", f"{param}.role")
     return out
 
 
@@ -175,56 +160,56 @@ def _read_content(v: Any, role: str, param: str, dropped: list[str]) -> list[ir.
     if isinstance(v, str):
         return [ir.Text(v)]
     if not isinstance(v, list):
-        raise _bad(f"{param} must be a string or a list of content blocks", param)
+        fail(f"{param} must be a string or a list of content blocks", param)
     parts: list[ir.Part] = []
     for j, block in enumerate(v):
         p = f"{param}[{j}]"
-        block = _obj(block, p)
-        kind = block.get("type")
-        if kind == "text":
-            parts.append(ir.Text(_str(block.get("text"), f"{p}.text")))
+        block = obj(block, p)
+        btype = kind(block, p)
+        if btype == "text":
+            parts.append(ir.Text(need_str(block, "text", p)))
             if block.get("citations"):
                 dropped.append("citations")
             continue
-        if _is_server_block(kind):
-            dropped.append(f"content.{kind}")
+        if _is_server_block(btype):
+            dropped.append(f"content.{btype}")
             continue
-        user_kind = kind in ("image", "tool_result")
-        if kind not in ("image", "tool_result", "tool_use", "thinking", "redacted_thinking"):
-            raise _bad(f"content block type {kind!r} cannot be translated for this model", f"{p}.type")
+        user_kind = btype in ("image", "tool_result")
+        if btype not in ("image", "tool_result", "tool_use", "thinking", "redacted_thinking"):
+            fail(f"content block type {show(btype)} cannot be translated for this model", f"{p}.type")
         if user_kind != (role == "user"):
-            raise _bad(f"{kind} blocks belong in {'user' if user_kind else 'assistant'} messages", f"{p}.type")
-        if kind == "image":
+            fail(f"{btype} blocks belong in {'user' if user_kind else 'assistant'} messages", f"{p}.type")
+        if btype == "image":
             parts.append(_read_image(block, p))
-        elif kind == "tool_result":
+        elif btype == "tool_result":
             parts.append(_read_tool_result(block, p))
-        elif kind == "tool_use":
-            call_id, name = _str(block.get("id"), f"{p}.id"), _str(block.get("name"), f"{p}.name")
-            parts.append(ir.ToolCall(call_id, name, _json_text(block.get("input") or {}, f"{p}.input")))
-        elif kind == "thinking":
-            sig = block.get("signature")
-            text = _str(block.get("thinking", ""), f"{p}.thinking")
-            parts.append(ir.Thinking(text=text, signature=sig if isinstance(sig, str) and sig else None, origin=FMT))
+        elif btype == "tool_use":
+            call_id, name = need_str(block, "id", p), need_str(block, "name", p)
+            parts.append(ir.ToolCall(call_id, name, _json_text(opt_obj(block, "input", p) or {}, f"{p}.input")))
+        elif btype == "thinking":
+            sig = opt_str(block, "signature", p)
+            text = opt_str(block, "thinking", p) or ""
+            parts.append(ir.Thinking(text=text, signature=sig or None, origin=FMT))
         else:
-            parts.append(ir.Thinking(redacted=_str(block.get("data"), f"{p}.data"), origin=FMT))
+            parts.append(ir.Thinking(redacted=need_str(block, "data", p), origin=FMT))
     return parts
 
 
 def _read_image(block: dict[str, Any], param: str) -> ir.Image:
-    src = _obj(block.get("source"), f"{param}.source")
-    kind = src.get("type")
-    if kind == "base64":
-        data = _str(src.get("data"), f"{param}.source.data")
-        return ir.Image(data=data, media_type=_str(src.get("media_type"), f"{param}.source.media_type"))
-    if kind == "url":
-        url = _str(src.get("url"), f"{param}.source.url")
+    src = need_obj(block, "source", param)
+    q = f"{param}.source"
+    stype = kind(src, q)
+    if stype == "base64":
+        return ir.Image(data=need_str(src, "data", q), media_type=need_str(src, "media_type", q))
+    if stype == "url":
+        url = need_str(src, "url", q)
         split = split_data_url(url)
         return ir.Image(url=url) if split is None else ir.Image(data=split[1], media_type=split[0])
-    raise _bad(f"image source type {kind!r} cannot be translated for this model", f"{param}.source.type")
+    fail(f"image source type {show(stype)} cannot be translated for this model", f"{q}.type")
 
 
 def _read_tool_result(block: dict[str, Any], param: str) -> ir.ToolResult:
-    call_id = _str(block.get("tool_use_id"), f"{param}.tool_use_id")
+    call_id = need_str(block, "tool_use_id", param)
     c = block.get("content")
     content: list[ir.Text | ir.Image] = []
     if isinstance(c, str):
@@ -232,39 +217,37 @@ def _read_tool_result(block: dict[str, Any], param: str) -> ir.ToolResult:
     elif isinstance(c, list):
         for k, item in enumerate(c):
             p = f"{param}.content[{k}]"
-            item = _obj(item, p)
-            if item.get("type") == "text":
-                content.append(ir.Text(_str(item.get("text"), f"{p}.text")))
-            elif item.get("type") == "image":
+            item = obj(item, p)
+            itype = kind(item, p)
+            if itype == "text":
+                content.append(ir.Text(need_str(item, "text", p)))
+            elif itype == "image":
                 content.append(_read_image(item, p))
             else:
-                raise _bad(f"tool_result content type {item.get('type')!r} cannot be translated", f"{p}.type")
+                fail(f"tool_result content type {show(itype)} cannot be translated", f"{p}.type")
     elif c is not None:
-        raise _bad(f"{param}.content must be a string or a list of blocks", f"{param}.content")
-    return ir.ToolResult(call_id=call_id, content=content, is_error=block.get("is_error") is True)
+        fail(f"{param}.content must be a string or a list of blocks", f"{param}.content")
+    return ir.ToolResult(call_id=call_id, content=content, is_error=bool(opt_bool(block, "is_error", param)))
 
 
 def _read_tools(v: Any, dropped: list[str]) -> list[ir.Tool]:
     if v is None:
         return []
-    if not isinstance(v, list):
-        raise _bad("tools must be a list", "tools")
     tools = []
-    for i, t in enumerate(v):
+    for i, t in enumerate(array(v, "tools")):
         p = f"tools[{i}]"
-        t = _obj(t, p)
-        kind = t.get("type")
-        if kind not in (None, "custom"):  # a server tool: Anthropic runs it, no other format can
-            dropped.append(f"tools.{kind}")
+        t = obj(t, p)
+        ttype = kind(t, p)
+        if ttype is not None and ttype != "custom":  # a server tool: Anthropic runs it, no other format can
+            dropped.append(f"tools.{ttype}")
             continue
-        desc, strict = t.get("description"), t.get("strict")
         dropped.extend(f"tools.{k}" for k in t if k not in _TOOL_KEYS)
         tools.append(
             ir.Tool(
-                name=_str(t.get("name"), f"{p}.name"),
-                description=None if desc is None else _str(desc, f"{p}.description"),
-                parameters=_obj(t.get("input_schema"), f"{p}.input_schema"),
-                strict=strict if isinstance(strict, bool) else None,
+                name=need_str(t, "name", p),
+                description=opt_str(t, "description", p),
+                parameters=need_obj(t, "input_schema", p),
+                strict=opt_bool(t, "strict", p),
             )
         )
     return tools
@@ -273,45 +256,40 @@ def _read_tools(v: Any, dropped: list[str]) -> list[ir.Tool]:
 def _read_tool_choice(v: Any) -> tuple[ir.ToolChoice | None, bool | None]:
     if v is None:
         return None, None
-    v = _obj(v, "tool_choice")
+    v = obj(v, "tool_choice")
     # Only the non-default value says something: parallel calls are allowed unless disabled.
-    parallel = False if v.get("disable_parallel_tool_use") is True else None
-    kind = v.get("type")
-    if kind == "auto":
+    parallel = False if opt_bool(v, "disable_parallel_tool_use", "tool_choice") else None
+    ctype = one_of(v.get("type"), _CHOICE_TYPES, "tool_choice.type")
+    if ctype == "auto":
         return ir.ToolChoice("auto"), parallel
-    if kind == "any":
+    if ctype == "any":
         return ir.ToolChoice("required"), parallel
-    if kind == "none":
+    if ctype == "none":
         return ir.ToolChoice("none"), None
-    if kind == "tool":
-        return ir.ToolChoice("tool", _str(v.get("name"), "tool_choice.name")), parallel
-    raise _bad("tool_choice.type must be one of auto, any, tool, none", "tool_choice.type")
+    return ir.ToolChoice("tool", need_str(v, "name", "tool_choice")), parallel
 
 
 def _read_reasoning(thinking: Any, output_config: Any, dropped: list[str]) -> ir.Reasoning | None:
     effort: ir.Effort | None = None
     if output_config is not None:
-        oc = _obj(output_config, "output_config")
+        oc = obj(output_config, "output_config")
         dropped.extend(f"output_config.{k}" for k in oc if k != "effort")  # format: no IR counterpart yet
         e = oc.get("effort")
         if e is not None:
-            if e not in _ADAPTIVE_EFFORTS:
-                raise _bad("output_config.effort must be one of low, medium, high, xhigh, max", "output_config.effort")
-            effort = cast(ir.Effort, e)
+            effort = cast(ir.Effort, one_of(e, _ADAPTIVE_EFFORTS, "output_config.effort"))
     if thinking is None:
         # Effort alone is the newer depth control (thinking left to the model's default).
         return None if effort is None else ir.Reasoning(effort=effort)
-    th = _obj(thinking, "thinking")
+    th = obj(thinking, "thinking")
     dropped.extend(f"thinking.{k}" for k in th if k not in ("type", "budget_tokens"))
-    kind = th.get("type")
-    if kind == "enabled":
-        budget = th.get("budget_tokens")
-        if type(budget) is not int:
-            raise _bad("thinking.budget_tokens must be an integer", "thinking.budget_tokens")
+    ttype = one_of(th.get("type"), _THINKING_TYPES, "thinking.type")
+    if ttype == "enabled":
+        budget = opt_int(th, "budget_tokens", "thinking")
+        if budget is None:
+            fail("thinking.budget_tokens is required with thinking enabled", "thinking.budget_tokens")
         # An explicit output_config.effort is the more direct statement of effort.
         return ir.Reasoning(budget_tokens=budget, effort=effort or reasoning.effort_for(budget))
-    if kind in ("adaptive", "between_tools"):  # between_tools: thinking on, the model picks when
-        return ir.Reasoning(effort=effort or reasoning.ADAPTIVE_DEFAULT)
-    if kind == "disabled":
+    if ttype == "disabled":
         return ir.Reasoning(enabled=False)
-    raise _bad("thinking.type must be one of enabled, adaptive, disabled", "thinking.type")
+    # adaptive, between_tools (thinking on, the model picks when)
+    return ir.Reasoning(effort=effort or reasoning.ADAPTIVE_DEFAULT)

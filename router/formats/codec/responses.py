@@ -1,6 +1,7 @@
 """openai-responses (`POST /v1/responses`) <-> IR: requests, non-stream answers and error bodies.
 Used only when the client and the upstream speak different formats (matching formats pass through
-untouched, so nothing here limits a Responses client talking to a Responses upstream).
+untouched, so nothing here limits a Responses client talking to a Responses upstream). Reading
+requests is in responses_read.py (re-exported here), the items both ways in responses_items.py.
 
 Read, mapped: instructions and system/developer messages (system), message items (user text and
 images, assistant output_text and refusals), function_call / function_call_output / reasoning
@@ -26,148 +27,15 @@ import time
 from typing import Any
 
 import orjson
-import structlog
 
-from router.errors import BadRequest
 from router.formats.codec import carry, ir
 from router.formats.codec import responses_items as items
-from router.formats.codec.fields import count, opt_number, sub, usage_in
+from router.formats.codec.fields import count, sub, usage_in
 from router.formats.codec.reasoning import effort_for
+from router.formats.codec.responses_read import read_request
 from router.types import Usage
 
-log = structlog.get_logger("router.formats.codec")
-
-_SERVER_STATE = ("previous_response_id", "conversation", "prompt")
-# Request fields read into the IR; everything else is dropped (and logged).
-_READ = frozenset(
-    {
-        "model",
-        "input",
-        "instructions",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "max_output_tokens",
-        "temperature",
-        "top_p",
-        "stream",
-        "reasoning",
-        "user",
-        "safety_identifier",
-    }
-)
-_EFFORTS: frozenset[str] = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
-_SUMMARIES = frozenset({"auto", "concise", "detailed"})
-
-
-def read_request(body: dict[str, Any]) -> ir.Request:
-    for name in _SERVER_STATE:
-        if body.get(name) is not None:
-            raise BadRequest(
-                f"{name} refers to state stored at OpenAI; this model is served by a provider that does "
-                "not speak the Responses API, so send the whole conversation in `input` instead",
-                param=name,
-            )
-    dropped = [k for k in body if k not in _READ]
-    req = ir.Request(model=items.want_str(body.get("model"), "model"), messages=[])
-    instructions = body.get("instructions")
-    if instructions is not None:
-        req.system.append(items.want_str(instructions, "instructions"))
-    reader = items.InputReader(dropped)
-    inp = body.get("input")
-    if isinstance(inp, str):
-        req.messages.append(ir.Message("user", [ir.Text(inp)]))
-    elif isinstance(inp, list):
-        reader.read(inp)
-    else:
-        raise BadRequest("input must be a string or a list of items", param="input")
-    req.system.extend(reader.system)
-    req.messages.extend(reader.messages)
-    req.tools = _read_tools(body.get("tools"), dropped)
-    req.tool_choice = _read_tool_choice(body.get("tool_choice"), dropped)
-    req.parallel_tool_calls = _opt(body, "parallel_tool_calls", bool)
-    req.max_tokens = _opt(body, "max_output_tokens", int)
-    req.temperature = opt_number(body, "temperature")
-    req.top_p = opt_number(body, "top_p")
-    req.stream = bool(_opt(body, "stream", bool))
-    req.reasoning = _read_reasoning(body.get("reasoning"))
-    # safety_identifier replaces the deprecated `user`; either names the end user.
-    req.user = _opt(body, "safety_identifier", str) or _opt(body, "user", str)
-    if dropped:
-        log.debug("fields_dropped", fmt=items.FMT, fields=list(dict.fromkeys(dropped)))
-    return req
-
-
-def _opt(body: dict[str, Any], key: str, kind: type[Any]) -> Any:
-    """body[key] when present and not null, checked to be a `kind` (bool is not an int here)."""
-    v = body.get(key)
-    if v is None:
-        return None
-    if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
-        raise BadRequest(f"{key} must be of type {kind.__name__}", param=key)
-    return v
-
-
-def _read_tools(tools: Any, dropped: list[str]) -> list[ir.Tool]:
-    if tools is None:
-        return []
-    if not isinstance(tools, list):
-        raise BadRequest("tools must be a list", param="tools")
-    out: list[ir.Tool] = []
-    for i, t in enumerate(tools):
-        if not isinstance(t, dict):
-            raise BadRequest(f"tools[{i}] must be an object", param=f"tools[{i}]")
-        if t.get("type") != "function":
-            # TODO(issue 4): Codex nests its MCP tools in a `namespace` tool; flattening them
-            # needs the namespace carried back on the call (function_call.namespace).
-            dropped.append(f"tools.{t.get('type')}")
-            continue
-        params = t.get("parameters")
-        if params is not None and not isinstance(params, dict):
-            raise BadRequest(f"tools[{i}].parameters must be an object", param=f"tools[{i}].parameters")
-        strict = t.get("strict")
-        out.append(
-            ir.Tool(
-                name=items.want_str(t.get("name"), f"tools[{i}].name"),
-                description=items.opt_str(t.get("description")),
-                parameters=params,
-                strict=strict if isinstance(strict, bool) else None,
-            )
-        )
-    return out
-
-
-def _read_tool_choice(choice: Any, dropped: list[str]) -> ir.ToolChoice | None:
-    if choice is None:
-        return None
-    if choice in ("none", "auto", "required"):
-        return ir.ToolChoice(choice)
-    kind = choice.get("type") if isinstance(choice, dict) else None
-    if kind == "function":
-        return ir.ToolChoice("tool", items.want_str(choice.get("name"), "tool_choice.name"))
-    if kind == "allowed_tools" and choice.get("mode") in ("auto", "required"):
-        dropped.append("tool_choice.tools")  # the allow-list has no counterpart; its mode does
-        return ir.ToolChoice(choice["mode"])
-    if isinstance(choice, dict):
-        dropped.append(f"tool_choice.{kind}")  # a hosted tool's choice: its tool is dropped too
-        return None
-    raise BadRequest("tool_choice must be none, auto, required or an object", param="tool_choice")
-
-
-def _read_reasoning(r: Any) -> ir.Reasoning | None:
-    if r is None:
-        return None
-    if not isinstance(r, dict):
-        raise BadRequest("reasoning must be an object", param="reasoning")
-    effort = r.get("effort")
-    if effort is not None and effort not in _EFFORTS:
-        raise BadRequest(f"reasoning.effort must be one of {sorted(_EFFORTS)}", param="reasoning.effort")
-    summary = r.get("summary") or r.get("generate_summary")  # generate_summary: the older name
-    return ir.Reasoning(
-        enabled=effort != "none",
-        effort=effort,
-        summary=summary if summary in _SUMMARIES else None,
-    )
+__all__ = ["read_answer", "read_error", "read_request", "read_usage", "write_answer", "write_request"]
 
 
 def write_request(req: ir.Request, model: str, opts: ir.RequestOptions) -> dict[str, Any]:

@@ -1,151 +1,24 @@
 """openai-responses items <-> IR parts, shared by responses.py (bodies) and responses_stream.py
-(events): input items of a request both ways, output items of an answer, usage, stop reasons,
-response envelopes and error kinds.
+(events): input items of a request as written (responses_read.py reads them), reasoning items,
+output items of an answer, usage, stop reasons, response envelopes and error kinds.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from router.config import Format
-from router.errors import BadRequest
-from router.formats.codec import carry, ir
+from router.formats.codec import ir
 from router.types import Usage
 
 FMT: Final[Format] = "openai-responses"
 
-# Input items other than message, function_call, function_call_output and reasoning carry a
-# hosted or non-function tool's call or result (web_search_call, local_shell_call,
-# custom_tool_call, ...). Those tools are dropped from the request (only function tools
-# translate), so the items that echo them are dropped too, and logged. `item_reference` is the
-# one refusal: it names server-side state a translated upstream cannot look up.
-_REFERENCE = "item_reference"
 
-
-def want_str(v: Any, param: str) -> str:
-    if not isinstance(v, str):
-        raise BadRequest(f"{param} must be a string", param=param)
-    return v
-
-
-def opt_str(v: Any) -> str | None:
+def _opt_str(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
 
-# ---------------------------------------------------------------- input items -> IR
-
-
-def read_image(part: dict[str, Any], param: str) -> ir.Image:
-    """An input_image part. A data: URL is split into media type and base64 data; an image by
-    `file_id` names a file stored at OpenAI that no other upstream can fetch, so it is refused
-    (silently dropping user content would change the question)."""
-    url = part.get("image_url")
-    detail = opt_str(part.get("detail"))
-    if isinstance(url, str) and url:
-        if not url.startswith("data:"):
-            return ir.Image(url=url, detail=detail)
-        head, sep, data = url.partition(",")
-        if not sep or not head.endswith(";base64"):
-            raise BadRequest(f"{param}.image_url: only base64 data URLs are supported", param=f"{param}.image_url")
-        return ir.Image(data=data, media_type=head[len("data:") : -len(";base64")] or None, detail=detail)
-    if part.get("file_id") is not None:
-        raise BadRequest(
-            f"{param}: images by file_id are stored at OpenAI and cannot be sent to this model; use image_url",
-            param=f"{param}.file_id",
-        )
-    raise BadRequest(f"{param}.image_url must be a string", param=f"{param}.image_url")
-
-
-def read_parts(content: Any, param: str, *, images: bool) -> list[ir.Text | ir.Image]:
-    """Message or tool-output content: a string or a list of parts. Text parts of any flavour
-    (input_text, output_text, text) are Text; refusals are Text too (assistant history)."""
-    if isinstance(content, str):
-        return [ir.Text(content)] if content else []
-    if not isinstance(content, list):
-        raise BadRequest(f"{param} must be a string or a list of content parts", param=param)
-    out: list[ir.Text | ir.Image] = []
-    for j, part in enumerate(content):
-        where = f"{param}[{j}]"
-        if not isinstance(part, dict):
-            raise BadRequest(f"{where} must be an object", param=where)
-        kind = part.get("type")
-        if kind in ("input_text", "output_text", "text"):
-            text = want_str(part.get("text"), f"{where}.text")
-            if text:
-                out.append(ir.Text(text))
-        elif kind == "refusal":
-            out.append(ir.Text(want_str(part.get("refusal"), f"{where}.refusal")))
-        elif kind == "input_image" and images:
-            out.append(read_image(part, where))
-        else:
-            raise BadRequest(f"{where}: content part of type {kind!r} cannot be carried here", param=f"{where}.type")
-    return out
-
-
-class InputReader:
-    """Walks `input` items into system texts and IR messages. Consecutive items of one IR role
-    merge into one message: an assistant turn is its text, reasoning and function_call items;
-    function_call_output items (and a user message right after them) form one user message,
-    Anthropic's shape."""
-
-    def __init__(self, dropped: list[str]) -> None:
-        self.system: list[str] = []
-        self.messages: list[ir.Message] = []
-        self._dropped = dropped
-
-    def read(self, items: list[Any]) -> None:
-        for i, item in enumerate(items):
-            param = f"input[{i}]"
-            if not isinstance(item, dict):
-                raise BadRequest(f"{param} must be an object", param=param)
-            kind = item.get("type", "message")  # a bare {role, content} is a message
-            if kind == "message":
-                self._message(item, param)
-            elif kind == "function_call":
-                call = ir.ToolCall(
-                    want_str(item.get("call_id"), f"{param}.call_id"),
-                    want_str(item.get("name"), f"{param}.name"),
-                    want_str(item.get("arguments"), f"{param}.arguments"),
-                )
-                self._append("assistant", [call])
-            elif kind == "function_call_output":
-                result = ir.ToolResult(
-                    want_str(item.get("call_id"), f"{param}.call_id"),
-                    read_parts(item.get("output"), f"{param}.output", images=True),
-                )
-                self._append("user", [result])
-            elif kind == "reasoning":  # the router's token first: a signed block it carried (carry.py)
-                self._append("assistant", [carry.read(item.get("encrypted_content")) or read_reasoning(item)])
-            elif kind == _REFERENCE:
-                raise BadRequest(
-                    f"{param}: item_reference names an item stored at OpenAI and cannot be sent to this model",
-                    param=f"{param}.type",
-                )
-            else:
-                self._dropped.append(f"input.{kind}")
-
-    def _message(self, item: dict[str, Any], param: str) -> None:
-        role = item.get("role")
-        content = item.get("content")
-        if role in ("system", "developer"):
-            # Each text part is kept as its own system text, in order (ir.Request.system).
-            for part in read_parts(content, f"{param}.content", images=False):
-                assert isinstance(part, ir.Text)  # images=False admits text only
-                self.system.append(part.text)
-        elif role == "user":
-            self._append("user", list(read_parts(content, f"{param}.content", images=True)))
-        elif role == "assistant":
-            self._append("assistant", list(read_parts(content, f"{param}.content", images=False)))
-        else:
-            raise BadRequest(f"{param}.role must be user, assistant, system or developer", param=f"{param}.role")
-
-    def _append(self, role: Literal["user", "assistant"], parts: list[ir.Part]) -> None:
-        if not parts:
-            return
-        if self.messages and self.messages[-1].role == role:
-            self.messages[-1].parts.extend(parts)
-        else:
-            self.messages.append(ir.Message(role, parts))
+# ---------------------------------------------------------------- reasoning items -> IR
 
 
 def read_reasoning(item: dict[str, Any]) -> ir.Thinking:
@@ -154,8 +27,8 @@ def read_reasoning(item: dict[str, Any]) -> ir.Thinking:
     texts = _texts(item.get("summary")) or _texts(item.get("content"))
     return ir.Thinking(
         text="\n\n".join(texts),
-        encrypted=opt_str(item.get("encrypted_content")),
-        id=opt_str(item.get("id")),
+        encrypted=_opt_str(item.get("encrypted_content")),
+        id=_opt_str(item.get("id")),
         origin=FMT,
     )
 

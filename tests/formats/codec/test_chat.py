@@ -238,15 +238,21 @@ BAD: list[tuple[dict[str, Any], str]] = [
         "messages[0].content[0].image_url",
     ),
     ({"model": "m", "messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
-    ({"model": "m", "messages": [{"role": "system", "content": [{"type": "image_url"}]}]}, "messages[0].content[0]"),
+    (
+        {"model": "m", "messages": [{"role": "system", "content": [{"type": "image_url"}]}]},
+        "messages[0].content[0].type",
+    ),
     ({"model": "m", "messages": [{"role": "system", "content": 5}]}, "messages[0].content"),
     ({"model": "m", "messages": [{"role": "assistant", "content": 5}]}, "messages[0].content"),
-    ({"model": "m", "messages": [{"role": "assistant", "content": [{"type": "image_url"}]}]}, "messages[0].content[0]"),
+    (
+        {"model": "m", "messages": [{"role": "assistant", "content": [{"type": "image_url"}]}]},
+        "messages[0].content[0].type",
+    ),
     ({"model": "m", "messages": [{"role": "assistant", "tool_calls": {"id": "c"}}]}, "messages[0].tool_calls"),
     ({"model": "m", "messages": [{"role": "assistant", "tool_calls": ["c"]}]}, "messages[0].tool_calls[0]"),
     (
         {"model": "m", "messages": [{"role": "assistant", "content": [{"type": "text", "text": None}]}]},
-        "messages[0].content[0]",
+        "messages[0].content[0].text",
     ),
     (
         {
@@ -260,22 +266,22 @@ BAD: list[tuple[dict[str, Any], str]] = [
             "model": "m",
             "messages": [{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f"}}]}],
         },
-        "messages[0].tool_calls[0]",
+        "messages[0].tool_calls[0].id",
     ),
     (body(tools={"type": "function"}), "tools"),
     (body(tools=[{"type": "custom", "custom": {"name": "x"}}]), "tools[0].type"),
     (body(tools=["f"]), "tools[0]"),
-    (body(tools=[{"type": "function", "function": {}}]), "tools[0].function"),
+    (body(tools=[{"type": "function", "function": {}}]), "tools[0].function.name"),
     (body(tools=[{"type": "function", "function": {"name": "f", "parameters": "x"}}]), "tools[0].function.parameters"),
     (body(tools=[{"type": "function", "function": {"name": "f", "description": 1}}]), "tools[0].function.description"),
     (body(tools=[{"type": "function", "function": {"name": "f", "strict": "yes"}}]), "tools[0].function.strict"),
     (body(tool_choice="any"), "tool_choice"),
-    (body(tool_choice={"type": "custom", "custom": {"name": "x"}}), "tool_choice"),
+    (body(tool_choice={"type": "custom", "custom": {"name": "x"}}), "tool_choice.type"),
     (body(temperature="hot"), "temperature"),
     (body(top_p=True), "top_p"),
     (body(max_tokens=-1), "max_tokens"),
     (body(max_completion_tokens=1.5), "max_completion_tokens"),
-    (body(stop=[1]), "stop"),
+    (body(stop=[1]), "stop[0]"),
     (body(stream="yes"), "stream"),
     (body(reasoning_effort="extreme"), "reasoning_effort"),
     (body(reasoning_effort=["high"]), "reasoning_effort"),
@@ -283,6 +289,38 @@ BAD: list[tuple[dict[str, Any], str]] = [
     (body(tool_choice=["auto"]), "tool_choice"),
     (body(user=5), "user"),
     (body(parallel_tool_calls="no"), "parallel_tool_calls"),
+    # Values of an unexpected type anywhere (issue 13, D9): a list where a key is looked up, an
+    # object where a string is expected, and so on; a 400 naming the path, never a crash.
+    (body(messages=[{"role": "user", "content": [{"type": ["text"]}]}]), "messages[0].content[0].type"),
+    (
+        body(
+            messages=[
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x", "detail": {}}}]}
+            ]
+        ),
+        "messages[0].content[0].image_url.detail",
+    ),
+    (body(messages=[{"role": "assistant", "refusal": ["no"]}]), "messages[0].refusal"),
+    (
+        body(
+            messages=[{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": [1]}}]}]
+        ),
+        "messages[0].tool_calls[0].function.arguments",
+    ),
+    (
+        body(messages=[{"role": "assistant", "tool_calls": [{"id": "c", "function": "f"}]}]),
+        "messages[0].tool_calls[0].function",
+    ),
+    (body(messages=[{"role": "tool", "tool_call_id": "c", "content": [{"type": {}}]}]), "messages[0].content[0].type"),
+    (body(tools=[{"type": {"x": 1}}]), "tools[0].type"),
+    (body(tool_choice={"type": "function", "function": {"name": {}}}), "tool_choice.function.name"),
+    (
+        body(tool_choice={"type": "allowed_tools", "allowed_tools": {"mode": ["auto"]}}),
+        "tool_choice.allowed_tools.mode",
+    ),
+    (body(tool_choice={"type": "allowed_tools", "allowed_tools": []}), "tool_choice.allowed_tools"),
+    (body(tool_choice={"type": ["function"]}), "tool_choice.type"),
+    (body(stop={"x": 1}), "stop"),
 ]
 
 

@@ -295,7 +295,7 @@ _BAD: list[tuple[Any, str | None]] = [
         "messages[0].content[0].input",
     ),
     (req(system=5), "system"),
-    (req(system=[{"type": "image"}]), "system[0]"),
+    (req(system=[{"type": "image"}]), "system[0].type"),
     (req(tools={"name": "x"}), "tools"),
     (req(tools=[{"name": "x"}]), "tools[0].input_schema"),
     (req(tools=[{"input_schema": {}}]), "tools[0].name"),
@@ -314,10 +314,40 @@ _BAD: list[tuple[Any, str | None]] = [
     (req(temperature="hot"), "temperature"),
     (req(top_k=1.5), "top_k"),
     (req(stop_sequences="END"), "stop_sequences"),
-    (req(stop_sequences=[1]), "stop_sequences"),
+    (req(stop_sequences=[1]), "stop_sequences[0]"),
     (req(stream="yes"), "stream"),
     (req(metadata={"user_id": 7}), "metadata.user_id"),
     (req(metadata="u"), "metadata"),
+    # Values of an unexpected type anywhere (issue 13, D9): a 400 naming the path, never a crash.
+    (req([{"role": "user", "content": [{"type": ["text"], "text": "x"}]}]), "messages[0].content[0].type"),
+    (req([{"role": "user", "content": [{"type": {"a": 1}}]}]), "messages[0].content[0].type"),
+    (req([{"role": ["user"], "content": "x"}]), "messages[0].role"),
+    (
+        req([{"role": "user", "content": [{"type": "image", "source": {"type": []}}]}]),
+        "messages[0].content[0].source.type",
+    ),
+    (req([{"role": "user", "content": [{"type": "image", "source": "u"}]}]), "messages[0].content[0].source"),
+    (
+        req([{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "is_error": "yes"}]}]),
+        "messages[0].content[0].is_error",
+    ),
+    (
+        req([{"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": {}}]}]),
+        "messages[0].content[0].signature",
+    ),
+    (
+        req([{"role": "assistant", "content": [{"type": "tool_use", "id": "a", "name": "b", "input": [1]}]}]),
+        "messages[0].content[0].input",
+    ),
+    (req(output_config={"effort": ["low"]}), "output_config.effort"),
+    (req(tools=[{"type": ["custom"], "name": "x", "input_schema": {}}]), "tools[0].type"),
+    (req(tools=[{"name": "x", "input_schema": {}, "strict": "yes"}]), "tools[0].strict"),
+    (req(tools=[{"name": "x", "input_schema": []}]), "tools[0].input_schema"),
+    (req(tool_choice={"type": ["auto"]}), "tool_choice.type"),
+    (req(tool_choice={"type": "auto", "disable_parallel_tool_use": "yes"}), "tool_choice.disable_parallel_tool_use"),
+    (req(tool_choice=["auto"]), "tool_choice"),
+    (req(thinking={"type": {}}), "thinking.type"),
+    (req(system=[{"type": "text", "text": {}}]), "system[0].text"),
 ]
 
 

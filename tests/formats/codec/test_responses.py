@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 
 from router.config import Format
 from router.errors import BadRequest
-from router.formats.codec import carry, ir, responses
+from router.formats.codec import carry, ir, responses, responses_read
 from router.formats.codec.reasoning import effort_for
 from router.types import Usage
 
@@ -33,7 +33,7 @@ class _Log:
 @pytest.fixture
 def logs(monkeypatch: pytest.MonkeyPatch) -> _Log:
     log = _Log()
-    monkeypatch.setattr(responses, "log", log)
+    monkeypatch.setattr(responses_read, "log", log)
     return log
 
 
@@ -308,6 +308,35 @@ def test_codex_like_request() -> None:
         ({"stream": "yes"}, "stream"),
         ({"reasoning": "high"}, "reasoning"),
         ({"reasoning": {"effort": "huge"}}, "reasoning.effort"),
+        # Values of an unexpected type anywhere (issue 13, D9): a 400 naming the path, never a crash.
+        ({"reasoning": {"effort": ["low"]}}, "reasoning.effort"),
+        ({"reasoning": {"summary": ["auto"]}}, "reasoning.summary"),
+        ({"input": [{"type": ["message"], "role": "user", "content": "x"}]}, "input[0].type"),
+        ({"input": [{"role": {}, "content": "x"}]}, "input[0].role"),
+        ({"input": [{"role": "user", "content": [{"type": []}]}]}, "input[0].content[0].type"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "https://x", "detail": {}}]}]},
+            "input[0].content[0].detail",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": ["u"]}]}]},
+            "input[0].content[0].image_url",
+        ),
+        ({"input": [{"type": "reasoning", "summary": "x"}]}, "input[0].summary"),
+        (
+            {"input": [{"type": "reasoning", "summary": [{"type": "summary_text", "text": 1}]}]},
+            "input[0].summary[0].text",
+        ),
+        ({"input": [{"type": "reasoning", "summary": ["x"]}]}, "input[0].summary[0]"),
+        ({"input": [{"type": "reasoning", "summary": [], "encrypted_content": 5}]}, "input[0].encrypted_content"),
+        ({"input": [{"type": "function_call_output", "call_id": {}, "output": "x"}]}, "input[0].call_id"),
+        ({"tools": [{"type": {"x": 1}}]}, "tools[0].type"),
+        ({"tools": [{"type": "function", "name": "f", "description": {}}]}, "tools[0].description"),
+        ({"tools": [{"type": "function", "name": "f", "strict": "yes"}]}, "tools[0].strict"),
+        ({"tool_choice": ["auto"]}, "tool_choice"),
+        ({"tool_choice": {"type": {}}}, "tool_choice.type"),
+        ({"tool_choice": {"type": "allowed_tools", "mode": ["auto"]}}, "tool_choice.mode"),
+        ({"user": ["u"]}, "user"),
     ],
 )
 def test_bad_requests(changes: dict[str, Any], param: str) -> None:
