@@ -189,7 +189,8 @@ def _user_parts(content: Any, p: str) -> list[ir.Part]:
         elif ptype == "image_url":
             spec = part.get("image_url")
             if isinstance(spec, str):  # a common client slip; the URL is unambiguous
-                spec = {"url": spec}
+                parts.append(_image(spec, None, f"{q}.image_url"))
+                continue
             spec = obj(spec, f"{q}.image_url")
             url = need_str(spec, "url", f"{q}.image_url")
             parts.append(_image(url, opt_str(spec, "detail", f"{q}.image_url"), f"{q}.image_url.url"))
@@ -207,7 +208,7 @@ def _image(url: str, detail: str | None, p: str) -> ir.Image:
         head, sep, data = url[5:].partition(",")
         if sep and head.lower().endswith(";base64"):
             return ir.Image(data=data, media_type=head.split(";")[0] or None, detail=detail)
-    fail("image_url.url must be an http(s) URL or a base64 data: URL", p)
+    fail(f"{p} must be an http(s) URL or a base64 data: URL", p)
 
 
 def _tool_call(call: Any, p: str) -> ir.ToolCall:

@@ -302,6 +302,10 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ),
     (body(messages=[{"role": "assistant", "refusal": ["no"]}]), "messages[0].refusal"),
     (
+        body(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": "ftp://x"}]}]),
+        "messages[0].content[0].image_url",
+    ),
+    (
         body(
             messages=[{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": [1]}}]}]
         ),
