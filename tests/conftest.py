@@ -3,14 +3,20 @@ router server started on a real socket from a config, and a real redis-server.""
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+
+# Hypothesis keeps a cache in the working directory unless told otherwise: tests write only
+# under temporary directories. Set before any test module imports hypothesis.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "router-hypothesis"))
 
 from router.app import create_app
 from router.clock import Clock
