@@ -117,7 +117,7 @@ def run_demo(config: Config, requests: int = 120) -> int:
     host, port = config.server.host, config.server.port
     if not _port_free(host, port):
         port = 0
-    server = ThreadedServer(create_app(config), host, port).start()
+    server = ThreadedServer(create_app(config), host, port, limits=config.server).start()
     models = [m.name for m in config.models]
     all_ok = True
     try:

@@ -171,7 +171,7 @@ def router_server(fakes: Fakes) -> Iterator[Callable[..., RouterServer]]:
 
     def start(config: Config, clock: Clock | None = None, wait_ready: bool = True) -> RouterServer:
         app = create_app(config, clock=clock, rng=random.Random(7))
-        rs = RouterServer(ThreadedServer(app).start(), app)
+        rs = RouterServer(ThreadedServer(app, limits=config.server).start(), app)
         started.append(rs)
         if wait_ready:
             rs.wait_until(lambda: rs.ready().status_code == 200)

@@ -39,14 +39,14 @@ MAX_LINES = 400
 CONFINED: dict[str, tuple[str, ...]] = {
     "pybreaker": ("router.routing.breaker",),
     "aiohttp": (),  # the benchmarks' and tests' client only
-    "httptools": ("router.upstream.connection",),
+    "httptools": ("router.upstream.connection", "router.ops.protocol"),
     "yaml": ("router.config.loader",),
     "redis": ("router.billing.state.redis",),
     "starlette": ("router.app", "router.server", "router.ops.threaded", FAKE),
     # the health probe (app), reload's first probe, the demo's traffic, the fake's admin client
     "httpx": ("router.app", "router.ops.runtime", "router.demo", FAKE),
     "prometheus_client": ("router.ops.metrics",),
-    "uvicorn": ("router.cli", "router.ops.serve", "router.ops.threaded", FAKE),
+    "uvicorn": ("router.cli", "router.ops.serve", "router.ops.threaded", "router.ops.protocol", FAKE),
 }
 # Every third-party import must be a declared dependency (pyproject.toml) by its import name.
 DECLARED = frozenset(

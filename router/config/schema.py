@@ -33,6 +33,19 @@ DEFAULT_MAX_OUTPUT_TOKENS = 16384
 # More output tokens than any model writes (the largest take a few hundred thousand): a larger
 # cap is a mistake or an attack on the budget arithmetic (2**63 overflowed the Redis script).
 MAX_OUTPUT_TOKENS = 10_000_000
+# Client connections (see ServerConfig and router/ops/protocol.py).
+DEFAULT_HEADER_TIMEOUT_S = 10.0  # a real client sends its headers in one packet; 10 s covers a bad mobile link
+DEFAULT_BODY_TIMEOUT_S = 30.0  # the longest silence within an upload, not its length: slow uploads finish
+# Longer than the idle timeout of the gateways usually in front (AWS ALB and nginx's upstream
+# keepalive: 60 s), so the gateway, not the router, closes an idle pooled connection: the other
+# way round, a request sent just as the router closes becomes a 502 at the gateway. SDKs talking
+# directly close their own idle connections first (httpx: after 5 s).
+DEFAULT_KEEPALIVE_TIMEOUT_S = 65.0
+# Per worker. Each open stream holds a client and an upstream connection; a Python worker relays
+# far fewer than 1024 streams at speed, so past this new clients get a fast 503 rather than
+# everyone a slow answer. `router serve` raises the open-file limit to fit (serve.py).
+DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024  # the request line and headers; real requests use a few KiB
 
 
 class ConfigError(Exception):
@@ -89,6 +102,15 @@ class ServerConfig:
     drain_grace_s: float = 5.0
     drain_timeout_s: float = 60.0
     watch_config: bool = False  # reload when the config file changes (besides SIGHUP)
+    # Client connections, per worker; read when the server starts (a reload does not change them,
+    # as it does not change host and port). Timeouts close the connection, with a 408 when no
+    # answer has begun: headers from the connection's open (or the request's first byte on a
+    # kept-alive one) until complete; the body, the longest silence between two of its reads.
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    keepalive_timeout_s: float = DEFAULT_KEEPALIVE_TIMEOUT_S  # idle between requests: closed silently
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # more are answered 503 and closed at once
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES  # larger: 431
 
 
 @dataclass(frozen=True, slots=True)

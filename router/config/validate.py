@@ -110,6 +110,11 @@ def _server(r: Reader) -> ServerConfig:
             drain_grace_s=r.number("drain_grace_s", d.drain_grace_s, ge=0),
             drain_timeout_s=r.number("drain_timeout_s", d.drain_timeout_s, ge=0),
             watch_config=r.flag("watch_config", d.watch_config),
+            header_timeout_s=r.number("header_timeout_s", d.header_timeout_s, gt=0),
+            body_timeout_s=r.number("body_timeout_s", d.body_timeout_s, gt=0),
+            keepalive_timeout_s=r.number("keepalive_timeout_s", d.keepalive_timeout_s, gt=0),
+            max_connections=r.integer("max_connections", d.max_connections, ge=1),
+            max_header_bytes=r.integer("max_header_bytes", d.max_header_bytes, ge=1024, le=16 * 1024 * 1024),
         )
     )
 

@@ -25,8 +25,10 @@ _OPENAI_TYPES = {
     403: "permission_error",
     404: "invalid_request_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
+    431: "invalid_request_error",
 }
 _CONTENT_KEYS = ("content", "tool_calls", "reasoning_content", "reasoning", "refusal", "function_call")
 # Content last: in a delta carrying reasoning and content, the reasoning came first.

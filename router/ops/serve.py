@@ -16,20 +16,27 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+import structlog
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from router.config import Config
+from router.ops.protocol import ServingConfig
 from router.ops.reload import request_reload
 from router.server.drain import Drain
 
 _ABORT_FLUSH_S = 2.0  # after streams are aborted, time for their error tails to leave
+# Descriptors besides client connections: the listener, logs, the ledger, Redis, probes.
+_FD_HEADROOM = 256
+
+log = structlog.get_logger("router.ops.serve")
 
 Handler = Callable[[int, FrameType | None], Any] | int | None
 
@@ -78,6 +85,25 @@ def install_signal_handlers(drain: Drain, grace_s: float, timeout_s: float) -> C
     return restore
 
 
+def raise_fd_limit(max_connections: int) -> int:
+    """Each client connection may hold an upstream one too: raise this process's soft limit on
+    open files (the workers inherit it) to fit, as far as the hard limit allows (systemd's
+    default soft limit is 1024). Returns the soft limit now in force."""
+    need = 2 * max_connections + _FD_HEADROOM
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need and (hard == resource.RLIM_INFINITY or soft < hard):
+        soft = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft < need:
+        log.warning(
+            "open_file_limit_low",
+            limit=soft,
+            needed=need,
+            note="server.max_connections per worker may hit the limit first; raise it (ulimit -n, LimitNOFILE)",
+        )
+    return soft
+
+
 class RouterSupervisor(Multiprocess):
     """Several workers: SIGTERM reaches each worker (which drains); SIGHUP too (which reloads)."""
 
@@ -88,14 +114,15 @@ class RouterSupervisor(Multiprocess):
 
 
 def run(config: Config, host: str, port: int, workers: int) -> None:
-    uv = uvicorn.Config(
+    raise_fd_limit(config.server.max_connections)
+    uv = ServingConfig(
         "router.app:app_from_env",
+        config.server,  # the client limits (protocol.py), pickled to each worker with the rest
         factory=True,
         host=host,
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
         log_level="warning",
         access_log=False,  # the router writes its own access line
         proxy_headers=False,  # nothing reads the client address; skip the per-request rewrite

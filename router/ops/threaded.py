@@ -10,21 +10,30 @@ from typing import Any, Literal
 
 import uvicorn
 
+from router.config import ServerConfig
+from router.ops.protocol import ServingConfig
+
 _START_TIMEOUT_S = 10.0
 
 
 class ThreadedServer:
-    """A uvicorn server on its own thread and event loop. `stop()` is bounded."""
+    """A uvicorn server on its own thread and event loop, with the client limits of `limits` (the
+    config's `server:`; default: the defaults). `stop()` is bounded."""
 
     def __init__(
-        self, app: Any, host: str = "127.0.0.1", port: int = 0, lifespan: Literal["auto", "on", "off"] = "on"
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        lifespan: Literal["auto", "on", "off"] = "on",
+        limits: ServerConfig | None = None,
     ) -> None:
-        config = uvicorn.Config(
+        config = ServingConfig(
             app,
+            limits or ServerConfig(),
             host=host,
             port=port,
             loop="asyncio",
-            http="httptools",
             lifespan=lifespan,
             log_level="warning",
             access_log=False,

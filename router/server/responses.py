@@ -106,9 +106,10 @@ async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes
         message = await receive()
         if message["type"] != "http.request":
             raise ClientGone
-        buf += message.get("body", b"")
-        if len(buf) > limit:
+        chunk = message.get("body", b"")
+        if len(buf) + len(chunk) > limit:  # checked before the copy: never more than `limit` held
             raise BodyTooLarge(f"the request body exceeds the limit of {limit} bytes")
+        buf += chunk
         if not message.get("more_body", False):
             return bytes(buf)
 

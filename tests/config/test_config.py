@@ -269,6 +269,31 @@ def test_several_problems_are_reported_at_once_with_exact_paths() -> None:
     ]
 
 
+def test_client_connection_limits_default_and_are_checked() -> None:
+    """server: the client limits (router/ops/protocol.py): defaults, values, and path-named errors."""
+    server = parse_config(minimal(), env={}).server
+    assert (server.header_timeout_s, server.body_timeout_s, server.keepalive_timeout_s) == (10.0, 30.0, 65.0)
+    assert (server.max_connections, server.max_header_bytes) == (1024, 65536)
+    limits = {"header_timeout_s": 2, "body_timeout_s": 0.5, "max_connections": 10, "max_header_bytes": 8192}
+    server = parse_config(minimal(server={"allow_anonymous": True, **limits}), env={}).server
+    assert (server.header_timeout_s, server.body_timeout_s, server.max_connections) == (2.0, 0.5, 10)
+    bad = {
+        "allow_anonymous": True,
+        "header_timeout_s": 0,
+        "body_timeout_s": "slow",
+        "keepalive_timeout_s": -1,
+        "max_connections": 0,
+        "max_header_bytes": 100,
+    }
+    assert problems(minimal(server=bad)) == [
+        "server.header_timeout_s: must be > 0, got 0",
+        "server.body_timeout_s: expected a number, got 'slow'",
+        "server.keepalive_timeout_s: must be > 0, got -1",
+        "server.max_connections: must be >= 1, got 0",
+        "server.max_header_bytes: must be >= 1024, got 100",
+    ]
+
+
 def _breaker(**breaker: Any) -> BreakerConfig:
     doc = minimal()
     doc["providers"][0]["breaker"] = breaker

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -48,17 +49,17 @@ def write_config(path: Path, fakes: Any, providers: list[str], ledger: Path, por
 class Serve:
     """`python -m router serve` on a free port; stderr (the JSON log) kept for the test."""
 
-    def __init__(self, config: Path, port: int, log: Path) -> None:
+    def __init__(self, config: Path, port: int, log: Path, workers: int = 1) -> None:
         self.base = f"http://127.0.0.1:{port}"
         self._log = log.open("wb")
         self.log_path = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "router", "serve", "--config", str(config)],
+            [sys.executable, "-m", "router", "serve", "--config", str(config), "--workers", str(workers)],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.DEVNULL,
             stderr=self._log,
         )
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 15 + 5 * workers
         try:
             while not self.ready():
                 assert self.proc.poll() is None, self.log()
@@ -89,8 +90,8 @@ class Serve:
 def serve(tmp_path: Path) -> Iterator[Any]:
     started: list[Serve] = []
 
-    def start(config: Path, port: int) -> Serve:
-        s = Serve(config, port, tmp_path / f"router-{len(started)}.log")
+    def start(config: Path, port: int, workers: int = 1) -> Serve:
+        s = Serve(config, port, tmp_path / f"router-{len(started)}.log", workers)
         started.append(s)
         return s
 
@@ -240,3 +241,22 @@ def test_two_workers_drain_on_sigterm(fakes, tmp_path, serve, redis_server):
         assert s.proc.wait(timeout=20) == 0
     finally:
         s.stop()
+
+
+def test_client_limits_apply_in_every_worker(fakes, tmp_path, serve, redis_server):
+    """`router serve --workers 2`: the limits of `server:` reach each worker (uvicorn pickles
+    them with its config). Whichever worker takes them, a stalled head gets 408 at the header
+    timeout and an oversized one 431."""
+    port = free_port()
+    config = tmp_path / "r.yaml"
+    write_config(config, fakes, ["alpha"], tmp_path / "u.jsonl", port, header_timeout_s=0.3, max_header_bytes=2048)
+    config.write_text(config.read_text() + f"state: {{backend: redis, url: '{redis_server.url}', key_prefix: lim}}\n")
+    serve(config, port, workers=2)
+    for _ in range(4):  # the kernel spreads connections over the two workers' accepts
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /health/live HTTP/1.1\r\nhost: r\r\n")
+            t0 = time.monotonic()
+            assert sock.recv(65536).startswith(b"HTTP/1.1 408") and time.monotonic() - t0 < 2
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /health/live HTTP/1.1\r\nx-big: " + b"a" * 4096 + b"\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 431")
