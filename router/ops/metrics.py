@@ -20,6 +20,13 @@ At scrape time, from the routing pool (nothing is updated per request for these)
   router_provider_inflight{provider}       attempts in flight
   router_route_ewma_seconds{provider, route}   latency estimate; absent until first measured
 
+Client connections (counted by the server protocol, router/ops/protocol.py, per process):
+
+  router_client_connections                     open now
+  router_client_connections_closed_total{reason}   closed by a limit: idle, header_timeout,
+                                                body_timeout, refused (max_connections),
+                                                header_too_large (431), malformed (400)
+
 Label values are bounded by the config: endpoint, model, plan and provider values outside the
 sets given at construction fold into "other" (a client may send any model name; a scanner any
 path), status is the HTTP code, outcome and reason come from fixed lists. No request ids, no key
@@ -45,12 +52,13 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client import values as prom_values
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from router.config import Config
 from router.observe import Attempt, Observer
 from router.ops.admin_auth import CHALLENGE, BearerGuard
+from router.ops.conn_clock import STATS
 from router.ops.metrics_labels import (
     CONTINUATION_OUTCOMES,
     CONTINUATION_REASONS,
@@ -309,7 +317,7 @@ class Metrics(Observer):
     def publish_live(self) -> None:
         """Multiprocess mode: write this worker's live values for the scraping worker to read."""
         if self._files is not None:
-            self._files.publish(pool_rows(self.pool))
+            self._files.publish({**pool_rows(self.pool), **STATS.rows()})
 
     async def run_publisher(self, interval_s: float = LIVE_PUBLISH_INTERVAL_S) -> None:
         """Lifespan task: publish every `interval_s`; returns at once with a single worker."""
@@ -334,7 +342,7 @@ class Metrics(Observer):
     def live_values(self) -> Rows:
         """The gauges as exposed: this worker's pool, or aggregated over the live workers."""
         if self._files is None:
-            return pool_rows(self.pool)
+            return {**pool_rows(self.pool), **STATS.rows()}
         return aggregate(self._files.read_all(time.time()))
 
 
@@ -360,6 +368,7 @@ class _LiveCollector:
             "Peak-EWMA of time to first byte per route, in seconds.",
             ("provider", "route"),
         ),
+        ("client_connections", "router_client_connections", "Open client connections.", ()),
     )
 
     def __init__(self, owner: Metrics) -> None:
@@ -372,3 +381,9 @@ class _LiveCollector:
             for *label_values, value in values.get(key, ()):
                 family.add_metric([str(v) for v in label_values], value)
             yield family
+        closed = CounterMetricFamily(
+            "router_client_connections_closed", "Client connections closed by a limit.", labels=("reason",)
+        )
+        for reason, value in values.get("client_closed", ()):
+            closed.add_metric([str(reason)], value)
+        yield closed

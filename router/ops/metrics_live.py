@@ -10,7 +10,10 @@ alive and wrote recently:
 
 - in-flight: summed (the router's total);
 - breaker state and EWMA: the worst, max (a route is shown open when any worker has it open);
-- health: the worst, min (0 when any worker's probes see the provider down).
+- health: the worst, min (0 when any worker's probes see the provider down);
+- client connections, open and closed by each limit (the process's own counts, conn_clock.py):
+  summed. A worker that exits takes its closed counts with it (Prometheus reads the drop as a
+  counter reset); they were kept in the protocol, which has no prometheus_client to store them.
 
 A worker that exits gracefully removes its file (`LiveFiles.remove`); one that died or hangs
 stops counting when its pid is gone or its file is older than LIVE_STALE_S. No prometheus_client
@@ -41,6 +44,8 @@ _COMBINE: dict[str, Callable[[list[float]], float]] = {
     "healthy": min,
     "inflight": math.fsum,
     "ewma": max,
+    "client_connections": math.fsum,  # the process's own (conn_clock.STATS), summed
+    "client_closed": math.fsum,
 }
 
 

@@ -182,9 +182,12 @@ def test_connections_over_the_cap_get_503_at_once_and_the_count_comes_back(fakes
             sock.close()
     rs.wait_until(lambda: STATS.open == 0)
     with connect(rs) as sock:
-        sock.sendall(b"GET /health/live HTTP/1.1\r\nhost: r\r\nconnection: close\r\n\r\n")
-        assert read_to_eof(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nhost: r\r\nconnection: close\r\n\r\n")
+        raw = read_to_eof(sock)
+    assert raw.startswith(b"HTTP/1.1 200")
+    assert b"router_client_connections 1.0" in raw, "the scrape's own connection"
     assert STATS.closed["refused"] == refused + 2
+    assert b'router_client_connections_closed_total{reason="refused"} %d.0' % (refused + 2) in raw
 
 
 @pytest.mark.parametrize("complete", [True, False])
