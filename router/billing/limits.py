@@ -11,6 +11,7 @@ undercounted (under 3 bytes a token) can add an excess on top.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import structlog
@@ -32,7 +33,7 @@ class Grant:
 
     key_id: str
     spec: LimitSpec | None  # None: not counted (anonymous, or fail_open while the store is down)
-    request_id: str
+    admission_id: str  # names this admission in the state backend (its rule 5)
     reserved_usd: float
     window_start: float | None
     remaining_usd: float | None
@@ -68,15 +69,18 @@ class Limits:
         spec = self._specs.get(principal.plan.name) if principal.plan else None
         if spec is None:
             return Grant(principal.key_id, None, request_id, 0.0, None, None, None)
+        # The backend takes a repeated admission id for a retry of the same admission; the request
+        # id is the client's to choose and repeat (on any replica), so it gets a random part.
+        admission_id = f"{request_id}/{os.urandom(8).hex()}"
         try:
-            adm = await self._backend.admit(principal.key_id, spec, reserve_usd, request_id, self._clock.wall())
+            adm = await self._backend.admit(principal.key_id, spec, reserve_usd, admission_id, self._clock.wall())
         except StateUnavailable as exc:
-            return self._unavailable(principal, request_id, exc)
+            return self._unavailable(principal, admission_id, exc)
         self._recovered()
         if not adm.ok:
             raise _refusal(principal, adm)
         return Grant(
-            principal.key_id, spec, request_id, reserve_usd, adm.window_start, adm.remaining_usd, adm.window_end
+            principal.key_id, spec, admission_id, reserve_usd, adm.window_start, adm.remaining_usd, adm.window_end
         )
 
     async def settle(self, grant: Grant, cost_usd: float) -> float | None:
@@ -93,7 +97,7 @@ class Limits:
                 grant.window_start,
                 grant.reserved_usd,
                 cost_usd,
-                grant.request_id,
+                grant.admission_id,
                 self._clock.wall(),
             )
         except StateUnavailable as exc:
@@ -114,13 +118,13 @@ class Limits:
             self._went_down(exc)
             return None, None
 
-    def _unavailable(self, principal: Principal, request_id: str, exc: StateUnavailable) -> Grant:
+    def _unavailable(self, principal: Principal, admission_id: str, exc: StateUnavailable) -> Grant:
         self._went_down(exc)
         if not self._fail_open:
             raise LimitsUnavailable(
                 "usage limits cannot be checked right now (the shared state store is unreachable); retry shortly"
             )
-        return Grant(principal.key_id, None, request_id, 0.0, None, None, None)
+        return Grant(principal.key_id, None, admission_id, 0.0, None, None, None)
 
     def _went_down(self, exc: StateUnavailable) -> None:
         if not self._down:  # loudly, once per outage

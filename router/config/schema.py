@@ -261,7 +261,7 @@ class StateConfig:
     url: str | None = None  # redis://, rediss:// or unix://; required for redis
     on_unavailable: Literal["fail_closed", "fail_open"] = "fail_closed"
     key_prefix: str = "router"
-    timeout_s: float = 0.5  # per Redis operation
+    timeout_s: float = 0.5  # per try; a Redis call that fails on the connection or times out is tried twice
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from router.clock import ManualClock
-from tests.conftest import CHAT, RESPONSES
+from tests.conftest import ANTHROPIC, CHAT, RESPONSES
 from tests.integration.test_limits import KEY_PRO, auth, limited_config
 
 
@@ -103,3 +103,19 @@ def test_hung_redis_is_bounded_by_its_timeout(fakes, config_factory, router_serv
     finally:
         redis_server.resume()
     assert r.status_code == (503 if policy == "fail_closed" else 200)
+
+
+def test_a_repeated_request_id_holds_its_own_slot(fakes, config_factory, router_server, tmp_path, redis_server):
+    """max_concurrent 1 across two replicas: a second request reusing the first's x-request-id is
+    still a second request (429), not a retry of the first."""
+    config = shared(config_factory, tmp_path, redis_server, budget=None, max_concurrent=1)
+    a, b = router_server(config), router_server(config)
+    fakes.set("alpha", chunk_delay_ms=100, chunks=3)
+    same = {**auth(), "x-request-id": "client-chosen-id"}
+    body = {**ANTHROPIC, "stream": True}
+    with a.client.stream("POST", "/v1/messages", json=body, headers=same) as held:
+        for rs in (a, b):
+            r = rs.post("/v1/messages", ANTHROPIC, headers=same)
+            assert r.status_code == 429 and r.headers["x-request-id"] == "client-chosen-id"
+        held.read()
+    assert b.post("/v1/messages", ANTHROPIC, headers=same).status_code == 200

@@ -13,10 +13,10 @@ replicas sharing Redis agree on windows. The rules, the same in both backends:
       retry when enough of them have left it;
    d. refuse "concurrency" when `max_concurrent` leases are live (leases older than lease_s are
       dropped first: a crashed replica must not leak slots), retry after CONCURRENCY_RETRY_S;
-   e. otherwise reserved += reserve_usd, log the request for rpm and give request_id a lease.
+   e. otherwise reserved += reserve_usd, log the admission for rpm and give it a lease.
    A refused request changes nothing: no window opens, it does not count toward rpm. Checks run
    in that order, so the reason names the first limit hit.
-2. settle, atomically: release one lease of request_id; then, with a budget,
+2. settle, atomically: release the admission's lease; then, with a budget,
    a. window_start is the open window's start: reserved -= reserved_usd (floored at 0), spent += cost;
    b. another (newer) window is open: spent += cost. The roll-over wiped the reservation; the cost
       lands in the window where it settled;
@@ -27,8 +27,12 @@ replicas sharing Redis agree on windows. The rules, the same in both backends:
 4. Money is stored as integer micro-dollars (no float drift in Redis). Costs and reservations
    round UP and the budget rounds DOWN, so rounding never under-bills; a float's representation
    error (0.1 USD is 100000.00000000001 micro-USD) is forgiven first, so exact amounts stay exact.
-5. request_id may repeat (a client can choose its x-request-id): each admission still counts once
-   for rpm and holds its own lease; settle releases one of them.
+5. admission_id names one admission, and the caller makes it unique (limits.py adds a random part
+   to the request id, which a client chooses and may repeat). What an admission id did is kept
+   RECORD_S after its last admit or settle; meanwhile a repeated admit changes nothing and returns
+   the first answer, and a repeated settle charges and releases nothing and returns what is left
+   now. That makes a retry safe when a call failed without saying whether it ran (a Redis timeout:
+   redis.py retries once). A refused admit records nothing (it changed nothing).
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ RPM_WINDOW_S = 60.0  # "requests per minute", measured as a sliding minute
 # A concurrency slot frees when another request ends, which we cannot predict; one second is a
 # polite pause that does not stall an interactive client.
 CONCURRENCY_RETRY_S = 1.0
+# How long an admission or a settlement is remembered by its admission_id (rule 5): longer than
+# a retry of the call can take, and short, as a busy key writes a record per request (kept as
+# long as a lease, deadline_s + 60 s, they would pile up).
+RECORD_S = 60.0
 # Float noise allowed when converting USD to micro-USD before rounding (well below one micro-USD).
 _MICROS_TOLERANCE = 1e-6
 
@@ -99,7 +107,7 @@ class StateBackend(Protocol):
     """Atomic budget, window, rpm and concurrency operations for API keys (rules in the module doc)."""
 
     async def admit(
-        self, key_id: str, spec: LimitSpec, reserve_usd: float, request_id: str, now: float
+        self, key_id: str, spec: LimitSpec, reserve_usd: float, admission_id: str, now: float
     ) -> Admission: ...
 
     async def settle(
@@ -109,7 +117,7 @@ class StateBackend(Protocol):
         window_start: float | None,
         reserved_usd: float,
         cost_usd: float,
-        request_id: str,
+        admission_id: str,
         now: float,
     ) -> float | None: ...
 

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from router.billing.state.base import (
+    RECORD_S,
     RPM_WINDOW_S,
     Admission,
     LimitSpec,
@@ -30,36 +31,36 @@ class _Window:
     reserved: int = 0  # micro-USD
 
 
-def lease_member(leases: dict[str, float], request_id: str) -> str:
-    """A lease name for request_id not already taken (rule 5): the id itself, else id#1, id#2..."""
-    member, n = request_id, 0
-    while member in leases:
-        n += 1
-        member = f"{request_id}#{n}"
-    return member
+@dataclass(slots=True)
+class _Record:
+    """What an admission_id did (rule 5), remembered until `expiry`."""
 
-
-def release_member(leases: dict[str, float], request_id: str) -> str | None:
-    """The taken lease name of request_id to release, if any."""
-    if request_id in leases:
-        return request_id
-    prefix = request_id + "#"
-    return next((m for m in leases if m.startswith(prefix) and m[len(prefix) :].isdigit()), None)
+    expiry: float
+    admission: Admission | None  # the answer it was admitted with; None: settled, never admitted here
+    settled: bool = False
 
 
 class MemoryBackend:
-    """StateBackend for one process. Memory stays bounded: the rpm log keeps the last minute."""
+    """StateBackend for one process. Memory stays bounded: the rpm log keeps the last minute, and
+    records of admissions are dropped RECORD_S after their last use."""
 
     def __init__(self) -> None:
         self._windows: dict[str, _Window] = {}
         self._rpm: dict[str, deque[float]] = {}
-        self._leases: dict[str, dict[str, float]] = {}  # key_id -> lease name -> expiry
+        self._leases: dict[str, dict[str, float]] = {}  # key_id -> admission_id -> expiry
         # key_id -> no lease of the key expires before this: the expiry scan (a walk over every
         # lease in flight) runs only once something may have expired, not on every admission.
         self._lease_floor: dict[str, float] = {}
+        # (key_id, admission_id) -> its record. Every record lives RECORD_S from its last write
+        # and a write moves it to the end, so the oldest expire first, from the front.
+        self._records: dict[tuple[str, str], _Record] = {}
 
-    async def admit(self, key_id: str, spec: LimitSpec, reserve_usd: float, request_id: str, now: float) -> Admission:
+    async def admit(self, key_id: str, spec: LimitSpec, reserve_usd: float, admission_id: str, now: float) -> Admission:
         reserve = cost_micros(reserve_usd)
+        self._forget(now)
+        record = self._record(key_id, admission_id, now)
+        if record is not None and record.admission is not None:
+            return record.admission  # a repeat: the first answer, nothing changes (rule 5)
         window = self._open_window(key_id, spec, now)
         log = self._rpm.setdefault(key_id, deque())
         while log and log[0] <= now - RPM_WINDOW_S:
@@ -82,9 +83,11 @@ class MemoryBackend:
         if spec.rpm is not None:
             log.append(now)
         if spec.max_concurrent is not None:
-            expiry = leases[lease_member(leases, request_id)] = now + spec.lease_s
+            expiry = leases[admission_id] = now + spec.lease_s
             if expiry < self._lease_floor.get(key_id, math.inf):
                 self._lease_floor[key_id] = expiry
+        if spec.budget_usd is not None or spec.rpm is not None or spec.max_concurrent is not None:
+            self._remember(key_id, admission_id, _Record(now + RECORD_S, answer))
         return answer
 
     async def settle(
@@ -94,23 +97,28 @@ class MemoryBackend:
         window_start: float | None,
         reserved_usd: float,
         cost_usd: float,
-        request_id: str,
+        admission_id: str,
         now: float,
     ) -> float | None:
         reserved, cost = cost_micros(reserved_usd), cost_micros(cost_usd)
-        leases = self._leases.get(key_id, {})
-        member = release_member(leases, request_id)
-        if member is not None:
-            del leases[member]
+        self._leases.get(key_id, {}).pop(admission_id, None)  # releasing twice releases nothing
         if spec.budget_usd is None:
             return None
         budget = budget_micros(spec.budget_usd)
+        record = self._record(key_id, admission_id, now)
+        first = record is None or not record.settled
+        if first:
+            if record is None:
+                record = _Record(now + RECORD_S, None, settled=True)
+            record.expiry, record.settled = now + RECORD_S, True
+            self._remember(key_id, admission_id, record)
         window = self._open_window(key_id, spec, now)
         if window is None:  # rule 2c
             return to_usd(budget)
-        if window.start == window_start:  # rule 2a
-            window.reserved = max(0, window.reserved - reserved)
-        window.spent += cost  # rules 2a and 2b
+        if first:
+            if window.start == window_start:  # rule 2a
+                window.reserved = max(0, window.reserved - reserved)
+            window.spent += cost  # rules 2a and 2b
         return remaining_usd(budget, window.spent, window.reserved)
 
     async def status(self, key_id: str, spec: LimitSpec, now: float) -> tuple[float | None, float | None]:
@@ -127,6 +135,24 @@ class MemoryBackend:
         self._rpm.clear()
         self._leases.clear()
         self._lease_floor.clear()
+        self._records.clear()
+
+    def _record(self, key_id: str, admission_id: str, now: float) -> _Record | None:
+        record = self._records.get((key_id, admission_id))
+        return record if record is not None and now < record.expiry else None
+
+    def _remember(self, key_id: str, admission_id: str, record: _Record) -> None:
+        self._records.pop((key_id, admission_id), None)  # to the end: the newest
+        self._records[key_id, admission_id] = record
+
+    def _forget(self, now: float) -> None:
+        """Drop expired records from the front (the oldest), stopping at the first live one."""
+        records = self._records
+        while records:
+            oldest = next(iter(records))
+            if now < records[oldest].expiry:
+                return
+            del records[oldest]
 
     def _open_window(self, key_id: str, spec: LimitSpec, now: float) -> _Window | None:
         """The key's open window, or None (an expired one is left for the next admission to replace)."""
@@ -137,4 +163,6 @@ class MemoryBackend:
         keys = set(self._windows) | set(self._rpm) | set(self._leases)
         rpm_entries = sum(map(len, self._rpm.values()))
         leases = sum(map(len, self._leases.values()))
-        return f"MemoryBackend(keys={len(keys)}, rpm_entries={rpm_entries}, leases={leases})"
+        return (
+            f"MemoryBackend(keys={len(keys)}, rpm_entries={rpm_entries}, leases={leases}, records={len(self._records)})"
+        )

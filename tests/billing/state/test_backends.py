@@ -45,9 +45,10 @@ async def backend(request: pytest.FixtureRequest, anyio_backend: str) -> AsyncIt
 
 async def spend(b: StateBackend, s: LimitSpec, usd: float, now: float, key: str = "k") -> None:
     """Admit and settle one request that costs `usd`."""
-    a = await b.admit(key, s, usd, f"spend-{now}-{usd}", now)
+    admission = f"spend-{uuid.uuid4().hex}"  # a repeated id would be the same admission (rule 5)
+    a = await b.admit(key, s, usd, admission, now)
     assert a.ok, a
-    await b.settle(key, s, a.window_start, usd, usd, f"spend-{now}-{usd}", now)
+    await b.settle(key, s, a.window_start, usd, usd, admission, now)
 
 
 async def test_window_opens_on_first_request(backend: StateBackend) -> None:
@@ -193,29 +194,52 @@ async def test_lease_expiry_frees_a_slot(backend: StateBackend) -> None:
     assert (await backend.admit("k", s, 0.0, "b", T0 + 30)).ok
 
 
-async def test_repeated_request_id_counts_and_leases_each_time(backend: StateBackend) -> None:
-    """A client reusing its x-request-id still uses one rpm entry and one lease per admission."""
-    s = spec(budget=None, rpm=3, max_concurrent=2)
-    assert (await backend.admit("k", s, 0.0, "same", T0)).ok
-    assert (await backend.admit("k", s, 0.0, "same", T0 + 1)).ok
-    assert (await backend.admit("k", s, 0.0, "same", T0 + 2)).reason == "concurrency"
-    await backend.settle("k", s, None, 0.0, 0.0, "same", T0 + 3)
-    await backend.settle("k", s, None, 0.0, 0.0, "same", T0 + 3)  # the second releases the other lease
-    await backend.settle("k", s, None, 0.0, 0.0, "same", T0 + 3)  # nothing left to release
-    assert (await backend.admit("k", s, 0.0, "same", T0 + 4)).ok
-    assert (await backend.admit("k", s, 0.0, "same", T0 + 5)).reason == "rpm"
+async def test_a_repeated_admit_is_the_same_admission(backend: StateBackend) -> None:
+    """admit twice with one admission id: the first answer again, one reservation, one rpm entry, one lease."""
+    s = spec(budget=1.0, rpm=3, max_concurrent=2)
+    first = await backend.admit("k", s, 0.3, "a", T0)
+    again = await backend.admit("k", s, 0.3, "a", T0 + 1)
+    assert first.ok and again == first
+    assert (await backend.status("k", s, T0 + 2))[0] == 0.7
+    assert (await backend.admit("k", s, 0.1, "b", T0 + 3)).ok  # a second lease and rpm entry fit
+    assert (await backend.admit("k", s, 0.1, "c", T0 + 4)).reason == "concurrency"  # rpm 2 of 3, leases 2 of 2
 
 
-async def test_duplicate_lease_is_found_after_the_first_is_gone(backend: StateBackend) -> None:
-    """With the plain id's lease expired, settle still finds and releases a duplicate's lease."""
-    s = spec(budget=None, max_concurrent=2, lease_s=10.0)
-    await backend.admit("k", s, 0.0, "id", T0)
-    await backend.admit("k", s, 0.0, "other", T0 + 5)
-    await backend.settle("k", s, None, 0.0, 0.0, "other", T0 + 5)
-    await backend.admit("k", s, 0.0, "id", T0 + 6)  # takes "id#1"
-    await backend.admit("k", s, 0.0, "x", T0 + 10.5)  # "id" expired; now id#1 and x
-    await backend.settle("k", s, None, 0.0, 0.0, "id", T0 + 11)
-    assert (await backend.admit("k", s, 0.0, "y", T0 + 12)).ok
+async def test_a_repeated_admit_at_the_limit_is_not_refused(backend: StateBackend) -> None:
+    """The repeat of the admission that filled every limit is still admitted, and takes nothing more."""
+    s = spec(budget=0.1, rpm=1, max_concurrent=1)
+    first = await backend.admit("k", s, 0.1, "a", T0)
+    assert (await backend.admit("k", s, 0.1, "a", T0)) == first
+    assert (await backend.admit("k", s, 0.1, "b", T0)).reason == "budget"
+
+
+async def test_a_repeated_settle_charges_and_releases_once(backend: StateBackend) -> None:
+    """settle twice with one admission id: charged once, its reservation and lease released once."""
+    s = spec(budget=1.0, max_concurrent=1)
+    a = await backend.admit("k", s, 0.5, "a", T0)
+    assert await backend.settle("k", s, a.window_start, 0.5, 0.2, "a", T0 + 1) == 0.8
+    b = await backend.admit("k", s, 0.3, "b", T0 + 2)
+    assert await backend.settle("k", s, a.window_start, 0.5, 0.2, "a", T0 + 3) == 0.5  # b's reservation stays
+    assert (await backend.admit("k", s, 0.1, "c", T0 + 4)).reason == "concurrency"  # b's lease stays
+    assert await backend.settle("k", s, b.window_start, 0.3, 0.1, "b", T0 + 5) == 0.7
+
+
+async def test_an_admit_repeated_after_its_settle_takes_nothing(backend: StateBackend) -> None:
+    """A late repeat of an admit whose request has settled answers as the first did and holds nothing."""
+    s = spec(budget=1.0, rpm=2, max_concurrent=1)
+    first = await backend.admit("k", s, 0.5, "a", T0)
+    await backend.settle("k", s, first.window_start, 0.5, 0.2, "a", T0 + 1)
+    assert await backend.admit("k", s, 0.5, "a", T0 + 2) == first
+    assert (await backend.status("k", s, T0 + 3))[0] == 0.8
+    assert (await backend.admit("k", s, 0.1, "b", T0 + 4)).ok  # the lease is free, one rpm entry is left
+
+
+async def test_a_settle_without_its_admission_is_charged_once(backend: StateBackend) -> None:
+    """A settle the store has no admission for (its data lost) lands its cost once (rule 2b), however often repeated."""
+    s = spec(budget=1.0)
+    assert (await backend.admit("k", s, 0.1, "other", T0)).ok
+    for _ in range(2):
+        assert await backend.settle("k", s, T0 - 1, 0.2, 0.2, "lost", T0 + 1) == 0.7
 
 
 async def test_keys_are_independent(backend: StateBackend) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from router.billing.state import LimitSpec, MemoryBackend, make_backend
+from router.billing.state.base import RECORD_S
 from router.config import StateConfig
 
 T0 = 1_800_000_000.0
@@ -31,11 +32,24 @@ def test_admit_and_settle_never_suspend() -> None:
 
 
 async def test_memory_stays_bounded(anyio_backend: str) -> None:
-    """The rpm log keeps only the last minute and expired leases are dropped on admit."""
+    """The rpm log keeps only the last minute, expired leases are dropped on admit, and records of
+    admissions after RECORD_S."""
     backend = MemoryBackend()
     spec = LimitSpec(budget_usd=None, window_s=60.0, rpm=10_000, max_concurrent=10_000, lease_s=5.0)
     for i in range(600):  # one request a second for ten minutes, none settled
         assert (await backend.admit("k", spec, 0.0, f"r{i}", T0 + i)).ok
-    assert repr(backend) == "MemoryBackend(keys=1, rpm_entries=60, leases=5)"
+    assert repr(backend) == "MemoryBackend(keys=1, rpm_entries=60, leases=5, records=60)"
     await backend.aclose()
-    assert repr(backend) == "MemoryBackend(keys=0, rpm_entries=0, leases=0)"
+    assert repr(backend) == "MemoryBackend(keys=0, rpm_entries=0, leases=0, records=0)"
+
+
+async def test_a_repeat_after_record_s_is_a_new_admission(anyio_backend: str) -> None:
+    """An admission id is remembered for RECORD_S after its last admit or settle, no longer."""
+    backend = MemoryBackend()
+    spec = LimitSpec(budget_usd=1.0, window_s=3600.0, rpm=None, max_concurrent=None, lease_s=600.0)
+    first = await backend.admit("k", spec, 0.1, "a", T0)
+    assert await backend.admit("k", spec, 0.1, "a", T0 + RECORD_S - 0.001) == first
+    assert await backend.settle("k", spec, first.window_start, 0.1, 0.1, "a", T0 + 10) == 0.9
+    assert await backend.settle("k", spec, first.window_start, 0.1, 0.1, "a", T0 + 10 + RECORD_S - 0.001) == 0.9
+    assert await backend.settle("k", spec, first.window_start, 0.1, 0.1, "a", T0 + 10 + RECORD_S) == 0.8
+    assert (await backend.admit("k", spec, 0.1, "a", T0 + 10 + RECORD_S)).remaining_usd == 0.8

@@ -1,5 +1,5 @@
 """RedisBackend specifics against a real redis-server: key layout and expiry, script reload, two
-replicas sharing limits, and outages. The shared contract is in test_backends.py."""
+replicas sharing limits, outages, retries and restarts. The shared contract is in test_backends.py."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.billing.state import LimitSpec, StateUnavailable, make_backend
 from router.billing.state.redis import RedisBackend
@@ -58,13 +62,18 @@ async def test_keys_share_a_hash_tag_and_expire(backend: RedisBackend, raw: redi
     """One hash tag per key id; budget, rpm and lease keys expire after window+60 s, 60 s and lease_s."""
     await backend.admit("key-1", spec(), 0.25, "req-1", T0)
     base = f"{prefix}:{{key-1}}"
-    assert sorted(await raw.keys(f"{prefix}:*")) == [f"{base}:budget", f"{base}:conc", f"{base}:rpm"]
+    record = f"{base}:adm:req-1"
+    assert sorted(await raw.keys(f"{prefix}:*")) == [record, f"{base}:budget", f"{base}:conc", f"{base}:rpm"]
     assert await raw.hgetall(f"{base}:budget") == {"start": repr(T0), "spent": "0", "reserved": "250000"}
     assert await raw.zrange(f"{base}:rpm", 0, -1, withscores=True) == [("req-1", T0)]
     assert await raw.zrange(f"{base}:conc", 0, -1, withscores=True) == [("req-1", T0 + 30.0)]
+    assert await raw.get(record) == f"A{T0!r} 0 0 0"  # admitted; the window start and the facts before
     assert 3_600_000 < await raw.pttl(f"{base}:budget") <= 3_660_000
     assert 50_000 < await raw.pttl(f"{base}:rpm") <= 60_000
     assert 20_000 < await raw.pttl(f"{base}:conc") <= 30_000
+    assert 50_000 < await raw.pttl(record) <= 60_000  # RECORD_S
+    await backend.settle("key-1", spec(), T0, 0.25, 0.1, "req-1", T0 + 1)
+    assert await raw.get(record) == f"S{T0!r} 0 0 0"
 
 
 async def test_scripts_reload_after_a_flush(backend: RedisBackend, raw: redis.asyncio.Redis) -> None:
@@ -102,17 +111,20 @@ async def test_two_replicas_enforce_one_budget_rpm_and_concurrency(redis_server:
 
 
 async def _assert_unavailable_quickly(b: RedisBackend, calls: int = 3) -> None:
-    """admit, settle and status (the first `calls` of them) each raise StateUnavailable within timeout_s."""
+    """admit, settle and status (the first `calls` of them) each raise StateUnavailable: the first
+    after two tries (within twice timeout_s), the later ones after one, as Redis is known down."""
     s = spec()
-    for call in (
-        lambda: b.admit("k", s, 0.1, "x", T0),
-        lambda: b.settle("k", s, T0, 0.1, 0.1, "x", T0),
-        lambda: b.status("k", s, T0),
-    )[:calls]:
+    for i, call in enumerate(
+        (
+            lambda: b.admit("k", s, 0.1, "x", T0),
+            lambda: b.settle("k", s, T0, 0.1, 0.1, "x", T0),
+            lambda: b.status("k", s, T0),
+        )[:calls]
+    ):
         started = time.monotonic()
         with pytest.raises(StateUnavailable) as info:
             await call()
-        assert time.monotonic() - started < TIMEOUT_S + 0.25
+        assert time.monotonic() - started < (2 if i == 0 else 1) * TIMEOUT_S + 0.25
         assert (info.value.status, info.value.code) == (503, "state_unavailable")
 
 
@@ -129,11 +141,74 @@ async def test_outage_raises_state_unavailable_then_recovers(backend: RedisBacke
 
 
 async def test_hung_server_times_out(backend: RedisBackend, redis_server: RedisServer) -> None:
-    """A server that accepts but never answers is reported within about timeout_s, not waited on."""
+    """A server that accepts but never answers is reported within two timeouts (a try and its retry),
+    then within one per call while it stays hung; it is not waited on."""
     assert (await backend.admit("hung", spec(), 0.1, "before", T0)).ok
     redis_server.pause()
     try:
-        await _assert_unavailable_quickly(backend, calls=1)  # each call would wait the full timeout
+        await _assert_unavailable_quickly(backend, calls=2)
     finally:
         redis_server.resume()
     assert (await backend.status("hung", spec(), T0 + 1))[0] is not None
+
+
+class FailingScript:
+    """Stands in for a registered script: the first `fails` calls raise `error`, after running the
+    real script when `ran` (its answer lost, as in a timeout after Redis ran it) or before."""
+
+    def __init__(self, script: Any, error: Exception, ran: bool, fails: int = 1) -> None:
+        self.script, self.error, self.ran, self.fails = script, error, ran, fails
+        self.calls = 0
+
+    async def __call__(self, keys: list[str], args: list[str | int]) -> Any:
+        self.calls += 1
+        if self.calls <= self.fails:
+            if self.ran:
+                await self.script(keys=keys, args=args)
+            raise self.error
+        return await self.script(keys=keys, args=args)
+
+
+@pytest.mark.parametrize("ran", [True, False], ids=["after-the-script-ran", "before"])
+async def test_a_timed_out_call_is_retried_and_counts_once(
+    backend: RedisBackend, monkeypatch: pytest.MonkeyPatch, ran: bool
+) -> None:
+    """admit and settle time out once, after or before the script ran: each is retried with the
+    same admission id, and reserves, leases and charges once."""
+    s = spec(budget_usd=1.0, rpm=10, max_concurrent=1)
+    admit = FailingScript(backend._admit, RedisTimeoutError("Timeout reading from socket"), ran)
+    settle = FailingScript(backend._settle, RedisTimeoutError("Timeout reading from socket"), ran)
+    monkeypatch.setattr(backend, "_admit", admit)
+    monkeypatch.setattr(backend, "_settle", settle)
+    a = await backend.admit("k", s, 0.25, "a", T0)
+    assert (a.ok, a.remaining_usd, admit.calls) == (True, 1.0, 2)
+    assert (await backend.status("k", s, T0))[0] == 0.75  # one reservation
+    assert await backend.settle("k", s, a.window_start, 0.25, 0.1, "a", T0 + 1) == 0.9
+    assert settle.calls == 2
+    assert (await backend.status("k", s, T0 + 1))[0] == 0.9  # charged once, reservation released once
+    assert (await backend.admit("k", s, 0.1, "b", T0 + 2)).ok  # the one lease was released
+
+
+async def test_one_retry_only_for_transient_errors_and_none_while_down(
+    backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection error is tried twice; while Redis is known down, once; after a success, twice
+    again. A ResponseError (a script error) is not retried."""
+    s = spec()
+    real = backend._admit
+    down = FailingScript(real, RedisConnectionError("Connection closed by server."), ran=False, fails=10)
+    monkeypatch.setattr(backend, "_admit", down)
+    for calls in (2, 3):
+        with pytest.raises(StateUnavailable, match="ConnectionError"):
+            await backend.admit("k", s, 0.1, "a", T0)
+        assert down.calls == calls
+    monkeypatch.setattr(backend, "_admit", real)
+    assert (await backend.admit("k", s, 0.1, "a", T0)).ok
+    flaky = FailingScript(real, RedisConnectionError("Connection closed by server."), ran=False)
+    monkeypatch.setattr(backend, "_admit", flaky)
+    assert (await backend.admit("k", s, 0.1, "b", T0)).ok and flaky.calls == 2
+    broken = FailingScript(real, ResponseError("OOM command not allowed"), ran=False)
+    monkeypatch.setattr(backend, "_admit", broken)
+    with pytest.raises(StateUnavailable, match="OOM"):
+        await backend.admit("k", s, 0.1, "c", T0)
+    assert broken.calls == 1
