@@ -1,17 +1,19 @@
 """Two router instances sharing one real redis-server; Redis outages under fail_closed and
-fail_open, and recovery when Redis returns. Over real loopback sockets."""
+fail_open, a Redis restart, and recovery when Redis returns. Over real loopback sockets."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import uuid
 from typing import Any
 
 import pytest
+import redis
 from structlog.testing import capture_logs
 
 from router.clock import ManualClock
 from tests.conftest import ANTHROPIC, CHAT, RESPONSES
-from tests.integration.test_limits import KEY_PRO, auth, limited_config
+from tests.integration.test_limits import KEY_PRO, auth, ledger, limited_config
 
 
 def shared(config_factory, tmp_path, redis_server, on_unavailable: str = "fail_closed", **kw: Any):
@@ -103,6 +105,33 @@ def test_hung_redis_is_bounded_by_its_timeout(fakes, config_factory, router_serv
     finally:
         redis_server.resume()
     assert r.status_code == (503 if policy == "fail_closed" else 200)
+
+
+def _clients(redis_server) -> int:
+    """How many connections redis-server has, not counting the one asking."""
+    with redis.Redis.from_url(redis_server.url, protocol=2) as client:
+        return len(client.client_list()) - 1
+
+
+def test_a_redis_restart_fails_no_request(fakes, config_factory, router_server, tmp_path, redis_server):
+    """Warm pooled connections, redis-server restarted on its port, then as many parallel requests
+    as connections: all pass (fail_closed, so a state error would be a 503), each billed once."""
+    rs = router_server(shared(config_factory, tmp_path, redis_server, budget=1000.0))
+    fakes.set("alpha", latency_ms=100)  # parallel requests overlap, and settle together
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+
+        def burst() -> list[int]:
+            return list(pool.map(lambda _: rs.post("/v1/chat/completions", CHAT, headers=auth()).status_code, range(8)))
+
+        assert burst() == [200] * 8
+        warm = _clients(redis_server)
+        assert warm >= 2, "the burst should have opened several pooled connections"
+        redis_server.stop()
+        redis_server.start()
+        assert burst() == [200] * 8
+    remaining = float(rs.post("/v1/chat/completions", CHAT, headers=auth()).headers["x-ratelimit-remaining"])
+    spent = sum(rec["cost_usd"] for rec in ledger(tmp_path)[8:])  # since the restart emptied Redis
+    assert spent > 0 and abs(1000.0 - spent - remaining) < 1e-5
 
 
 def test_a_repeated_request_id_holds_its_own_slot(fakes, config_factory, router_server, tmp_path, redis_server):

@@ -185,6 +185,12 @@ class RedisBackend:
             # The one retry is ours (_run), visible and counted; redis-py's own would retry the
             # connect too and hide how long a call may take.
             retry=Retry(NoBackoff(), 0),
+            # RESP2: under RESP3 redis-py 8.1 turns on maintenance notifications, which skip the
+            # pool's check that a connection the server closed (a restart) is replaced before use
+            # (redis-py #4252); with RESP2 it is replaced, with no round trip. No
+            # health_check_interval: its PING costs a round trip on an idle connection and fails
+            # where the command itself would, which is then retried anyway.
+            protocol=2,
             decode_responses=True,
         )
         self._client: redis.asyncio.Redis = redis.asyncio.Redis.from_pool(pool)

@@ -212,3 +212,27 @@ async def test_one_retry_only_for_transient_errors_and_none_while_down(
     with pytest.raises(StateUnavailable, match="OOM"):
         await backend.admit("k", s, 0.1, "c", T0)
     assert broken.calls == 1
+
+
+@pytest.mark.parametrize("seen", [True, False], ids=["closes-seen", "closes-unseen"])
+async def test_a_restart_fails_no_call_on_a_warm_pool(redis_server: RedisServer, prefix: str, seen: bool) -> None:
+    """Six warm pooled connections, redis-server restarted on its port, then six parallel calls: none
+    fails. When the event loop has read the closes, the pool replaces the dead connections before
+    use (one try each); when it has not (the restart blocks it), each first try fails and is retried."""
+    b = RedisBackend(redis_server.url, key_prefix=prefix, timeout_s=TIMEOUT_S)
+    try:
+        s = spec(budget_usd=1.0, rpm=None, max_concurrent=None)
+        await asyncio.gather(*(b.admit("warm", s, 0.0, f"w{i}", T0) for i in range(6)))
+        assert len(b._client.connection_pool._available_connections) == 6
+        redis_server.stop()
+        if seen:
+            await asyncio.sleep(0.05)
+        redis_server.start()
+        tries = FailingScript(b._admit, RedisConnectionError(), ran=False, fails=0)  # counts, never fails
+        b._admit = tries  # type: ignore[assignment]
+        admitted = await asyncio.gather(*(b.admit("k", s, 0.1, f"r{i}", T0) for i in range(6)))
+        assert [a.ok for a in admitted] == [True] * 6
+        assert tries.calls == (6 if seen else 12)
+        assert (await b.status("k", s, T0))[0] == 0.4  # six reservations, none twice
+    finally:
+        await b.aclose()
