@@ -1,6 +1,6 @@
 """Shared helpers for the benchmark scripts: child processes that are always cleaned up (pinned to
 CPUs when asked), free loopback ports, the fake provider, Redis and the router started on the full
-request path (key, plan, budget, prices, ledger), and /proc readings (CPU time, peak memory).
+request path (key, plan, budget, prices, ledger), and /proc readings (CPU time, memory, descriptors, TCP sockets).
 Benchmarks only: nothing in `router/` imports this."""
 
 from __future__ import annotations
@@ -216,11 +216,20 @@ def start_fake(
     return proc, url
 
 
-def start_redis(procs: Processes) -> tuple[str, int]:
-    """A throwaway redis-server child on a free port (no persistence): (URL, pid) once it answers."""
-    port = free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
-    proc = procs.start("redis", argv, python=False)
+def start_redis(
+    procs: Processes, *, port: int = 0, data_dir: Path | None = None, name: str = "redis"
+) -> tuple[str, int]:
+    """A throwaway redis-server child on `port` (0: a free one): (URL, pid) once it answers.
+    No persistence, unless `data_dir`: then it writes `data_dir/redis.rdb` when stopped (SIGTERM
+    saves when a save point is set; this one never fires within a benchmark) and loads it when
+    started again there, so a restart keeps the data."""
+    port = port or free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", HOST, "--appendonly", "no"]
+    if data_dir is None:
+        argv += ["--save", ""]
+    else:
+        argv += ["--save", "3600 1", "--dir", str(data_dir), "--dbfilename", "redis.rdb"]
+    proc = procs.start(name, argv, python=False)
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -233,6 +242,11 @@ def start_redis(procs: Processes) -> tuple[str, int]:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("redis-server did not answer PING within 10 s")
+
+
+def bench_key(key_id: str) -> str:
+    """The client key of key id `key_id` in write_router_config's configs (BENCH_KEY for "bench")."""
+    return BENCH_KEY if key_id == "bench" else f"toc-bench-{key_id}-" + "0" * 32
 
 
 def write_router_config(
@@ -248,22 +262,27 @@ def write_router_config(
     routing: dict[str, Any] | None = None,
     log_level: str = "info",
     max_connections: int = 256,
+    keys: Sequence[str] = ("bench",),
+    server: dict[str, Any] | None = None,
+    formats: dict[str, list[str]] | None = None,
 ) -> None:
-    """The full request path: one key on a plan with a budget, an rpm and a concurrency limit
-    (all out of reach), prices on every model, the ledger on, JSON logs at `log_level`.
+    """The full request path: keys (`keys`: their ids; `bench_key(id)` is each one's token) on a
+    plan with a budget, an rpm and a concurrency limit (all out of reach), prices on every model,
+    the ledger on, JSON logs at `log_level`. `server` adds server settings; `formats` gives a
+    provider fewer formats than all three (the router then translates for it).
     `models` maps a public name to its providers (all priority 0); the upstream model id is the
     public name, so a body sent through the router and one sent directly are the same bytes.
     Health probes run once at start (readiness), then hourly: the faults used here never touch
     /v1/models, so probes would only add noise."""
     doc = {
-        "server": {"host": HOST, "port": port},
+        "server": {"host": HOST, "port": port, **(server or {})},
         "routing": routing or {},
         "log": {"level": log_level, "format": "json"},
         "providers": [
             {
                 "name": name,
                 "base_url": url,
-                "formats": ALL_FORMATS,
+                "formats": (formats or {}).get(name, ALL_FORMATS),
                 "api_key": f"bench-upstream-key-{name}",
                 "timeouts": {"connect_s": 2, "first_token_s": 30, "idle_s": 30, "total_s": 120, **(timeouts or {})},
                 "health": {"interval_s": 3600, "timeout_s": 2},
@@ -277,7 +296,10 @@ def write_router_config(
             for m, ps in models.items()
         ],
         "plans": [{"name": "bench", "models": ["*"], **BENCH_PLAN}],
-        "keys": [{"id": "bench", "hash": "sha256:" + hashlib.sha256(BENCH_KEY.encode()).hexdigest(), "plan": "bench"}],
+        "keys": [
+            {"id": k, "hash": "sha256:" + hashlib.sha256(bench_key(k).encode()).hexdigest(), "plan": "bench"}
+            for k in keys
+        ],
         "state": state or {"backend": "memory"},
         "ledger": {"path": str(ledger_path), "enabled": True},
     }
@@ -349,16 +371,61 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def vm_hwm_mib(pid: int) -> float:
-    """Peak resident memory (VmHWM) of a process in MiB; nan where unavailable."""
+def _status_mib(pid: int, field: str) -> float:
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return float("nan")
+
+
+def vm_hwm_mib(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a process in MiB; nan where unavailable."""
+    return _status_mib(pid, "VmHWM:")
+
+
+def vm_rss_mib(pid: int) -> float:
+    """Resident memory now (VmRSS) of a process in MiB; nan where unavailable."""
+    return _status_mib(pid, "VmRSS:")
+
+
+def open_fds(pid: int) -> list[str]:
+    """What each open descriptor of a process points at (`socket:[inode]`, a path, `pipe:[...]`,
+    `anon_inode:[eventpoll]`...); empty where unavailable."""
+    out = []
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return []
+    for fd in names:
+        try:
+            out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:  # closed meanwhile
+            pass
+    return out
+
+
+_TCP_STATES = {"01": "ESTABLISHED", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "0A": "LISTEN"}
+
+
+def tcp_sockets() -> dict[int, tuple[int, int, str]]:
+    """Every TCP socket of this network namespace by inode: (local port, remote port, state)."""
+    table: dict[int, tuple[int, int, str]] = {}
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            local, remote, state, inode = parts[1], parts[2], parts[3], int(parts[9])
+            port = int(local.rsplit(":", 1)[1], 16)
+            table[inode] = (port, int(remote.rsplit(":", 1)[1], 16), _TCP_STATES.get(state, state))
+    return table
 
 
 def read_json_line(stream: IO[bytes]) -> Any:

@@ -55,11 +55,11 @@ class _Generator:
         marker = cmd.get("first_marker", "").encode()
         full = cmd.get("record") == "full"
         counter = [0]
-        rows: list[tuple[float, float, float, int, str, int, bool, bool]] = []
+        rows: list[tuple[float, float, float, int, str, int, bool, bool, int]] = []
         errors: Counter[str] = Counter()
-        first_failure: list[str] = []
+        first_failure: list[str] = []  # up to 10, the first of them reported alone as before
 
-        async def one(path: str, payload: bytes, stream: bool, end_marker: bytes) -> None:
+        async def one(index: int, path: str, payload: bytes, stream: bool, end_marker: bytes) -> None:
             t0 = time.monotonic()
             ttfb = -1.0
             status, provider, attempts, ok = 0, "", 0, False
@@ -78,20 +78,20 @@ class _Generator:
                     else:
                         tail = (await resp.read())[-256:]
                 ok = status == 200 and (not end_marker or end_marker in tail)
-                if not ok and not first_failure:
+                if not ok and len(first_failure) < 10:
                     first_failure.append(f"HTTP {status}: {tail[-200:].decode(errors='replace')}")
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 errors[type(exc).__name__] += 1
-                if not first_failure:
+                if len(first_failure) < 10:
                     first_failure.append(repr(exc))
             lat = time.monotonic() - t0
-            rows.append((t0, lat, ttfb if ttfb >= 0 else lat, status, provider, attempts, ok, stream))
+            rows.append((t0, lat, ttfb if ttfb >= 0 else lat, status, provider, attempts, ok, stream, index))
 
         async def loop(until: float) -> None:
             while time.monotonic() < until:
                 i = counter[0]
                 counter[0] += 1
-                await one(*reqs[i % len(reqs)])
+                await one(i % len(reqs), *reqs[i % len(reqs)])
 
         conc = int(cmd["concurrency"])
         if cmd.get("warmup_s", 0) > 0:  # opens the connections; not recorded
@@ -120,10 +120,12 @@ class _Generator:
             "loadgen_cpu_s": time.process_time() - own0,
             "errors": dict(errors),
             "first_failure": first_failure[0] if first_failure else None,
+            "failures": first_failure,
         }
-        if full:  # every request, for the timelines: start, latency, ttfb, status, provider, attempts, stream, ok
+        if full:  # every request: start, latency, ttfb, status, provider, attempts, stream, ok, index in `requests`
             out["records"] = [
-                [round(r[0], 4), round(r[1], 4), round(r[2], 4), r[3], r[4], r[5], int(r[7]), int(r[6])] for r in rows
+                [round(r[0], 4), round(r[1], 4), round(r[2], 4), r[3], r[4], r[5], int(r[7]), int(r[6]), r[8]]
+                for r in rows
             ]
         return out
 
