@@ -468,8 +468,14 @@ def chart(res: dict[str, Any], path: str) -> None:
     ax2.set_ylabel("open descriptors")
     ax2.set_xlabel("seconds since the start of the load")
     ax2.legend(loc="upper right", fontsize=8)
+    merged: list[tuple[float, str]] = []  # events at the same moment share one line and label
+    for t, lbl in sorted([*res["events"], *res["marks"]]):
+        if merged and t - merged[-1][0] < 0.2:
+            merged[-1] = (merged[-1][0], f"{merged[-1][1]}; {lbl}")
+        else:
+            merged.append((t, lbl))
     for ax in (ax1, ax2):
-        for t, lbl in [*res["events"], *res["marks"]]:
+        for t, lbl in merged:
             ax.axvline(t, color="grey", ls=":", lw=1)
             ax.text(t, 1.0, f" {lbl}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", rotation=90)
     fig.suptitle("soak: router memory and descriptors", fontsize=10)

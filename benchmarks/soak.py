@@ -21,10 +21,11 @@ For `--seconds` S (default 60):
 - slow clients: `--slow-clients` connections (headers a byte a second, a body shorter than
   declared, silent, idle after an answer, a header that never ends at 64 KiB/s), each held
   until the router closes it (then the next one connects) or the end;
-- provider faults, one provider at a time (each model keeps a healthy route): alpha 503 at
-  0.05 S, beta hangs at 0.20 S, gamma resets streams at 0.50 S, alpha sends a garbage event at
-  0.62 S, beta stalls streams at 0.75 S, all healthy at 0.88 S;
-- Redis restart at 0.40 S: SIGTERM (it saves its data to disk), down for `--redis-down-s`, then
+- provider faults, one provider at a time, spaced so that each model keeps a route that is both
+  healthy and out of its breaker (breakers retry after 1-2 s here): alpha answers 503 from
+  0.05 S, beta hangs from 0.15 S, alpha sends a garbage stream event from 0.25 S, gamma resets
+  streams from 0.50 S to 0.62 S, beta stalls streams from 0.77 S to 0.90 S;
+- Redis restart at 0.42 S: SIGTERM (it saves its data to disk), down for `--redis-down-s`, then
   started again on the same port from that data, so the budget window survives.
 The router's RSS and descriptors are sampled every 0.5 s (the descriptors by kind: client
 connections, upstream, Redis, other); "final" is after every client has gone.
@@ -67,15 +68,22 @@ MODELS = {"soak-a": ["alpha", "beta", "gamma"], "soak-b": ["beta", "gamma"], "so
 KEYS = ("good", "acct", "bad", "slow")
 MAX_BODY = 1 << 20
 TEXT = "Hello from the fake provider: every route gives this same answer."
-# (from, to) as shares of S, the provider, what it does, the fault, the switch back
+# (from, to) as shares of S, the provider, what it does, the fault, the switch back. One provider
+# at a time, and gamma (which shares soak-b with beta and soak-c with alpha) only after the
+# breakers of the others have had time to close again (BREAKER below), and they only after
+# gamma's: so every model always has a route that is healthy and not shunned.
 FAULTS: list[tuple[float, float, str, str, dict[str, Any], dict[str, Any]]] = [
-    (0.05, 0.20, "alpha", "answers 503", {"status": 503}, {"status": None}),
-    (0.20, 0.35, "beta", "hangs before the first byte", {"hang": True}, {"hang": False}),
+    (0.05, 0.15, "alpha", "answers 503", {"status": 503}, {"status": None}),
+    (0.15, 0.25, "beta", "hangs before the first byte", {"hang": True}, {"hang": False}),
+    (0.25, 0.35, "alpha", "sends a garbage stream event", {"garbage_event": True}, {"garbage_event": False}),
     (0.50, 0.62, "gamma", "resets streams after 2 pieces", {"reset_after_chunks": 2}, {"reset_after_chunks": None}),
-    (0.62, 0.75, "alpha", "sends a garbage stream event", {"garbage_event": True}, {"garbage_event": False}),
-    (0.75, 0.88, "beta", "stalls streams after 2 pieces", {"stall_after_chunks": 2}, {"stall_after_chunks": None}),
+    (0.77, 0.90, "beta", "stalls streams after 2 pieces", {"stall_after_chunks": 2}, {"stall_after_chunks": None}),
 ]
-REDIS_AT = 0.40
+REDIS_AT = 0.42
+# A route's breaker tries again 1 s after it opened, 2 s at most after failed trials (less
+# jitter), so a provider is back in use within ~2-3 s of its recovery: the gaps around gamma's
+# fault (0.15 S, 3 s at the shortest run) leave room for that.
+BREAKER = {"fail_max": 5, "reset_timeout_s": 1.0, "reset_timeout_max_s": 2.0}
 _MSG = [{"role": "user", "content": "Say hello."}]
 
 
@@ -173,6 +181,7 @@ async def soak(args: argparse.Namespace, procs: Processes, tmp: Path) -> dict[st
         ledger_path=ledger,
         state={"backend": "redis", "url": redis_url, "on_unavailable": "fail_open"},
         timeouts={"first_token_s": 2, "idle_s": 2},
+        breaker=BREAKER,
         keys=KEYS,
         server={"max_body_bytes": MAX_BODY, "drain_grace_s": 0},  # nothing to drain at the end
         formats={n: f for n, f in PROVIDERS.items() if f},
@@ -253,15 +262,15 @@ async def soak(args: argparse.Namespace, procs: Processes, tmp: Path) -> dict[st
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=float, default=60.0, help="how long the load runs (default 60)")
+    p.add_argument("--seconds", type=float, default=60.0, help="how long the load runs, 20-3600 (default 60)")
     p.add_argument("--concurrency", type=int, default=16, help="well-behaved closed-loop clients (default 16)")
     p.add_argument("--bad-workers", type=int, default=4, help="connections sending bad requests at a time (default 4)")
     p.add_argument("--slow-clients", type=int, default=32, help="slow connections held at a time (default 32)")
     p.add_argument("--redis-down-s", type=float, default=1.0, help="how long Redis stays down (default 1)")
     add_output_args(p, "soak")
     args = p.parse_args(argv)
-    if not 10 <= args.seconds <= 3600 or args.concurrency < 1 or args.bad_workers < 1 or args.slow_clients < 0:
-        p.error("--seconds must be 10-3600, --concurrency and --bad-workers >= 1, --slow-clients >= 0")
+    if not 20 <= args.seconds <= 3600 or args.concurrency < 1 or args.bad_workers < 1 or args.slow_clients < 0:
+        p.error("--seconds must be 20-3600, --concurrency and --bad-workers >= 1, --slow-clients >= 0")
     return args
 
 
