@@ -39,6 +39,7 @@ from uvicorn.server import ServerState
 from router.config import ServerConfig
 from router.formats import for_path
 from router.ops.conn_clock import INF, STATS, Expiry, Phase, ReadClock
+from router.server.responses import CLOSED_KEY
 
 _REASON = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 _REASON[503] = b"Service Unavailable"
@@ -78,6 +79,9 @@ class RouterHttpProtocol(HttpToolsProtocol):
         self._head_exact = 0  # the request line and complete headers
         self._too_large = False
         self.url = b""
+        # Done when the client's connection is gone; each request's scope carries it (CLOSED_KEY)
+        # so the app hears a disconnect by a callback, not a task blocked on `receive` per request.
+        self._closed: asyncio.Future[None] = self.loop.create_future()
 
     # --- the connection ---------------------------------------------------------------------
 
@@ -105,6 +109,8 @@ class RouterHttpProtocol(HttpToolsProtocol):
             self._timer.cancel()
             self._timer = None
         super().connection_lost(exc)
+        if not self._closed.done():
+            self._closed.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         clock = self._clock
@@ -155,6 +161,7 @@ class RouterHttpProtocol(HttpToolsProtocol):
             self._too_large = True
             raise _HeadersTooLarge
         super().on_headers_complete()
+        self.scope["extensions"] = {CLOSED_KEY: self._closed}  # type: ignore[dict-item]  # an extension of ours
         assert self._clock is not None
         self._clock.headers_done(self.loop.time())
         self._arm()

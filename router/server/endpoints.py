@@ -125,7 +125,7 @@ class Endpoints:
                 if price is not None:
                     cost = reserve_usd(cap, len(raw), price)
             grant = await self._limits.admit(principal, req.request_id, cost)
-            answer = await unless_gone(receive, self._forwarder.forward(req, routes))
+            answer = await unless_gone(scope, receive, self._forwarder.forward(req, routes))
         except RouterError as exc:
             if isinstance(exc, NoRouteAvailable):
                 record.attempts = exc.failovers

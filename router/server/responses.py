@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import anyio
 from starlette.responses import Response
-from starlette.types import Message, Receive, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from router.errors import BadRequest, BodyTooLarge, BudgetExceeded, NoRouteAvailable, RateLimited, RouterError
 from router.formats import WireFormat
@@ -27,6 +27,9 @@ _JSON = b"application/json"
 
 
 T = TypeVar("T")
+# The scope extension the router's HTTP protocol (router/ops/protocol.py) sets on every request:
+# an asyncio future done when the client's connection is gone.
+CLOSED_KEY = "router.closed"
 
 
 class ClientGone(Exception):
@@ -166,18 +169,45 @@ class ClientLeft(ClientGone):
     answer: the upstream request was cancelled."""
 
 
-async def unless_gone(receive: Receive, work: Awaitable[T]) -> T:
+async def unless_gone(scope: Scope, receive: Receive, work: Awaitable[T]) -> T:
     """`work`'s result; or, as soon as the client disconnects, `work` cancelled (an upstream
     request in flight is dropped, so the provider stops writing an answer nobody reads) and
-    ClientLeft. The body must have been read: the watch takes the next message."""
+    ClientLeft. The body must have been read."""
+    closed = scope.get("extensions", {}).get(CLOSED_KEY)
+    if closed is None:
+        return await _unless_gone_by_receive(receive, work)
+    task = asyncio.current_task()
+    assert task is not None
+    state = {"waiting": True, "fired": False}
+
+    def on_closed(_: object) -> None:
+        # Runs from the loop, possibly after `work` returned: only a request still waiting is
+        # cancelled.
+        if state["waiting"]:
+            state["fired"] = True
+            task.cancel()
+
+    closed.add_done_callback(on_closed)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if state["fired"] and task.uncancel() == 0:  # ours, and no one else's on top
+            raise ClientLeft from None
+        raise
+    finally:
+        state["waiting"] = False
+        closed.remove_done_callback(on_closed)
+
+
+async def _unless_gone_by_receive(receive: Receive, work: Awaitable[T]) -> T:
+    """unless_gone for a server without the router's protocol (no CLOSED_KEY in the scope): a
+    task listens on `receive` for the disconnect."""
     with anyio.CancelScope() as scope:
 
         async def watch() -> None:
             await _disconnected(receive)
             scope.cancel()
 
-        # A bare task, not a task group: this runs on every request, and one task is the
-        # cheapest way to hear a disconnect while `work` waits on the upstream.
         watcher = asyncio.get_running_loop().create_task(watch())
         try:
             return await work
