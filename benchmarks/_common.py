@@ -17,7 +17,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -95,10 +96,12 @@ class Processes:
         python: bool = True,
         cpus: set[int] | None = None,
         pipes: bool = False,
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start `argv` (a `python` module/script unless python=False), stdout and stderr to
         `<log_dir>/<name>.log`, or stdin/stdout as pipes (stderr still to the log) with pipes=True.
-        `cpus` pins it before exec, so every thread and child it makes inherits the pinning."""
+        `cpus` pins it before exec, so every thread and child it makes inherits the pinning.
+        `env`: variables added to this process's environment."""
         log_path = self.log_dir / f"{name}.log"
         log = open(log_path, "wb")  # never an unread pipe: it would block the child
         affinity = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
@@ -111,6 +114,7 @@ class Processes:
                 stderr=log if pipes else subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=affinity,
+                env={**os.environ, **env} if env else None,
             )
         finally:
             log.close()
@@ -217,7 +221,7 @@ def start_fake(
 
 
 def start_redis(
-    procs: Processes, *, port: int = 0, data_dir: Path | None = None, name: str = "redis"
+    procs: Processes, *, port: int = 0, data_dir: Path | None = None, name: str = "redis", cpus: set[int] | None = None
 ) -> tuple[str, int]:
     """A throwaway redis-server child on `port` (0: a free one): (URL, pid) once it answers.
     No persistence, unless `data_dir`: then it writes `data_dir/redis.rdb` when stopped (SIGTERM
@@ -229,7 +233,7 @@ def start_redis(
         argv += ["--save", ""]
     else:
         argv += ["--save", "3600 1", "--dir", str(data_dir), "--dbfilename", "redis.rdb"]
-    proc = procs.start(name, argv, python=False)
+    proc = procs.start(name, argv, python=False, cpus=cpus)
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -242,6 +246,39 @@ def start_redis(
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("redis-server did not answer PING within 10 s")
+
+
+def redis_commands_sent(url: str, send: Callable[[], None], settle_s: float = 0.3) -> Counter[str]:
+    """The commands Redis received from its clients while `send()` ran and for `settle_s` after
+    (work done after the answer counts too), by name, from MONITOR: the commands a Lua script
+    runs inside the server are listed as coming from "lua" and are left out."""
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    seen: Counter[str] = Counter()
+    with socket.create_connection((host, int(port)), timeout=2.0) as s:
+        s.sendall(b"MONITOR\r\n")
+        data = b""
+        while b"+OK\r\n" not in data:
+            data += s.recv(4096)
+        data = data.split(b"+OK\r\n", 1)[1]
+        send()
+        deadline = time.monotonic() + settle_s
+        while (left := deadline - time.monotonic()) > 0:
+            s.settimeout(left)
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    for line in data.decode(errors="replace").splitlines():
+        # +1701610000.123456 [0 127.0.0.1:43210] "evalsha" "..."   (or [0 lua] from a script)
+        if not line.startswith("+") or "] " not in line:
+            continue
+        source, rest = line.split("] ", 1)
+        if not source.endswith(" lua") and rest.startswith('"'):
+            seen[rest[1:].split('"', 1)[0].lower()] += 1
+    return seen
 
 
 def bench_key(key_id: str) -> str:
@@ -369,6 +406,22 @@ def process_tree(pid: int) -> list[int]:
         tree += kids
         frontier = kids
     return tree
+
+
+def pin(pid: int, cpus: set[int] | None = None) -> None:
+    """Pin every thread of `pid` to `cpus` (None: all of ours); affinity is per thread."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus or os.sched_getaffinity(0))
+        except ProcessLookupError:  # a thread that ended meanwhile
+            pass
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _status_mib(pid: int, field: str) -> float:
