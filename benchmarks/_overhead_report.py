@@ -302,32 +302,34 @@ def chart(results: dict[str, Any], path: str) -> None:
         ax.set_title(f"{title} ({first})", fontsize=9)
         ax.legend(fontsize=7)
     ax = axes[1][0]
-    items = []
-    for t in targets:
-        if t == "direct":
-            continue
-        for ph, key, goal in (
-            ("c64", "cpu_s_per_1000", 285),
-            ("n100", "cpu_us_per_chunk", 20),
-            ("t100", "cpu_us_per_chunk", 60),
-            ("nb100", "cpu_us_per_chunk", 20),
-            ("tb100", "cpu_us_per_chunk", 60),
-        ):
+    # (phase, what, target): Redis's is the CPU that 0.8x memory state's throughput allows at 285 us
+    groups = [("c64", "cpu_s_per_1000", 285.0), ("n100", "cpu_us_per_chunk", 20.0), ("t100", "cpu_us_per_chunk", 60.0)]
+    groups += [("nb100", "cpu_us_per_chunk", 20.0), ("tb100", "cpu_us_per_chunk", 60.0)]
+    routers = [t for t in targets if t != "direct"]
+    xt = []
+    for x, (ph, key, goal) in enumerate(groups):
+        for j, t in enumerate(routers):
             m = suite.get(ph, {}).get(t, {})
             if key in m:
                 v = m[key] * 1000 if key == "cpu_s_per_1000" else m[key]
-                label = f"{ROUTER_NAMES.get(t, t)}\n{'per request, c64' if ph == 'c64' else 'per chunk, ' + ph}"
-                items.append((label, v, goal, _COLORS.get(t)))
-    bars = ax.bar(range(len(items)), [i[1] for i in items], color=[i[3] for i in items])
-    ax.bar_label(bars, fmt="{:.0f}", fontsize=7)
-    for x, (_, _, goal, _) in enumerate(items):
-        ax.plot([x - 0.4, x + 0.4], [goal, goal], color="tab:red", lw=2, label="target" if x == 0 else None)
-    ax.set_xticks(range(len(items)), [i[0] for i in items], fontsize=7)
+                xb = x + (j - (len(routers) - 1) / 2) * 0.8 / len(routers)
+                bar = ax.bar(
+                    [xb],
+                    [v],
+                    0.8 / len(routers),
+                    color=_COLORS.get(t),
+                    label=ROUTER_NAMES.get(t, t) if x == 0 else None,
+                )
+                ax.bar_label(bar, fmt="{:.0f}", fontsize=7)
+                g = goal / 0.8 if t == "redis" else goal
+                ax.plot([xb - 0.4 / len(routers), xb + 0.4 / len(routers)], [g, g], color="tab:red", lw=2)
+        xt.append(f"{ph}\n{'per request' if key == 'cpu_s_per_1000' else 'per chunk'}")
+    ax.plot([], [], color="tab:red", lw=2, label="target")
+    ax.set_xticks(range(len(groups)), xt, fontsize=8)
     ax.set_ylabel("router CPU, us")
     ax.set_yscale("log")
-    ax.set_title("router CPU per request and per relayed chunk", fontsize=9)
-    if items:
-        ax.legend(fontsize=7)
+    ax.set_title("router CPU per request (c64) and per relayed chunk (5 ms apart; b: no delay)", fontsize=9)
+    ax.legend(fontsize=7)
     ax = axes[1][1]
     bars_: list[tuple[str, float, str | None]] = []
     for name, phases_ in results["suites"].items():
