@@ -142,7 +142,15 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
             "x",
             f"memory state 1 worker: {w2 / g('c64', 'rps'):.2f}x; {bound}" if workers else "",
         ),
-        target("peak memory per process", "<= 80 MiB", max(mem, default=NAN), max(mem, default=NAN) <= 80, " MiB"),
+        target(
+            "peak memory per process",
+            "<= 80 MiB",
+            max(mem, default=NAN),
+            max(mem, default=NAN) <= 80,
+            " MiB",
+            "within this run; memory state keeps ~0.5 KB per request for 60 s, so a longer run at full rate "
+            "peaks higher (benchmarks/README.md)",
+        ),
     ]
 
 
