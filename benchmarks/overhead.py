@@ -62,11 +62,27 @@ BURST_CHUNKS = PHASES["n100"].chunks
 BURST_TEXT = ("Hello, " + "a streamed answer of many small pieces, " * 12)[: BURST_CHUNKS * 4]
 
 
+def granian_path() -> str | None:
+    """granian is not a dependency of the project: `pip install granian` to compare."""
+    beside = Path(sys.executable).parent / "granian"
+    return shutil.which("granian") or (str(beside) if beside.exists() else None)
+
+
 def start_granian(procs: Processes, cfg: Path, port: int, cpus: set[int] | None) -> tuple[Any, str]:
     """The router's own app (router.app:app_from_env) on granian instead of uvicorn: one worker,
     uvloop, HTTP/1 only. Without the router's connection limits (protocol.py is uvicorn's)."""
-    exe = shutil.which("granian") or str(Path(sys.executable).parent / "granian")
-    argv = [exe, "--interface", "asgi", "--factory", "--host", HOST, "--port", str(port), "--workers", "1"]
+    argv = [
+        granian_path() or "granian",
+        "--interface",
+        "asgi",
+        "--factory",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     argv += ["--loop", "uvloop", "--http", "1", "--no-ws", "--log-level", "warning", "router.app:app_from_env"]
     proc = procs.start("router-granian", argv, python=False, cpus=cpus, env={"ROUTER_CONFIG": str(cfg)})
     url = f"http://{HOST}:{port}"
@@ -307,6 +323,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.rounds, args.scale = 1, args.scale * 0.6
     if args.rounds < 1 or args.scale <= 0:
         p.error("--rounds must be >= 1 and --scale > 0")
+    if args.granian and granian_path() is None:
+        p.error("--granian: granian is not installed (pip install granian)")
     if not args.no_redis and shutil.which("redis-server") is None:
         print("redis-server not installed: no Redis runs (`.ci/run bench overhead` installs it)", file=sys.stderr)
         args.no_redis = True
