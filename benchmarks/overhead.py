@@ -16,8 +16,8 @@ Phases, each run against `direct` and the router in turn, which goes first rotat
                 format (native) and one that translates (the provider speaks only Anthropic
                 Messages): streams at the rate the router can carry, and its CPU per chunk
 
-    .ci/run bench overhead                  # ~75 s
-    .ci/run bench overhead --quick          # ~35 s smoke run
+    .ci/run bench overhead                  # ~95 s
+    .ci/run bench overhead --quick          # ~27 s smoke run
     .ci/run bench overhead --granian        # also the same app on granian, interleaved
     .ci/run bench overhead --target http://127.0.0.1:4000 --fake-port 9300 --target-key sk-...
 """
@@ -292,7 +292,7 @@ def wait_for_target(args: argparse.Namespace, fake_url: str) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="one round, shorter runs (~35 s smoke run)")
+    p.add_argument("--quick", action="store_true", help="one round, shorter runs (~27 s smoke run)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every run's length (default 1)")
     p.add_argument("--warmup", type=float, default=0.25, help="unrecorded seconds before each aiohttp run")
