@@ -1,14 +1,19 @@
 """cProfile of the router's own code under a fixed non-stream load: where the CPU of the request
-path goes, by function. Compare two checkouts in one run (`--repo` of each, alternately): the
-absolute times shift with the machine, the difference between the two does not much.
+path goes, by function. Compare checkouts in one run (`--repo` twice or more, `--rounds` to
+alternate them): the absolute times shift with the machine, the ratio between two does not much.
 
     .venv/bin/python benchmarks/profile_path.py                       # this checkout, 20,000 requests
-    .venv/bin/python benchmarks/profile_path.py --repo /tmp/other --out other.prof
-    .venv/bin/python -m pstats this.prof                              # then: sort tottime, stats 30
+    .venv/bin/python benchmarks/profile_path.py --redis               # on Redis state (a redis-server child)
+    .venv/bin/python benchmarks/profile_path.py --repo /tmp/base --repo . --rounds 3 --no-profile --redis
+    .venv/bin/python -m pstats router.prof                            # then: sort tottime, stats 30
 
-The router runs `python -m cProfile -m router serve` with a real key, plan, prices and ledger
-(the benchmarks' config), on a fake provider that answers at once; 32 concurrent clients send
-chat requests through aiohttp; SIGINT drains the router, which writes the profile.
+The router runs `python -m cProfile -m router serve` (`--no-profile`: without cProfile, so its
+CPU time is the real one) with a real key, plan, prices and ledger (the benchmarks' config), on a
+fake provider that answers at once; `--concurrency` clients send chat requests through aiohttp;
+SIGINT drains the router, which writes the profile. Each run prints the router's CPU per request
+(`/proc`, from the first to the last request) and, with `--redis`, what redis-server did per
+request: commands, read events (a batch of commands the router wrote at once: one round trip)
+and its own CPU.
 """
 
 from __future__ import annotations
@@ -23,51 +28,93 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BENCH_AUTH, free_port, write_router_config
+from _common import BENCH_AUTH, Processes, cpu_seconds, free_port, start_redis, write_router_config
+from _report import MachineLoad, load_note
 
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
 
 
-async def load(url: str, requests: int, concurrency: int) -> float:
+@dataclass
+class Run:
+    repo: Path
+    state: str
+    took_s: float
+    router_cpu_s: float
+    requests: int
+    redis: dict[str, float]  # per request: commands, reads, writes, cpu_us (empty on memory state)
+
+    def row(self) -> str:
+        per = self.router_cpu_s / self.requests * 1e6
+        text = f"{self.requests / self.took_s:7.0f} req/s, router CPU {per:5.0f} µs/request"
+        if self.redis:
+            r = self.redis
+            text += (
+                f"; redis per request: {r['commands']:.2f} commands, {r['reads']:.2f} read events"
+                f" (round trips), {r['cpu_us']:.0f} µs CPU"
+            )
+        return text
+
+
+async def wait_ready(s: aiohttp.ClientSession, url: str) -> None:
+    for _ in range(300):  # 30 s at most
+        try:
+            async with s.get(f"{url}/health/ready") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the router did not become ready")
+
+
+async def load(s: aiohttp.ClientSession, url: str, requests: int, concurrency: int) -> None:
+    sent = 0
+
+    async def client() -> None:
+        nonlocal sent
+        while sent < requests:
+            sent += 1
+            async with s.post(f"{url}/v1/chat/completions", json=BODY, headers=BENCH_AUTH) as r:
+                await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"HTTP {r.status}: {await r.text()}")
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+
+
+def redis_stats(url: str, pid: int) -> dict[str, float]:
+    with redis.Redis.from_url(url, protocol=2) as client:
+        info = client.info("stats")
+    return {
+        "commands": float(info["total_commands_processed"]),
+        "reads": float(info["total_reads_processed"]),
+        "writes": float(info["total_writes_processed"]),
+        "cpu_us": cpu_seconds(pid) * 1e6,
+    }
+
+
+async def measured(
+    url: str, router_pid: int, redis_at: tuple[str, int] | None, requests: int, concurrency: int
+) -> tuple[float, float, dict[str, float]]:
     async with aiohttp.ClientSession() as s:
-        for _ in range(300):  # until ready, 30 s at most
-            try:
-                async with s.get(f"{url}/health/ready") as r:
-                    if r.status == 200:
-                        break
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        sent = 0
-
-        async def client() -> None:
-            nonlocal sent
-            while sent < requests:
-                sent += 1
-                async with s.post(f"{url}/v1/chat/completions", json=BODY, headers=BENCH_AUTH) as r:
-                    await r.read()
-                    if r.status != 200:
-                        raise RuntimeError(f"HTTP {r.status}")
-
-        start = time.monotonic()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        return time.monotonic() - start
+        await wait_ready(s, url)
+        await load(s, url, min(1000, requests), concurrency)  # warm-up: connections, caches
+        before = redis_stats(*redis_at) if redis_at else {}
+        cpu0, t0 = cpu_seconds(router_pid), time.monotonic()
+        await load(s, url, requests, concurrency)
+        took, cpu = time.monotonic() - t0, cpu_seconds(router_pid) - cpu0
+        after = redis_stats(*redis_at) if redis_at else {}
+    return took, cpu, {k: (after[k] - before[k]) / requests for k in after}
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repo", default=str(Path(__file__).resolve().parent.parent), help="the checkout to profile")
-    p.add_argument("--out", default="router.prof", help="where the profile goes (default router.prof)")
-    p.add_argument("--requests", type=int, default=20_000)
-    p.add_argument("--concurrency", type=int, default=32)
-    p.add_argument("--top", type=int, default=25, help="router functions to print, by own time")
-    args = p.parse_args()
-    repo, out = Path(args.repo).resolve(), Path(args.out).resolve()
+def run_once(repo: Path, out: Path | None, redis_at: tuple[str, int] | None, requests: int, concurrency: int) -> Run:
     env = {**os.environ, "PYTHONPATH": str(repo)}
     with tempfile.TemporaryDirectory(prefix="router-profile-") as tmp:
         fport, rport = free_port(), free_port()
@@ -79,28 +126,107 @@ def main() -> int:
             stderr=subprocess.DEVNULL,
         )
         cfg = Path(tmp) / "router.yaml"
+        state = None
+        if redis_at:  # a prefix of its own per run: no run sees another's windows
+            state = {"backend": "redis", "url": redis_at[0], "key_prefix": f"prof-{os.urandom(4).hex()}"}
         write_router_config(
-            cfg, rport, {"fake": f"http://127.0.0.1:{fport}"}, {"bench": ["fake"]}, ledger_path=Path(tmp) / "l.jsonl"
+            cfg,
+            rport,
+            {"fake": f"http://127.0.0.1:{fport}"},
+            {"bench": ["fake"]},
+            ledger_path=Path(tmp) / "l.jsonl",
+            state=state,
         )
-        argv = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "router", "serve", "--config", str(cfg)]
-        router = subprocess.Popen(
-            [*argv, "--port", str(rport)], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        profiler = ["-m", "cProfile", "-o", str(out)] if out else []
+        argv = [sys.executable, *profiler, "-m", "router", "serve", "--config", str(cfg), "--port", str(rport)]
+        router = subprocess.Popen(argv, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            took = asyncio.run(load(f"http://127.0.0.1:{rport}", args.requests, args.concurrency))
+            took, cpu, per = asyncio.run(
+                measured(f"http://127.0.0.1:{rport}", router.pid, redis_at, requests, concurrency)
+            )
         finally:
             router.send_signal(signal.SIGINT)  # a graceful drain, then the profile is written
             router.wait(60)
             fake.kill()
             fake.wait()
+    return Run(repo, "redis" if redis_at else "memory", took, cpu, requests, per)
+
+
+def print_profile(out: Path, top: int) -> None:
     own: dict[str, float] = defaultdict(float)
     for (path, _, name), (_, _, tottime, _, _) in pstats.Stats(str(out)).stats.items():  # type: ignore[attr-defined]
         if "/router/" in path and name != "lifespan":  # the lifespan's time is the idle event loop
             own[path.split("/router/")[-1] + ":" + name] += tottime
-    print(f"{args.requests} requests in {took:.1f} s; the router's own code: {sum(own.values()):.3f} s (cProfile)")
-    for key, t in sorted(own.items(), key=lambda kv: -kv[1])[: args.top]:
+        elif "/redis/" in path:
+            own["redis-py:" + path.split("/redis/")[-1] + ":" + name] += tottime
+    print(f"  the router's own code and redis-py's: {sum(own.values()):.3f} s (cProfile, own time)")
+    for key, t in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
         print(f"  {t:7.3f} s  {key}")
-    print(f"profile: {out}")
+    print(f"  profile: {out}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repo", action="append", help="a checkout to profile (repeat to compare; default this one)")
+    p.add_argument("--out", default="router.prof", help="where the profile goes (default router.prof; -N per repo)")
+    p.add_argument("--requests", type=int, default=20_000)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=1, help="run every repo this many times, alternately")
+    p.add_argument("--redis", action="store_true", help="state.backend redis, on a redis-server child")
+    p.add_argument("--both", action="store_true", help="memory and Redis state in turn, every round")
+    p.add_argument("--no-profile", action="store_true", help="no cProfile: the real CPU per request")
+    p.add_argument("--top", type=int, default=25, help="functions to print, by own time")
+    args = p.parse_args()
+    repos = [Path(r).resolve() for r in (args.repo or [Path(__file__).resolve().parent.parent])]
+    outs: list[Path | None] = [None] * len(repos)
+    if not args.no_profile:
+        base = Path(args.out).resolve()
+        outs = [base if len(repos) == 1 else base.with_name(f"{base.stem}-{i}{base.suffix}") for i in range(len(repos))]
+    machine = MachineLoad()
+    runs: list[Run] = []
+    states = ["memory", "redis"] if args.both else ["redis" if args.redis else "memory"]
+    with tempfile.TemporaryDirectory(prefix="router-profile-redis-") as tmp, Processes(Path(tmp)) as procs:
+        redis_at = start_redis(procs) if "redis" in states else None
+        for rnd in range(args.rounds):
+            for repo, out in zip(repos, outs, strict=True):
+                for state in states:
+                    run = run_once(repo, out, redis_at if state == "redis" else None, args.requests, args.concurrency)
+                    runs.append(run)
+                    print(f"round {rnd + 1} {repo} {state}: {run.row()}", flush=True)
+    print(f"\n{args.requests} requests per run, {args.concurrency} concurrent", end="")
+    print(", under cProfile" if not args.no_profile else ", no profiler")
+
+    def cpu(r: Run) -> float:
+        return r.router_cpu_s / r.requests
+
+    for repo in repos:
+        for state in states:
+            mine = [r for r in runs if r.repo == repo and r.state == state]
+            per = " ".join(f"{cpu(r) * 1e6:.0f}" for r in mine)
+            rate = " ".join(f"{r.requests / r.took_s:.0f}" for r in mine)
+            print(f"{repo} {state}: CPU µs/request {per}; req/s {rate}")
+        if args.both:
+            pairs = zip(
+                [r for r in runs if r.repo == repo and r.state == "memory"],
+                [r for r in runs if r.repo == repo and r.state == "redis"],
+                strict=True,
+            )
+            ratios = " ".join(f"{cpu(m) / cpu(r):.2f}" for m, r in pairs)
+            print(f"{repo}: capacity on Redis / on memory (CPU per request, inverted): {ratios}")
+    for repo in repos[1:]:
+        for state in states:
+            pairs = zip(
+                [r for r in runs if r.repo == repos[0] and r.state == state],
+                [r for r in runs if r.repo == repo and r.state == state],
+                strict=True,
+            )
+            ratios = " ".join(f"{cpu(b) / cpu(a):.2f}" for a, b in pairs)
+            print(f"{state}: CPU per request, {repo.name} / {repos[0].name}: {ratios}")
+    for repo, out in zip(repos, outs, strict=True):
+        if out is not None:
+            print(f"\n{repo} (last round):")
+            print_profile(out, args.top)
+    print(load_note(machine.finish()))
     return 0
 
 
