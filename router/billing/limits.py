@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import structlog
 
 from router.billing.auth import Principal
-from router.billing.state.base import Admission, LimitSpec, StateBackend, StateUnavailable
+from router.billing.state.base import Admission, LimitSpec, StateBackend, StateUnavailable, less_cost
 from router.clock import Clock
 from router.config import Config, PlanConfig
 from router.errors import BudgetExceeded, LimitsUnavailable, ModelNotAllowed, RateLimited
@@ -84,28 +84,33 @@ class Limits:
         )
 
     async def settle(self, grant: Grant, cost_usd: float) -> float | None:
-        """Replace the reservation by the real cost; returns the USD left in the window."""
+        """Replace the reservation by the real cost, without waiting for the store's answer (the
+        state backend's `settle_nowait`). Returns the USD left for the response's header: what
+        the key had left when this request was admitted, less its cost (README, "Headers")."""
         if grant.settled:
             return grant.remaining_usd
         grant.settled = True
         if grant.spec is None:
             return None
-        try:
-            remaining = await self._backend.settle(
-                grant.key_id,
-                grant.spec,
-                grant.window_start,
-                grant.reserved_usd,
-                cost_usd,
-                grant.admission_id,
-                self._clock.wall(),
-            )
-        except StateUnavailable as exc:
-            self._went_down(exc)
-            return None
-        self._recovered()
-        grant.remaining_usd = remaining
-        return remaining
+        await self._backend.settle_nowait(
+            grant.key_id,
+            grant.spec,
+            grant.window_start,
+            grant.reserved_usd,
+            cost_usd,
+            grant.admission_id,
+            self._clock.wall(),
+            self._settled,
+        )
+        if grant.remaining_usd is not None:
+            grant.remaining_usd = less_cost(grant.remaining_usd, cost_usd)
+        return grant.remaining_usd
+
+    def _settled(self, error: StateUnavailable | None) -> None:
+        if error is None:
+            self._recovered()
+        else:
+            self._went_down(error)
 
     async def status(self, principal: Principal) -> tuple[float | None, float | None]:
         """(USD left, window end) for the headers of a response that spent nothing."""

@@ -62,6 +62,9 @@ def test_redis_down_fail_closed_is_503_then_recovers(fakes, config_factory, rout
     """fail_closed: 503 with a clear message while Redis is gone, logged once; back by itself."""
     rs = router_server(shared(config_factory, tmp_path, redis_server))
     assert rs.post("/v1/chat/completions", CHAT, headers=auth()).status_code == 200
+    # Its settle is not waited for: the budget read behind it, on the same connection, is, so the
+    # outage below is not first met (and logged) by that settle.
+    assert rs.client.get("/v1/models", headers=auth()).status_code == 200
     redis_server.stop()
     try:
         with capture_logs() as logs:
@@ -114,8 +117,9 @@ def _clients(redis_server) -> int:
 
 
 def test_a_redis_restart_fails_no_request(fakes, config_factory, router_server, tmp_path, redis_server):
-    """Warm pooled connections, redis-server restarted on its port, then as many parallel requests
-    as connections: all pass (fail_closed, so a state error would be a 503), each billed once."""
+    """A warm connection (one per process, pipelined: a burst of parallel requests opens no more),
+    redis-server restarted on its port, then another burst: all pass (fail_closed, so a state
+    error would be a 503), each billed once."""
     rs = router_server(shared(config_factory, tmp_path, redis_server, budget=1000.0))
     fakes.set("alpha", latency_ms=100)  # parallel requests overlap, and settle together
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -124,8 +128,7 @@ def test_a_redis_restart_fails_no_request(fakes, config_factory, router_server, 
             return list(pool.map(lambda _: rs.post("/v1/chat/completions", CHAT, headers=auth()).status_code, range(8)))
 
         assert burst() == [200] * 8
-        warm = _clients(redis_server)
-        assert warm >= 2, "the burst should have opened several pooled connections"
+        assert _clients(redis_server) == 1
         redis_server.stop()
         redis_server.start()
         assert burst() == [200] * 8

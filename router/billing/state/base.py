@@ -21,7 +21,10 @@ replicas sharing Redis agree on windows. The rules, the same in both backends:
    b. another (newer) window is open: spent += cost. The roll-over wiped the reservation; the cost
       lands in the window where it settled;
    c. no window is open: nothing is added.
-   It returns remaining_usd afterwards (the full budget when no window is open).
+   It returns remaining_usd afterwards (the full budget when no window is open). `settle_nowait`
+   does the same without waiting for the store's answer: it returns once the store has the call
+   in order behind everything sent before it (Redis: written on the connection), and reports how
+   it ended to `done` (None, or the StateUnavailable left after the backend's retries).
 3. status reads (remaining_usd, window_end) without changing anything; with no open window it is
    (full budget, now + window_s). Without a budget every dollar figure is None.
 4. Money is stored as integer micro-dollars (no float drift in Redis). Costs and reservations
@@ -38,6 +41,7 @@ replicas sharing Redis agree on windows. The rules, the same in both backends:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -121,6 +125,18 @@ class StateBackend(Protocol):
         now: float,
     ) -> float | None: ...
 
+    async def settle_nowait(
+        self,
+        key_id: str,
+        spec: LimitSpec,
+        window_start: float | None,
+        reserved_usd: float,
+        cost_usd: float,
+        admission_id: str,
+        now: float,
+        done: Callable[[StateUnavailable | None], None],
+    ) -> None: ...
+
     async def status(self, key_id: str, spec: LimitSpec, now: float) -> tuple[float | None, float | None]: ...
 
     async def aclose(self) -> None: ...
@@ -148,6 +164,11 @@ def budget_micros(usd: float) -> int:
 
 def to_usd(micros: int) -> float:
     return micros / MICROS_PER_USD
+
+
+def less_cost(remaining: float, cost: float) -> float:
+    """What is left of `remaining` USD once `cost` is charged, rounded as a settle rounds it."""
+    return to_usd(max(0, round(remaining * MICROS_PER_USD) - cost_micros(cost)))
 
 
 def remaining_usd(budget: int, spent: int, reserved: int) -> float:

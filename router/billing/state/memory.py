@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from router.billing.state.base import (
@@ -15,6 +16,7 @@ from router.billing.state.base import (
     RPM_WINDOW_S,
     Admission,
     LimitSpec,
+    StateUnavailable,
     budget_micros,
     cost_micros,
     decide,
@@ -120,6 +122,20 @@ class MemoryBackend:
                 window.reserved = max(0, window.reserved - reserved)
             window.spent += cost  # rules 2a and 2b
         return remaining_usd(budget, window.spent, window.reserved)
+
+    async def settle_nowait(
+        self,
+        key_id: str,
+        spec: LimitSpec,
+        window_start: float | None,
+        reserved_usd: float,
+        cost_usd: float,
+        admission_id: str,
+        now: float,
+        done: Callable[[StateUnavailable | None], None],
+    ) -> None:
+        await self.settle(key_id, spec, window_start, reserved_usd, cost_usd, admission_id, now)
+        done(None)  # nothing to wait for here: it is settled
 
     async def status(self, key_id: str, spec: LimitSpec, now: float) -> tuple[float | None, float | None]:
         if spec.budget_usd is None:

@@ -17,6 +17,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.billing.state import LimitSpec, StateUnavailable, make_backend
 from router.billing.state.redis import RedisBackend
+from router.billing.state.redis.link import Channel
+from router.billing.state.redis.scripts import ADMIT, SETTLE
 from router.config import StateConfig
 from tests.redis_server import RedisServer
 
@@ -152,21 +154,31 @@ async def test_hung_server_times_out(backend: RedisBackend, redis_server: RedisS
     assert (await backend.status("hung", spec(), T0 + 1))[0] is not None
 
 
-class FailingScript:
-    """Stands in for a registered script: the first `fails` calls raise `error`, after running the
-    real script when `ran` (its answer lost, as in a timeout after Redis ran it) or before."""
+class FailingSends:
+    """Stands in for the channel's send: the first `fails` calls whose command starts with `head`
+    raise `error`, after the real call ran when `ran` (its answer lost, as in a timeout after Redis
+    ran it) or before. Counts those calls."""
 
-    def __init__(self, script: Any, error: Exception, ran: bool, fails: int = 1) -> None:
-        self.script, self.error, self.ran, self.fails = script, error, ran, fails
+    def __init__(self, channel: Channel, head: bytes, error: Exception, ran: bool, fails: int = 1) -> None:
+        self.real, self.head, self.error, self.ran, self.fails = channel.send, head, error, ran, fails
         self.calls = 0
 
-    async def __call__(self, keys: list[str], args: list[str | int]) -> Any:
-        self.calls += 1
-        if self.calls <= self.fails:
-            if self.ran:
-                await self.script(keys=keys, args=args)
-            raise self.error
-        return await self.script(keys=keys, args=args)
+    async def __call__(self, packed: bytes) -> asyncio.Future[Any]:
+        if packed.startswith(self.head):
+            self.calls += 1
+            if self.calls <= self.fails:
+                if self.ran:
+                    await (await self.real(packed))
+                raise self.error
+        return await self.real(packed)
+
+
+def failing(
+    backend: RedisBackend, monkeypatch: pytest.MonkeyPatch, head: bytes, error: Exception, **kw: Any
+) -> FailingSends:
+    sends = FailingSends(backend._channel, head, error, **kw)
+    monkeypatch.setattr(backend._channel, "send", sends)
+    return sends
 
 
 @pytest.mark.parametrize("ran", [True, False], ids=["after-the-script-ran", "before"])
@@ -176,13 +188,13 @@ async def test_a_timed_out_call_is_retried_and_counts_once(
     """admit and settle time out once, after or before the script ran: each is retried with the
     same admission id, and reserves, leases and charges once."""
     s = spec(budget_usd=1.0, rpm=10, max_concurrent=1)
-    admit = FailingScript(backend._admit, RedisTimeoutError("Timeout reading from socket"), ran)
-    settle = FailingScript(backend._settle, RedisTimeoutError("Timeout reading from socket"), ran)
-    monkeypatch.setattr(backend, "_admit", admit)
-    monkeypatch.setattr(backend, "_settle", settle)
+    timeout = RedisTimeoutError("no answer from Redis within 0.5 s")
+    admit = failing(backend, monkeypatch, ADMIT.by_sha, timeout, ran=ran)
     a = await backend.admit("k", s, 0.25, "a", T0)
     assert (a.ok, a.remaining_usd, admit.calls) == (True, 1.0, 2)
     assert (await backend.status("k", s, T0))[0] == 0.75  # one reservation
+    monkeypatch.undo()
+    settle = failing(backend, monkeypatch, SETTLE.by_sha, timeout, ran=ran)
     assert await backend.settle("k", s, a.window_start, 0.25, 0.1, "a", T0 + 1) == 0.9
     assert settle.calls == 2
     assert (await backend.status("k", s, T0 + 1))[0] == 0.9  # charged once, reservation released once
@@ -195,44 +207,120 @@ async def test_one_retry_only_for_transient_errors_and_none_while_down(
     """A connection error is tried twice; while Redis is known down, once; after a success, twice
     again. A ResponseError (a script error) is not retried."""
     s = spec()
-    real = backend._admit
-    down = FailingScript(real, RedisConnectionError("Connection closed by server."), ran=False, fails=10)
-    monkeypatch.setattr(backend, "_admit", down)
+    down = failing(backend, monkeypatch, ADMIT.by_sha, RedisConnectionError("Connection closed."), ran=False, fails=10)
     for calls in (2, 3):
         with pytest.raises(StateUnavailable, match="ConnectionError"):
             await backend.admit("k", s, 0.1, "a", T0)
         assert down.calls == calls
-    monkeypatch.setattr(backend, "_admit", real)
+    monkeypatch.undo()
     assert (await backend.admit("k", s, 0.1, "a", T0)).ok
-    flaky = FailingScript(real, RedisConnectionError("Connection closed by server."), ran=False)
-    monkeypatch.setattr(backend, "_admit", flaky)
+    flaky = failing(backend, monkeypatch, ADMIT.by_sha, RedisConnectionError("Connection closed."), ran=False)
     assert (await backend.admit("k", s, 0.1, "b", T0)).ok and flaky.calls == 2
-    broken = FailingScript(real, ResponseError("OOM command not allowed"), ran=False)
-    monkeypatch.setattr(backend, "_admit", broken)
+    monkeypatch.undo()
+    broken = failing(backend, monkeypatch, ADMIT.by_sha, ResponseError("OOM command not allowed"), ran=False)
     with pytest.raises(StateUnavailable, match="OOM"):
         await backend.admit("k", s, 0.1, "c", T0)
     assert broken.calls == 1
 
 
 @pytest.mark.parametrize("seen", [True, False], ids=["closes-seen", "closes-unseen"])
-async def test_a_restart_fails_no_call_on_a_warm_pool(redis_server: RedisServer, prefix: str, seen: bool) -> None:
-    """Six warm pooled connections, redis-server restarted on its port, then six parallel calls: none
-    fails. When the event loop has read the closes, the pool replaces the dead connections before
-    use (one try each); when it has not (the restart blocks it), each first try fails and is retried."""
+async def test_a_restart_fails_no_call_on_a_warm_connection(redis_server: RedisServer, prefix: str, seen: bool) -> None:
+    """A warm connection, redis-server restarted on its port (its scripts forgotten), then six
+    parallel calls: none fails. When the event loop has read the close, the next call reconnects
+    first (one try each); when it has not (the restart blocks it), the six first tries fail
+    together and are retried on one new connection. The new connection loads the scripts first."""
     b = RedisBackend(redis_server.url, key_prefix=prefix, timeout_s=TIMEOUT_S)
     try:
         s = spec(budget_usd=1.0, rpm=None, max_concurrent=None)
         await asyncio.gather(*(b.admit("warm", s, 0.0, f"w{i}", T0) for i in range(6)))
-        assert len(b._client.connection_pool._available_connections) == 6
         redis_server.stop()
         if seen:
             await asyncio.sleep(0.05)
         redis_server.start()
-        tries = FailingScript(b._admit, RedisConnectionError(), ran=False, fails=0)  # counts, never fails
-        b._admit = tries  # type: ignore[assignment]
+        sends = FailingSends(b._channel, b"", RedisConnectionError(), ran=False, fails=0)  # counts, never fails
+        b._channel.send = sends  # type: ignore[method-assign]
         admitted = await asyncio.gather(*(b.admit("k", s, 0.1, f"r{i}", T0) for i in range(6)))
         assert [a.ok for a in admitted] == [True] * 6
-        assert tries.calls == (6 if seen else 12)
+        assert sends.calls == (6 if seen else 12)
         assert (await b.status("k", s, T0))[0] == 0.4  # six reservations, none twice
     finally:
         await b.aclose()
+
+
+class Outcomes:
+    """A settle_nowait's `done`: what each call reported."""
+
+    def __init__(self) -> None:
+        self.reports: list[StateUnavailable | None] = []
+        self.event = asyncio.Event()
+
+    def __call__(self, error: StateUnavailable | None) -> None:
+        self.reports.append(error)
+        self.event.set()
+
+
+async def test_settle_nowait_returns_before_the_answer_and_comes_first(backend: RedisBackend) -> None:
+    """settle_nowait returns with the settle written and its answer not yet read; the next call of
+    the same process runs after it in Redis (one connection, in order); `done` hears it succeeded."""
+    s = spec(budget_usd=1.0, rpm=None, max_concurrent=1)
+    a = await backend.admit("k", s, 0.5, "a", T0)
+    done = Outcomes()
+    await backend.settle_nowait("k", s, a.window_start, 0.5, 0.2, "a", T0 + 1, done)
+    assert done.reports == []  # not answered yet: nothing was awaited
+    b = await backend.admit("k", s, 0.1, "b", T0 + 2)
+    assert (b.ok, b.remaining_usd) == (True, 0.8)  # the lease was free and the cost charged
+    assert done.reports == [None]
+
+
+async def test_settle_nowait_is_retried_in_the_background(
+    backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A settle whose answer is lost (the link breaks after Redis ran it) is sent again and
+    charges once; with Redis gone, `done` hears StateUnavailable after the retry."""
+    s = spec(budget_usd=1.0, rpm=None, max_concurrent=None)
+    a = await backend.admit("k", s, 0.5, "a", T0)
+    link = backend._channel.live()
+    assert link is not None
+    done = Outcomes()
+    await backend.settle_nowait("k", s, a.window_start, 0.5, 0.2, "a", T0 + 1, done)
+    await link.drained()  # Redis has run it...
+    done2 = Outcomes()
+    await backend.settle_nowait("k", s, a.window_start, 0.5, 0.2, "a", T0 + 1, done2)
+    link.fail(RedisConnectionError("reset"))  # ...and the repeat's answer is lost with the link
+    await done2.event.wait()
+    assert done2.reports == [None] and (await backend.status("k", s, T0 + 2))[0] == 0.8
+    bad = failing(backend, monkeypatch, SETTLE.by_sha, RedisConnectionError("refused"), ran=False, fails=2)
+    link = backend._channel.live()
+    assert link is not None
+    link.fail(RedisConnectionError("reset"))  # no live link: the whole settle goes to the background
+    done3 = Outcomes()
+    await backend.settle_nowait("k", s, a.window_start, 0.5, 0.2, "b", T0 + 3, done3)
+    await done3.event.wait()
+    assert bad.calls == 2 and isinstance(done3.reports[0], StateUnavailable)
+
+
+async def test_aclose_waits_for_settles_on_their_way(
+    redis_server: RedisServer, prefix: str, raw: redis.asyncio.Redis
+) -> None:
+    """Closing the backend right after settle_nowait loses nothing: the answers are read first."""
+    b = RedisBackend(redis_server.url, key_prefix=prefix, timeout_s=TIMEOUT_S)
+    s = spec(budget_usd=1.0, rpm=None, max_concurrent=None)
+    done = Outcomes()
+    for i in range(20):
+        a = await b.admit("k", s, 0.01, f"r{i}", T0)
+        await b.settle_nowait("k", s, a.window_start, 0.01, 0.005, f"r{i}", T0, done)
+    await b.aclose()
+    assert done.reports == [None] * 20
+    assert await raw.hmget(f"{prefix}:{{k}}:budget", ["spent", "reserved"]) == ["100000", "0"]
+
+
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": True})])
+async def test_calls_made_together_share_a_round_trip(backend: RedisBackend, raw: redis.asyncio.Redis) -> None:
+    """50 admits made in one turn of the event loop (uvloop, as the router serves) reach Redis in a
+    few reads, not 50: one round trip carries many requests."""
+    s = spec(budget_usd=100.0, rpm=None, max_concurrent=None)
+    await backend.admit("k", s, 0.0, "warm", T0)
+    before = (await raw.info("stats"))["total_reads_processed"]
+    admitted = await asyncio.gather(*(backend.admit("k", s, 0.01, f"r{i}", T0) for i in range(50)))
+    reads = (await raw.info("stats"))["total_reads_processed"] - before - 1  # less the INFO itself
+    assert all(a.ok for a in admitted) and reads <= 5, reads
