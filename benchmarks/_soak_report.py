@@ -95,7 +95,7 @@ def read_log(path: Path | None) -> list[dict[str, Any]]:
 
 
 def redis_view(url: str, keys: tuple[str, ...]) -> dict[str, dict[str, int]]:
-    """The budget hash the router keeps per key (router/billing/state/redis.py), in micro-USD."""
+    """The budget hash the router keeps per key (router/billing/state/redis/backend.py), in micro-USD."""
     import redis
 
     client = redis.Redis.from_url(url)
