@@ -20,6 +20,7 @@ that one connect rather than each opening their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -80,6 +81,8 @@ class Link:
                 while not self._out:
                     self._wake = self._loop.create_future()
                     await self._wake
+                if not self._conn.is_connected:  # closed by a failed read: never let redis-py reconnect it
+                    raise RedisConnectionError("the Redis connection is closed")
                 data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
                 self._out.clear()
                 await self._conn.send_packed_command(data, check_health=False)
@@ -106,6 +109,9 @@ class Link:
                     _set_exception(fut, error)
         except BaseException as exc:  # the connection failed, or fail() cancelled this task
             self.fail(exc)
+        finally:
+            with contextlib.suppress(Exception):  # already closed, mostly: redis-py closes on a failed read
+                await self._conn.disconnect(nowait=True)
 
     def _check(self) -> None:
         """The oldest call's deadline: passed, the server is taken as hung; else wait for the next."""
