@@ -16,12 +16,13 @@ Each expires when idle (window_s + 60 s, 60 s, lease_s after the last admission;
 after it was written), so dead keys vanish. The decision's numbers are made in base.decide, from
 the facts the script returns, exactly as the memory backend makes them.
 
-Settling without waiting (`settle_nowait`): the settle is written on the connection before the
-call returns, so Redis runs it before anything this process sends later (the same connection, in
-order), and a response sent after it normally reaches its client after Redis has it; its answer is
-not waited for. Until Redis has run it, the request's reservation and lease stay counted in place
-of its cost: conservative while the cost is within the reservation (README, "Reserve, then
-settle"). A failed settle is retried in the background under the same policy as any call.
+Settling without waiting (`settle_nowait`): the settle is queued on the connection before the
+call returns, behind every call this process made before it, so Redis runs it before anything
+this process sends later; it is written at the next turn of the event loop, and its answer is not
+waited for. Until Redis has run it, the request's reservation and lease stay counted in place of
+its cost: conservative while the cost is within the reservation (README, "Reserve, then settle").
+A failed settle is retried under the same policy as any call, from its answer's callback (in the
+background when no connection is open).
 
 Failures and retries. A call that fails on the connection (refused, reset, closed by a restarted
 server) or times out is tried once more, on a reopened connection: the record makes a repeated admit
