@@ -23,7 +23,7 @@ replicas sharing Redis agree on windows. The rules, the same in both backends:
    c. no window is open: nothing is added.
    It returns remaining_usd afterwards (the full budget when no window is open). `settle_nowait`
    does the same without waiting for the store's answer: it returns once the store has the call
-   in order behind everything sent before it (Redis: queued on its connection), and reports how
+   in order behind everything sent before it (Redis: written on its connection), and reports how
    it ended to `done` (None, or the StateUnavailable left after the backend's retries).
 3. status reads (remaining_usd, window_end) without changing anything; with no open window it is
    (full budget, now + window_s). Without a budget every dollar figure is None.

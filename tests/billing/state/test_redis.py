@@ -266,7 +266,9 @@ async def test_settle_nowait_returns_before_the_answer_and_comes_first(backend: 
     a = await backend.admit("k", s, 0.5, "a", T0)
     done = Outcomes()
     await backend.settle_nowait("k", s, a.window_start, 0.5, 0.2, "a", T0 + 1, done)
-    assert done.reports == []  # not answered yet: nothing was awaited
+    link = backend._channel.live()
+    assert link is not None and link.written().done()  # nothing left to write: the settle is out
+    assert done.reports == [] and not link.idle()  # its answer not read yet: nothing waited for it
     b = await backend.admit("k", s, 0.1, "b", T0 + 2)
     assert (b.ok, b.remaining_usd) == (True, 0.8)  # the lease was free and the cost charged
     assert done.reports == [None]

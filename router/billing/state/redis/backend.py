@@ -16,10 +16,10 @@ Each expires when idle (window_s + 60 s, 60 s, lease_s after the last admission;
 after it was written), so dead keys vanish. The decision's numbers are made in base.decide, from
 the facts the script returns, exactly as the memory backend makes them.
 
-Settling without waiting (`settle_nowait`): the settle is queued on the connection before the
-call returns, behind every call this process made before it, so Redis runs it before anything
-this process sends later; it is written at the next turn of the event loop, and its answer is not
-waited for. Until Redis has run it, the request's reservation and lease stay counted in place of
+Settling without waiting (`settle_nowait`): the settle is queued on the connection behind every
+call this process made before it, so Redis runs it before anything this process sends later, and
+the call returns once it is written (with the other calls of that turn of the event loop); its
+answer is not waited for. Until Redis has run it, the request's reservation and lease stay counted in place of
 its cost: conservative while the cost is within the reservation (README, "Reserve, then settle").
 A failed settle is retried under the same policy as any call, from its answer's callback (in the
 background when no connection is open).
@@ -64,7 +64,7 @@ from router.billing.state.base import (
     remaining_usd,
     to_usd,
 )
-from router.billing.state.redis.link import Channel
+from router.billing.state.redis.link import Channel, Link
 from router.billing.state.redis.scripts import (
     ADMIT,
     ADMIT_LUA,
@@ -239,17 +239,23 @@ class RedisBackend:
         done: Done,
     ) -> None:
         call = self._settle_call(key_id, spec, window_start, reserved_usd, cost_usd, admission_id, now)
-        self._send_settle(call, done, self._reachable, False)
+        link = self._send_settle(call, done, self._reachable, False)
+        if link is not None:
+            # Written before the caller answers its client: a request the client sends next, to
+            # any replica, reaches Redis after this settle (the answer is not waited for).
+            await link.written()
 
-    def _send_settle(self, call: _Call, done: Done, retry: bool, by_body: bool) -> None:
-        """Send now on the open link, so the settle keeps its place behind the calls before it; with
-        no link open (connecting, or Redis down), the whole call goes to the background."""
+    def _send_settle(self, call: _Call, done: Done, retry: bool, by_body: bool) -> Link | None:
+        """Queue now on the open link (returned), so the settle keeps its place behind the calls
+        before it; with no link open (connecting, or Redis down), the whole call goes to the
+        background (None)."""
         link = self._channel.live()
         if link is None:
             self._spawn(self._settle_later(call, done, retry, by_body))
-            return
+            return None
         answer = link.send(call.packed(by_body))
         answer.add_done_callback(lambda fut: self._settled(call, done, fut, retry, by_body))
+        return link
 
     def _settled(self, call: _Call, done: Done, fut: asyncio.Future[Any], retry: bool, by_body: bool) -> None:
         """What _call does after each try, for a settle nobody waits on."""

@@ -45,6 +45,7 @@ class Link:
         self._loop = asyncio.get_running_loop()
         self._pending: deque[tuple[asyncio.Future[Any], float]] = deque()  # (answer, deadline)
         self._out: list[bytes] = []  # packed, not yet written
+        self._on_write: list[asyncio.Future[None]] = []  # resolved once what is queued now is written
         self._wake: asyncio.Future[None] | None = None  # the writer waits on it for calls
         self._timer: asyncio.TimerHandle | None = None
         self.broken: BaseException | None = None
@@ -66,6 +67,17 @@ class Link:
             self._timer = self._loop.call_at(deadline, self._check)
         return fut
 
+    def written(self) -> asyncio.Future[None]:
+        """Resolves once everything queued so far has been handed to the socket (or the link
+        broke): a caller that must know Redis has its call before it tells anyone else waits on
+        this, not on the answer."""
+        fut = self._loop.create_future()
+        if self.broken is not None or not self._out:
+            fut.set_result(None)
+        else:
+            self._on_write.append(fut)
+        return fut
+
     def idle(self) -> bool:
         return not self._pending
 
@@ -84,8 +96,10 @@ class Link:
                 if not self._conn.is_connected:  # closed by a failed read: never let redis-py reconnect it
                     raise RedisConnectionError("the Redis connection is closed")
                 data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+                waiters, self._on_write = self._on_write, []
                 self._out.clear()
                 await self._conn.send_packed_command(data, check_health=False)
+                _resolve(waiters)
         except BaseException as exc:  # the write failed, or fail() cancelled this task
             self.fail(exc)
 
@@ -132,6 +146,8 @@ class Link:
         self.broken = exc
         error = exc if isinstance(exc, (RedisError, OSError)) else RedisConnectionError(f"closed: {exc!r}")
         self._out.clear()
+        waiters, self._on_write = self._on_write, []
+        _resolve(waiters)  # their calls fail below, each through its own answer
         while self._pending:
             fut = self._pending.popleft()[0]
             if not fut.done():
@@ -148,6 +164,12 @@ class Link:
         self.fail(RedisConnectionError("closed by the router"))
         await asyncio.gather(self._writer, self._reader, return_exceptions=True)
         await self._conn.disconnect(nowait=True)
+
+
+def _resolve(waiters: list[asyncio.Future[None]]) -> None:
+    for fut in waiters:
+        if not fut.done():  # its caller may have been cancelled
+            fut.set_result(None)
 
 
 def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
