@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from router.billing.state import LimitSpec, StateBackend
-from router.billing.state.base import budget_micros, cost_micros
+from router.billing.state.base import RECORD_S, budget_micros, cost_micros
 from router.billing.state.memory import MemoryBackend
 from router.billing.state.redis import RedisBackend
 
@@ -35,7 +35,7 @@ async def backend(request: pytest.FixtureRequest, anyio_backend: str) -> AsyncIt
     """A fresh backend; the Redis one gets its own key prefix on the session's redis-server."""
     b: StateBackend
     if request.param == "memory":
-        b = MemoryBackend()
+        b = MemoryBackend(record_s=RECORD_S)  # the contract, with Redis's record length
     else:
         server = request.getfixturevalue("redis_server")
         b = RedisBackend(server.url, key_prefix=f"test-{uuid.uuid4().hex[:12]}", timeout_s=2.0)

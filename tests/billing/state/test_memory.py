@@ -33,8 +33,8 @@ def test_admit_and_settle_never_suspend() -> None:
 
 async def test_memory_stays_bounded(anyio_backend: str) -> None:
     """The rpm log keeps only the last minute, expired leases are dropped on admit, and records of
-    admissions after RECORD_S."""
-    backend = MemoryBackend()
+    admissions after record_s (RECORD_S here, as Redis keeps them)."""
+    backend = MemoryBackend(record_s=RECORD_S)
     spec = LimitSpec(budget_usd=None, window_s=60.0, rpm=10_000, max_concurrent=10_000, lease_s=5.0)
     for i in range(600):  # one request a second for ten minutes, none settled
         assert (await backend.admit("k", spec, 0.0, f"r{i}", T0 + i)).ok
@@ -44,8 +44,8 @@ async def test_memory_stays_bounded(anyio_backend: str) -> None:
 
 
 async def test_a_repeat_after_record_s_is_a_new_admission(anyio_backend: str) -> None:
-    """An admission id is remembered for RECORD_S after its last admit or settle, no longer."""
-    backend = MemoryBackend()
+    """An admission id is remembered for record_s after its last admit or settle, no longer."""
+    backend = MemoryBackend(record_s=RECORD_S)
     spec = LimitSpec(budget_usd=1.0, window_s=3600.0, rpm=None, max_concurrent=None, lease_s=600.0)
     first = await backend.admit("k", spec, 0.1, "a", T0)
     assert await backend.admit("k", spec, 0.1, "a", T0 + RECORD_S - 0.001) == first
@@ -53,3 +53,14 @@ async def test_a_repeat_after_record_s_is_a_new_admission(anyio_backend: str) ->
     assert await backend.settle("k", spec, first.window_start, 0.1, 0.1, "a", T0 + 10 + RECORD_S - 0.001) == 0.9
     assert await backend.settle("k", spec, first.window_start, 0.1, 0.1, "a", T0 + 10 + RECORD_S) == 0.8
     assert (await backend.admit("k", spec, 0.1, "a", T0 + 10 + RECORD_S)).remaining_usd == 0.8
+
+
+async def test_by_default_records_live_one_second(anyio_backend: str) -> None:
+    """Nothing retries against memory state: a record lives 1 s, so memory does not grow with a
+    minute of requests (60 s of records at 3,500 req/s was ~110 MiB)."""
+    backend = MemoryBackend()
+    spec = LimitSpec(budget_usd=100.0, window_s=3600.0, rpm=None, max_concurrent=None, lease_s=600.0)
+    for i in range(1000):  # 100 requests a second for ten seconds
+        adm = await backend.admit("k", spec, 0.01, f"r{i}", T0 + i / 100)
+        await backend.settle("k", spec, adm.window_start, 0.01, 0.01, f"r{i}", T0 + i / 100)
+    assert "records=100)" in repr(backend) or "records=101)" in repr(backend)
