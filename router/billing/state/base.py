@@ -34,8 +34,9 @@ replicas sharing Redis agree on windows. The rules, the same in both backends:
    to the request id, which a client chooses and may repeat). What an admission id did is kept
    RECORD_S after its last admit or settle (memory state: 1 s, as nothing retries there);
    meanwhile a repeated admit changes nothing and returns the first answer, and a repeated settle
-   charges and releases nothing and returns what is left now. That makes a retry safe when a call failed without saying whether it ran (a Redis timeout:
-   redis.py retries once). A refused admit records nothing (it changed nothing).
+   charges and releases nothing and returns what is left now. That makes a retry safe when a
+   call failed without saying whether it ran (a Redis timeout: redis.py retries once). A refused
+   admit records nothing (it changed nothing).
 """
 
 from __future__ import annotations
