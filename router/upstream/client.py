@@ -23,6 +23,7 @@ from router.upstream.connection import ConnectFailed as ConnectFailed
 from router.upstream.connection import Connection
 from router.upstream.connection import ConnectTimeout as ConnectTimeout
 from router.upstream.connection import Disconnected as Disconnected
+from router.upstream.connection import Interrupted as Interrupted
 from router.upstream.connection import PayloadError as PayloadError
 from router.upstream.connection import ProtocolError as ProtocolError
 from router.upstream.connection import TransportError as TransportError
@@ -133,13 +134,14 @@ class Response:
     (b"" at its end), `read_all()` all of it. `close()` is sync and idempotent: the connection
     goes back to the pool only if the whole answer was read, otherwise it is closed."""
 
-    __slots__ = ("_closed", "_conn", "_pool", "headers", "read", "read_all", "status")
+    __slots__ = ("_closed", "_conn", "_pool", "headers", "interrupt", "read", "read_all", "status")
 
     def __init__(self, conn: Connection, pool: Pool) -> None:
         self.status = conn.status
         self.headers = conn.headers  # (name, value) as received; names keep their case
         self.read = conn.read
         self.read_all = conn.read_all
+        self.interrupt = conn.interrupt
         self._conn = conn
         self._pool = pool
         self._closed = False

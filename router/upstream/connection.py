@@ -42,6 +42,11 @@ class ProtocolError(TransportError):
     """What the server sent is not an HTTP/1.1 answer."""
 
 
+class Interrupted(Exception):
+    """A read woken by `interrupt()` (the reader's own deadline or shutdown), not by the server:
+    not a transport error, and the connection is still whole."""
+
+
 class _Decoder:
     """Incremental gzip or deflate decoding of a body."""
 
@@ -83,6 +88,7 @@ class Connection(asyncio.Protocol):
         self._informational = False  # inside a 1xx answer, which is skipped
         self._decoder: _Decoder | None = None
         self._error: TransportError | None = None
+        self._interrupted = False
 
     def begin(self) -> asyncio.Future[None]:
         """Reset for a new request; the future resolves once the answer's headers are in."""
@@ -94,6 +100,7 @@ class Connection(asyncio.Protocol):
         self._buffered = 0
         self._decoder = None
         self._error = None
+        self._interrupted = False
         self._headers_ready = asyncio.get_running_loop().create_future()
         return self._headers_ready
 
@@ -215,6 +222,13 @@ class Connection(asyncio.Protocol):
     def at_eof(self) -> bool:  # the whole answer has arrived and has been read
         return self._complete and not self._chunks
 
+    def interrupt(self) -> None:
+        """Wake the pending `read()` (or the next one that would wait) with `Interrupted`. A
+        reader's own timer calls this: one timer per stream re-armed as it goes is far cheaper
+        than a cancel scope around every read."""
+        self._interrupted = True
+        self._wake()
+
     async def read(self) -> bytes:
         """Everything buffered now, waiting when nothing is; b"" at the end of the body."""
         while not self._chunks:
@@ -224,8 +238,12 @@ class Connection(asyncio.Protocol):
                 raise self._error
             if self.closed:
                 raise PayloadError("the connection broke before the answer was complete")
+            if self._interrupted:
+                self._interrupted = False
+                raise Interrupted
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
+        self._interrupted = False  # data came first: the interruption is moot
         data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         self._chunks.clear()
         self._buffered = 0

@@ -20,6 +20,9 @@ from router.formats import ALL, WireFormat, wire
 from router.log import SECRET_RE
 from router.upstream import client as http1
 
+# A read woken by `UpstreamResponse.interrupt()`: the reader's own doing, not the upstream's.
+ReadInterrupted = http1.Interrupted
+
 
 class UpstreamResponse:
     """An upstream answer whose headers have arrived. `close()` must be called (it is sync, so
@@ -44,11 +47,16 @@ class UpstreamResponse:
             raise _map(exc, "reading the answer") from None
 
     async def read(self) -> bytes:
-        """The next bytes of the body as they arrive; b"" at its end."""
+        """The next bytes of the body as they arrive; b"" at its end. ReadInterrupted when
+        `interrupt()` woke it."""
         try:
             return await self._resp.read()
         except (http1.TransportError, OSError) as exc:
             raise _map(exc, "reading the stream") from None
+
+    def interrupt(self) -> None:
+        """Wake the pending read (or the next one that would wait) with ReadInterrupted."""
+        self._resp.interrupt()
 
     def close(self) -> None:
         self._resp.close()
@@ -67,8 +75,8 @@ class ProviderClient:
     async def start(self) -> None:
         cfg = self.config
         # Only connect is bounded here; first-token, idle and total are the router's own
-        # deadlines (anyio scopes in failover/relay), which tell "thinking before the first
-        # token" from "stalled mid-stream".
+        # deadlines (an anyio scope per attempt, one timer per stream in relay), which tell
+        # "thinking before the first token" from "stalled mid-stream".
         self._pool = http1.Pool(cfg.base_url, cfg.pool.max_connections, cfg.pool.keepalive_s, cfg.timeouts.connect_s)
 
     async def aclose(self) -> None:

@@ -12,10 +12,10 @@ the client gets is the upstream's own bytes, or, when the client speaks another 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import anyio
 import orjson
 import structlog
 
@@ -26,7 +26,7 @@ from router.formats.base import TERMINATOR, EventKind, StreamState, WireFormat
 from router.formats.sse import SSEError, SSEEvent, SSEParser
 from router.formats.translate import StreamTranslator
 from router.types import AttemptResult
-from router.upstream.provider import UpstreamResponse
+from router.upstream.provider import ReadInterrupted, UpstreamResponse
 
 log = structlog.get_logger("router.upstream.relay")
 
@@ -56,7 +56,13 @@ class StreamRelay:
         self._held_error: list[SSEEvent] | None = None  # an in-band error held back for a continuation
         self._finished = False
         self._aborted: str | None = None  # why the router ended the stream itself (shutdown)
-        self._wait: anyio.CancelScope | None = None  # the current read's timeout scope
+        # The read timeout: one timer per stream, not one per read. Each read moves the expiry
+        # (loop time) on; the timer, when it fires early, re-arms itself at the current expiry.
+        self._timer: asyncio.TimerHandle | None = None
+        self._expiry = 0.0
+        self._expiry_reason = ""  # what a read that reaches the expiry fails with
+        self._reading = False
+        self._timed_out: str | None = None
         self._resp = resp
         self._fmt = fmt
         self._timeouts = timeouts
@@ -167,6 +173,7 @@ class StreamRelay:
                 elif self._fmt.terminator and not self._done_sent:
                     yield self._fmt.terminator
         finally:
+            self._stop_timer()
             if not self._finished:
                 self._resp.close()
                 finish(result, reason)
@@ -193,32 +200,56 @@ class StreamRelay:
         """End the stream now with an error event (the router is shutting down): wakes the
         pending read; the body loop writes the tail."""
         self._aborted = reason
-        if self._wait is not None:
-            self._wait.cancel()
+        if self._reading:
+            self._resp.interrupt()
 
     async def _next_chunk(self) -> tuple[bytes, str | None]:
         """The next chunk, or a failure reason: a stall past idle_s, the deadline, a reset."""
-        now = self._clock.monotonic()
-        left = self._deadline - now
-        wait = min(self._timeouts.idle_s, left)
-        if wait <= 0:
-            return b"", "timeout_total"
+        left = self._deadline - self._clock.monotonic()
+        wait = self._timeouts.idle_s
+        if left <= wait:
+            if left <= 0:
+                return b"", "timeout_total"
+            wait, self._expiry_reason = left, "timeout_total"
+        else:
+            self._expiry_reason = "timeout_idle"
         if self._aborted is not None:
             return b"", "router_shutdown"
-        chunk = b""
-        with anyio.move_on_after(wait) as scope:
-            self._wait = scope
-            try:
-                chunk = await self._resp.read()
-            except UpstreamError as exc:
-                return b"", exc.code
-            finally:
-                self._wait = None
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.time() + wait
+        if self._timer is None:
+            self._timer = loop.call_at(self._expiry, self._expire)
+        self._reading = True
+        try:
+            chunk = await self._resp.read()
+        except UpstreamError as exc:
+            return b"", exc.code
+        except ReadInterrupted:
+            if self._aborted is not None:
+                return b"", "router_shutdown"
+            return b"", self._timed_out or "timeout_idle"
+        finally:
+            self._reading = False
         if self._aborted is not None:
             return b"", "router_shutdown"
-        if scope.cancelled_caught:
-            return b"", "timeout_idle" if wait < left else "timeout_total"
         return chunk, None
+
+    def _expire(self) -> None:
+        """The timer: interrupts a read that reached its expiry; else waits for the expiry."""
+        self._timer = None
+        if self._finished or not self._reading:
+            return  # the next read arms it again
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._expiry:
+            self._timer = loop.call_at(self._expiry, self._expire)
+            return
+        self._timed_out = self._expiry_reason
+        self._resp.interrupt()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _relay(self, events: list[SSEEvent]) -> list[bytes]:
         out: list[bytes] = []

@@ -197,6 +197,38 @@ async def test_chunked_body_arrives_as_it_is_sent() -> None:
 
 
 @pytest.mark.anyio
+async def test_interrupt_wakes_a_pending_read_and_leaves_the_answer_whole() -> None:
+    """interrupt() wakes the read that waits with Interrupted, not a transport error; the body
+    then goes on as it arrives, and an interrupt that came after the data is moot."""
+    go = asyncio.Event()
+
+    async def handler(request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await go.wait()
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async with serve(handler) as server:
+        p = pool(server)
+        resp = await http1.post(p, "/x", {}, b"")
+        assert await resp.read() == b"first"
+        pending = asyncio.ensure_future(resp.read())
+        await asyncio.sleep(0)
+        resp.interrupt()
+        with pytest.raises(http1.Interrupted):
+            await pending
+        go.set()
+        assert await resp.read() == b"second"  # the interruption was taken by the read it woke
+        resp.interrupt()  # nothing waits, and the body is complete: the end is still the end
+        assert await resp.read() == b""
+        resp.close()
+        assert await drain(p) == (200, b"firstsecond")  # the connection was reused for a second answer
+        await p.aclose()
+    assert server.connections == 1
+
+
+@pytest.mark.anyio
 async def test_a_body_without_length_ends_with_the_connection() -> None:
     """No length and not chunked: the body is what comes until the server closes."""
 

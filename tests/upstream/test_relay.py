@@ -20,32 +20,45 @@ from router.errors import UpstreamConnectError, UpstreamProtocolError
 from router.formats import wire
 from router.formats.sse import SSEParser
 from router.types import AttemptResult
-from router.upstream.provider import UpstreamResponse
+from router.upstream.provider import ReadInterrupted, UpstreamResponse
 from router.upstream.relay import Resume, StreamRelay
 
 S, F, N = AttemptResult.SUCCESS, AttemptResult.FAILURE, AttemptResult.NEUTRAL
-HANG = object()  # a read that never returns (until cancelled)
+HANG = object()  # a read that never returns (until cancelled or interrupted)
 
 
 class FakeUpstream:
-    """Just what StreamRelay uses of UpstreamResponse: `read()` plays a script, `close()` counts."""
+    """Just what StreamRelay uses of UpstreamResponse: `read()` plays a script, `close()` counts,
+    `interrupt()` wakes a hanging read as the real connection does."""
 
     def __init__(self, *script: Any) -> None:
         self.script = list(script)
         self.reads = 0
         self.closes = 0
+        self.interrupts = 0
+        self._wake: anyio.Event | None = None
 
     async def read(self) -> bytes:
         self.reads += 1
         if not self.script:
             return b""
         item = self.script.pop(0)
+        if isinstance(item, tuple):  # (seconds, item): that item, that late
+            await anyio.sleep(item[0])
+            item = item[1]
         if item is HANG:
-            await anyio.sleep_forever()
+            self._wake = anyio.Event()
+            await self._wake.wait()
+            raise ReadInterrupted
         if isinstance(item, BaseException):
             raise item
         assert isinstance(item, bytes)
         return item
+
+    def interrupt(self) -> None:
+        self.interrupts += 1
+        if self._wake is not None:
+            self._wake.set()
 
     def close(self) -> None:
         self.closes += 1
@@ -385,6 +398,30 @@ async def test_idle_timeout() -> None:
     assert 0.04 <= anyio.current_time() - start < 1.0
     assert _events(out[len(A_DELTA) :])[0][1]["error"]["message"] == "upstream prov failed mid-stream: timeout_idle"
     assert run.finished == [(F, "timeout_idle")] and run.up.closes == 1
+
+
+@pytest.mark.anyio
+async def test_idle_timeout_counts_from_the_latest_chunk() -> None:
+    """idle_s bounds each wait, not the stream: chunks closer than idle_s keep it going past
+    idle_s in all (the one timer re-arms itself), and the stall after them ends it idle_s on."""
+    gap = 0.03
+    up = FakeUpstream(A_DELTA, (gap, A_DELTA), (gap, A_DELTA), (gap, A_DELTA), HANG)
+    run = Run("anthropic-messages", up, idle_s=0.05)
+    start = anyio.current_time()
+    out = await run.all()
+    assert 3 * gap + 0.04 <= anyio.current_time() - start < 1.0
+    assert out.count(A_DELTA) == 4 and up.interrupts == 1
+    assert run.finished == [(F, "timeout_idle")]
+
+
+@pytest.mark.anyio
+async def test_a_whole_stream_slower_than_idle_s_is_not_cut() -> None:
+    """Each chunk within idle_s of the last, the whole longer than idle_s: relayed whole."""
+    up = FakeUpstream(HELLO, (0.03, WORLD), (0.03, STOP), (0.03, DONE))
+    run = Run("openai-chat", up, idle_s=0.05)
+    out = await run.all()
+    assert out == HELLO + WORLD + STOP + DONE
+    assert run.finished == [(S, "ok")] and up.interrupts == 0
 
 
 @pytest.mark.anyio

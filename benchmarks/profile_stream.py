@@ -1,0 +1,298 @@
+"""cProfile of the router's own code under a fixed load, by function: non-stream requests by
+default, streams with `--stream` (`--translated`: the provider speaks another format than the
+client, so every event goes through the IR). Compare two checkouts in one run (`--repo` of each,
+alternately): the absolute times shift with the machine, the difference between the two does
+not much.
+
+    .venv/bin/python benchmarks/profile_stream.py                       # this checkout, 20,000 requests
+    .venv/bin/python benchmarks/profile_stream.py --stream --translated # where a translated chunk's time goes
+    .venv/bin/python benchmarks/profile_stream.py --repo /tmp/other --out other.prof
+    .venv/bin/python -m pstats this.prof                              # then: sort tottime, stats 30
+
+`--measure` runs the router without the profiler and reports its CPU per relayed stream chunk:
+streams of `--chunks` content deltas and streams of one delta are sent alternately, and the
+difference of the router's CPU seconds (from /proc) between the two, divided by the extra chunks
+relayed, is the cost of a chunk without the per-request cost. With several `--repo`, each is
+measured in turn, `--rounds` times, interleaved, and the ratios are printed:
+
+    .venv/bin/python benchmarks/profile_stream.py --measure --stream --repo /tmp/base --repo .
+
+The router runs `python -m router serve` with a real key, plan, prices and ledger (the
+benchmarks' config), on a fake provider that answers at once (stream deltas with no delay
+between them, so the router is the bottleneck); 32 concurrent clients send requests through
+aiohttp; SIGINT drains the router, which writes the profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pstats
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import BENCH_AUTH, cpu_seconds, free_port, http_post_json, process_tree, write_router_config
+from _report import MachineLoad, load_note
+
+_MSG = [{"role": "user", "content": "Say hello."}]
+# The client's request in each format (the path on the router, the body).
+REQUESTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "openai-chat": ("/v1/chat/completions", {"model": "bench", "messages": _MSG, "max_tokens": 16}),
+    "anthropic-messages": ("/v1/messages", {"model": "bench", "messages": _MSG, "max_tokens": 16}),
+    "openai-responses": ("/v1/responses", {"model": "bench", "input": "Say hello.", "max_output_tokens": 16}),
+}
+SHORT = {"openai-chat": "chat", "anthropic-messages": "messages", "openai-responses": "responses"}
+# Each content delta carries a few characters, as a token does.
+PIECE = "word "
+
+
+class Setup:
+    """One router on one fake provider, for one checkout."""
+
+    def __init__(self, repo: Path, tmp: Path, args: argparse.Namespace, profile_to: Path | None) -> None:
+        self.repo, self.args = repo, args
+        env = {**os.environ, "PYTHONPATH": str(repo)}
+        self.fport, rport = free_port(), free_port()
+        fake = [sys.executable, "-m", "router", "fake-upstream", "--port", str(self.fport), "--latency-ms", "0"]
+        self.fake = subprocess.Popen(fake, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cfg = tmp / f"router-{rport}.yaml"
+        formats = {"fake": [args.upstream]}
+        write_router_config(
+            cfg,
+            rport,
+            {"fake": f"http://127.0.0.1:{self.fport}"},
+            {"bench": ["fake"]},
+            ledger_path=tmp / f"l-{rport}.jsonl",
+            formats=formats,
+        )
+        argv = [sys.executable]
+        if profile_to is not None:
+            argv += ["-m", "cProfile", "-o", str(profile_to)]
+        argv += ["-m", "router", "serve", "--config", str(cfg), "--port", str(rport)]
+        self.router = subprocess.Popen(argv, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{rport}"
+
+    def chunks(self, n: int) -> None:
+        """The fake's streams from now on: `n` content deltas of a few characters each."""
+        faults = {"chunks": n, "text": PIECE * n, "chunk_delay_ms": self.args.chunk_delay_ms}
+        status, _ = http_post_json(f"http://127.0.0.1:{self.fport}/_admin/faults", faults)
+        if status != 200:
+            raise RuntimeError(f"the fake refused its faults: HTTP {status}")
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in process_tree(self.router.pid))
+
+    def stop(self) -> None:
+        self.router.send_signal(signal.SIGINT)  # a graceful drain, then the profile is written
+        try:
+            self.router.wait(60)
+        finally:
+            self.fake.kill()
+            self.fake.wait()
+
+
+async def ready(s: aiohttp.ClientSession, url: str) -> None:
+    for _ in range(300):  # 30 s at most
+        try:
+            async with s.get(f"{url}/health/ready") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not get ready")
+
+
+async def load(s: aiohttp.ClientSession, url: str, args: argparse.Namespace, requests: int) -> tuple[float, int]:
+    """`requests` requests at `args.concurrency`; (seconds, body pieces the clients received)."""
+    path, body = REQUESTS[args.client]
+    body = {**body, "stream": True} if args.stream else body
+    sent = pieces = 0
+
+    async def client() -> None:
+        nonlocal sent, pieces
+        while sent < requests:
+            sent += 1
+            async with s.post(url + path, json=body, headers=BENCH_AUTH) as r:
+                if r.status != 200:
+                    raise RuntimeError(f"HTTP {r.status}: {(await r.read())[:300]!r}")
+                async for _ in r.content.iter_any():
+                    pieces += 1
+
+    start = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(args.concurrency)))
+    return time.monotonic() - start, pieces
+
+
+def profile(args: argparse.Namespace) -> int:
+    repo, out = Path(args.repo[0]).resolve(), Path(args.out).resolve()
+    spy: subprocess.Popen[bytes] | None = None
+    with tempfile.TemporaryDirectory(prefix="router-profile-") as tmp:
+        setup = Setup(repo, Path(tmp), args, None if args.py_spy else out)
+        try:
+
+            async def run() -> tuple[float, int]:
+                nonlocal spy
+                async with aiohttp.ClientSession() as s:
+                    await ready(s, setup.url)  # the router is ready once its probe reached the fake
+                    setup.chunks(args.chunks)
+                    if args.py_spy:
+                        await load(s, setup.url, args, min(args.requests, 500))  # warm-up, not sampled
+                        spy = start_py_spy(setup.router.pid, Path(args.py_spy))
+                        await asyncio.sleep(1)  # py-spy attaches
+                    return await load(s, setup.url, args, args.requests)
+
+            took, pieces = asyncio.run(run())
+        finally:
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled, then exits
+                spy.wait(60)
+            setup.stop()
+    what = f"streams of {args.chunks} deltas ({describe(args)})" if args.stream else "requests"
+    if args.py_spy:
+        print(f"{args.requests} {what} in {took:.1f} s; py-spy, self time by function (share of the router's samples):")
+        if args.stream:
+            print(f"  the clients received {pieces / args.requests:.1f} body pieces per stream")
+        total, own = spy_self_time(Path(args.py_spy))
+        for key, n in sorted(own.items(), key=lambda kv: -kv[1])[: args.top]:
+            print(f"  {n / total:6.1%}  {key}")
+        print(f"collapsed stacks (flamegraph.pl's input): {args.py_spy}")
+        return 0
+    own_t: dict[str, float] = defaultdict(float)
+    for (path, _, name), (_, _, tottime, _, _) in pstats.Stats(str(out)).stats.items():  # type: ignore[attr-defined]
+        if "/router/" in path and name != "lifespan":  # the lifespan's time is the idle event loop
+            own_t[path.split("/router/")[-1] + ":" + name] += tottime
+    print(f"{args.requests} {what} in {took:.1f} s; the router's own code: {sum(own_t.values()):.3f} s (cProfile)")
+    if args.stream:
+        print(f"  the clients received {pieces / args.requests:.1f} body pieces per stream")
+    for key, t in sorted(own_t.items(), key=lambda kv: -kv[1])[: args.top]:
+        print(f"  {t:7.3f} s  {key}")
+    print(f"profile: {out}")
+    return 0
+
+
+def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    exe = Path(sys.executable).parent / "py-spy"
+    argv = [str(exe), "record", "-p", str(pid), "-r", "250", "-f", "raw", "-o", str(out), "--nonblocking"]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def spy_self_time(raw: Path) -> tuple[int, dict[str, int]]:
+    """(samples, samples by the function on top of each stack) from py-spy's collapsed stacks."""
+    own: dict[str, int] = defaultdict(int)
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        leaf = stack.rsplit(";", 1)[-1]
+        name, _, where = leaf.partition(" (")
+        where = where.split(":")[0]
+        short = where.split("/router/")[-1] if "/router/" in where else where.split("site-packages/")[-1]
+        own[f"{short}:{name}"] += int(count)
+        total += int(count)
+    return max(total, 1), own
+
+
+def describe(args: argparse.Namespace) -> str:
+    route = "translated" if args.client != args.upstream else "native"
+    return f"{route}: {SHORT[args.client]} client, {SHORT[args.upstream]} upstream, {args.chunk_delay_ms:g} ms apart"
+
+
+def measure(args: argparse.Namespace) -> int:
+    """CPU per chunk of each checkout, interleaved rounds."""
+    repos = [Path(r).resolve() for r in args.repo]
+    few, many = 1, args.chunks
+    n = args.requests
+    results: dict[Path, list[tuple[float, float, float]]] = {r: [] for r in repos}  # (µs/chunk, µs/stream, pieces)
+    machine = MachineLoad()
+    with tempfile.TemporaryDirectory(prefix="router-measure-") as tmp:
+        setups = [Setup(r, Path(tmp), args, None) for r in repos]
+        try:
+
+            async def run() -> None:
+                async with aiohttp.ClientSession() as s:
+                    for st in setups:
+                        await ready(s, st.url)
+                        st.chunks(many)
+                        await load(s, st.url, args, min(n, 500))  # warm-up
+                    for rnd in range(args.rounds):
+                        for st in setups:
+                            cpu: dict[int, float] = {}
+                            seen = 0
+                            for k in (few, many):
+                                st.chunks(k)
+                                c0 = st.cpu()
+                                _, pieces = await load(s, st.url, args, n)
+                                cpu[k] = st.cpu() - c0
+                                seen = pieces if k == many else seen
+                            per_chunk = (cpu[many] - cpu[few]) / (n * (many - few)) * 1e6
+                            per_stream = cpu[few] / n * 1e6 - per_chunk * few
+                            results[st.repo].append((per_chunk, per_stream, seen / n))
+                            print(
+                                f"round {rnd + 1} {st.repo}: {per_chunk:5.1f} µs per chunk, "
+                                f"{per_stream:6.1f} µs per stream besides its chunks, {seen / n:.1f} pieces per stream",
+                                flush=True,
+                            )
+
+            asyncio.run(run())
+        finally:
+            for st in setups:
+                st.stop()
+    note = load_note(machine.finish())
+    print(f"\n{n} streams of {many} and of {few} deltas per round ({describe(args)}), {args.concurrency} concurrent")
+    base = statistics.median(r[0] for r in results[repos[0]])
+    for repo in repos:
+        rows = results[repo]
+        med = statistics.median(r[0] for r in rows)
+        print(
+            f"  {repo}: median {med:.1f} µs per chunk (rounds: {', '.join(f'{r[0]:.1f}' for r in rows)}), "
+            f"{statistics.median(r[1] for r in rows):.0f} µs per stream besides its chunks; "
+            f"{med / base:.2f}x the first"
+        )
+    print(f"  {note}")
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repo", action="append", help="the checkout(s) to run (default this one); several with --measure")
+    p.add_argument("--out", default="router.prof", help="where the profile goes (default router.prof)")
+    p.add_argument("--requests", type=int, default=None, help="default 20,000 (2,000 streams)")
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--top", type=int, default=25, help="router functions to print, by own time")
+    p.add_argument("--stream", action="store_true", help="stream requests")
+    p.add_argument("--translated", action="store_true", help="an upstream of another format than the client's")
+    p.add_argument("--client", choices=sorted(REQUESTS), default="openai-chat", help="the client's format")
+    p.add_argument("--upstream", choices=sorted(REQUESTS), help="the provider's format (see --translated)")
+    p.add_argument("--chunks", type=int, default=20, help="content deltas per stream (default 20)")
+    p.add_argument("--chunk-delay-ms", type=float, default=0, help="the fake's delay before each delta")
+    p.add_argument("--measure", action="store_true", help="CPU per chunk, no profiler (implies --stream)")
+    p.add_argument("--rounds", type=int, default=3, help="with --measure: rounds per checkout")
+    p.add_argument("--py-spy", metavar="PATH", help="sample with py-spy (pip install py-spy) instead of cProfile")
+    args = p.parse_args()
+    args.repo = args.repo or [str(Path(__file__).resolve().parent.parent)]
+    args.stream = args.stream or args.measure
+    if args.upstream is None:
+        other = "anthropic-messages" if args.client != "anthropic-messages" else "openai-chat"
+        args.upstream = other if args.translated else args.client
+    if args.requests is None:
+        args.requests = 2_000 if args.stream else 20_000
+    if args.measure:
+        return measure(args)
+    if len(args.repo) > 1:
+        p.error("several --repo only with --measure")
+    return profile(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
