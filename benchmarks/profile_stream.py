@@ -184,7 +184,7 @@ def profile(args: argparse.Namespace) -> int:
 
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).parent / "py-spy"
-    argv = [str(exe), "record", "-p", str(pid), "-r", "250", "-f", "raw", "-o", str(out), "--nonblocking"]
+    argv = [str(exe), "record", "-p", str(pid), "-r", "500", "-f", "raw", "-o", str(out), "--nonblocking"]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -153,6 +153,12 @@ class StreamState:
     def feed(self, obj: Any) -> None:
         """Account for one event; anything unrecognised is ignored."""
 
+    def feed_content(self, obj: Any) -> bool:
+        """The relay's shortcut for most events: if `obj` is this format's plain text delta, do what
+        `feed` would and return True (its kind is CONTENT); else change nothing, return False.
+        One shape checked, cheaper than event_kind + feed (tests hold it to both)."""
+        return False
+
     def error_tail(self, message: str, after_error: bool) -> bytes:
         """The event(s) that end this stream with an error (`after_error`: the upstream already
         sent its own error event, so add only what the format still needs to close)."""
@@ -249,6 +255,7 @@ class WireFormat(ABC):
     # sent upstream, and only to an upstream of this format (plus a provider's `forward_headers`).
     forward_headers: frozenset[str] = frozenset()
     terminator: bytes = b""  # sent after a complete stream whose upstream sent none
+    terminator_data: bytes | None = None  # the terminator's `data:` (not JSON), when there is one
     ends_at_final: bool = True  # nothing after the final event matters
     # (field, accepted types, type name for the message, required): checked at the endpoint.
     body_fields: tuple[tuple[str, tuple[type, ...], str, bool], ...] = ()
@@ -343,7 +350,7 @@ class WireFormat(ABC):
 
     def load_terminator(self, data: bytes) -> bool:
         """Whether an event's data is this format's non-JSON terminator."""
-        return False
+        return data == self.terminator_data
 
     def error_is_final(self, obj: Any) -> bool:
         """Whether an error event ends the stream for the client by itself."""

@@ -33,6 +33,9 @@ _OPENAI_TYPES = {
 _CONTENT_KEYS = ("content", "tool_calls", "reasoning_content", "reasoning", "refusal", "function_call")
 # Content last: in a delta carrying reasoning and content, the reasoning came first.
 _DELTA_TEXT = ("reasoning_content", "reasoning", "refusal", "content")
+# Delta fields besides `content` that feed() or event_kind() read: a delta with any of them set
+# is not plain answer text.
+_NOT_PLAIN = frozenset(_CONTENT_KEYS).union(_DELTA_TEXT) - {"content"}
 
 
 def openai_error_body(status: int, message: str, code: str, param: str | None = None) -> bytes:
@@ -108,6 +111,31 @@ class ChatStreamState(StreamState):
         usage = obj.get("usage")  # after the chunk's own text: a usage on it covers that text
         if isinstance(usage, dict):
             self._report(chat_codec.read_usage(usage))
+
+    def feed_content(self, obj: Any) -> bool:
+        # One choice (index 0) not finishing, whose delta is non-empty answer text, with no error
+        # or usage on the chunk, after the first chunk gave the id: feed() would only add the text.
+        if self._id is None or type(obj) is not dict:
+            return False
+        choices = obj.get("choices")
+        if type(choices) is not list or len(choices) != 1:
+            return False
+        choice = choices[0]
+        if type(choice) is not dict or choice.get("finish_reason") or choice.get("index", 0) != 0:
+            return False
+        delta = choice.get("delta")
+        if type(delta) is not dict:
+            return False
+        text = delta.get("content")
+        if type(text) is not str or not text or obj.get("error") or type(obj.get("usage")) is dict:
+            return False
+        if len(delta) > 1 and any(v is not None for k, v in delta.items() if k in _NOT_PLAIN):
+            return False
+        self._tooling = False
+        self._text.append(text)
+        self._texting = True
+        self._add_chars(len(text))
+        return True
 
     def _opened(self, ident: str, chunk: dict[str, Any]) -> None:
         self._id = ident
@@ -194,6 +222,7 @@ class ChatFormat(WireFormat):
     path = "/v1/chat/completions"
     forward_headers = frozenset({"openai-beta"})
     terminator = b"data: [DONE]\n\n"
+    terminator_data = b"[DONE]"
     ends_at_final = False  # the usage chunk and [DONE] follow the finish_reason
     body_fields = (
         ("messages", (list,), "an array", True),
@@ -246,9 +275,6 @@ class ChatFormat(WireFormat):
             if isinstance(delta, dict) and any(delta.get(k) for k in _CONTENT_KEYS):
                 kind = EventKind.CONTENT
         return kind
-
-    def load_terminator(self, data: bytes) -> bool:
-        return data == b"[DONE]"
 
     def is_usage_only(self, obj: Any) -> bool:
         return isinstance(obj, dict) and isinstance(obj.get("usage"), dict) and not obj.get("choices")

@@ -150,6 +150,20 @@ class MessagesStreamState(StreamState):
         elif kind == "message_stop":
             self._blocked = True
 
+    def feed_content(self, obj: Any) -> bool:
+        if type(obj) is not dict or obj.get("type") != "content_block_delta":
+            return False
+        delta = obj.get("delta")
+        if type(delta) is not dict or delta.get("type") != "text_delta":
+            return False
+        text = delta.get("text")
+        if type(text) is not str:
+            return False
+        self._add_chars(len(text))
+        if self._texting:
+            self._text.append(text)
+        return True
+
     def _block_start(self, index: Any, block: Any) -> None:
         if type(index) is not int or not isinstance(block, dict):
             return

@@ -171,6 +171,20 @@ class ResponsesStreamState(StreamState):
             if kind == "response.failed" and isinstance(err := response.get("error"), dict):
                 self._error = err
 
+    def feed_content(self, obj: Any) -> bool:
+        if type(obj) is not dict or obj.get("type") != "response.output_text.delta":
+            return False
+        delta = obj.get("delta")
+        if type(delta) is not str:
+            return False
+        seq = obj.get("sequence_number")
+        if isinstance(seq, int):
+            self._seq = seq
+        self._add_chars(len(delta))
+        if self._texting:
+            self._text.append(delta)
+        return True
+
     def _opened(self, response: dict[str, Any]) -> None:
         """The first response object with an id (normally response.created's) also gives the
         created_at and model that response.failed must repeat."""

@@ -53,15 +53,21 @@ class SSEParser:
         buf = self._buf + chunk if self._buf else chunk
         events: list[SSEEvent] = []
         start = 0
-        while True:
-            end = buf.find(b"\n\n", start)
-            if end < 0:
-                break
-            block = buf[start:end]
+        # The common case is one whole event per read, starting at `start`: no copies then (raw
+        # is the read itself) and no line splitting for the usual `data:` / `event:` framings.
+        while (end := buf.find(b"\n\n", start)) >= 0:
+            if end == start:  # a blank line more
+                start += 2
+                continue
+            if buf[start] == 10:  # blank lines before the event
+                block = buf[start:end].lstrip(b"\n")
+                raw = block + b"\n\n"
+            else:
+                block = buf[start:end]
+                raw = buf if start == 0 and end + 2 == len(buf) else buf[start : end + 2]
             start = end + 2
-            if block.strip(b"\n"):
-                events.append(_parse_block(block.strip(b"\n")))
-        self._buf = buf[start:]
+            events.append(_parse_block(block, raw))
+        self._buf = buf[start:] if start else buf
         if len(self._buf) > self._max:
             raise SSEError(f"an SSE event exceeds {self._max} bytes")
         return events
@@ -71,7 +77,21 @@ class SSEParser:
         return self._buf
 
 
-def _parse_block(block: bytes) -> SSEEvent:
+def _parse_block(block: bytes, raw: bytes) -> SSEEvent:
+    """One event (no blank line in `block`, none at its ends): the two framings LLM APIs use,
+    `data: ...` alone and `event: ...` then `data: ...`, without splitting lines; `_parse_lines`
+    for anything else (and tests check both agree)."""
+    if block.startswith(b"data:"):
+        if b"\n" not in block:
+            return SSEEvent(None, block[6:] if block.startswith(b" ", 5) else block[5:], raw)
+    elif block.startswith(b"event: "):
+        nl = block.find(b"\n")
+        if nl > 0 and block.startswith(b"data: ", nl + 1) and block.find(b"\n", nl + 1) < 0:
+            return SSEEvent(block[7:nl].decode("utf-8", "replace"), block[nl + 7 :], raw)
+    return _parse_lines(block, raw)
+
+
+def _parse_lines(block: bytes, raw: bytes) -> SSEEvent:
     event: str | None = None
     data_lines: list[bytes] = []
     for line in block.split(b"\n"):
@@ -86,7 +106,7 @@ def _parse_block(block: bytes) -> SSEEvent:
             event = value.decode("utf-8", "replace")
         # id: and retry: carry nothing an LLM client uses; they still travel in `raw`.
     data = data_lines[0] if len(data_lines) == 1 else b"\n".join(data_lines)
-    return SSEEvent(event=event, data=data, raw=block + b"\n\n")
+    return SSEEvent(event=event, data=data, raw=raw)
 
 
 def encode(data: bytes, event: str | None = None) -> bytes:

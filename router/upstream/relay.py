@@ -73,6 +73,7 @@ class StreamRelay:
         self._hide_usage = hide_usage  # chat: the usage chunk the router asked for, not the client
         self._translator = translator  # None: the client speaks the upstream's format
         self._parser = SSEParser()
+        self._terminator_data = fmt.terminator_data  # compared per event: an attribute, not a call
         self._held: list[bytes] = []
         self._pending: list[SSEEvent] = []  # events read in the same chunk as the first content
         self._complete = False  # the final event has been relayed
@@ -253,12 +254,19 @@ class StreamRelay:
 
     def _relay(self, events: list[SSEEvent]) -> list[bytes]:
         out: list[bytes] = []
+        content = self._state.feed_content
+        translator = self._translator
         for i, ev in enumerate(events):
-            if ev.is_comment:
-                out.append(ev.raw)  # keep-alives help clients through long silences
-                continue
             obj = self._load(ev)
             if obj is None:
+                if ev.is_comment:
+                    out.append(ev.raw)  # keep-alives help clients through long silences
+                continue
+            if content(obj):  # most events: answer text, accounted for in one cheap step
+                if translator is None:
+                    out.append(ev.raw)
+                elif data := translator.feed(obj):
+                    out.append(data)
                 continue
             kind = self._kind(obj)
             if kind is EventKind.ERROR and self._resume is not None:
@@ -277,8 +285,7 @@ class StreamRelay:
             self._after(kind)
             if self._hide_usage and kind is EventKind.TRAILER and self._fmt.is_usage_only(obj):
                 continue
-            data = self._out(obj, ev.raw)
-            if data:
+            if data := self._out(obj, ev.raw):
                 out.append(data)
         return out
 
@@ -309,15 +316,16 @@ class StreamRelay:
         return self._parser.feed(chunk)
 
     def _load(self, ev: SSEEvent) -> Any | None:
-        """The event's JSON, or None for one that must not reach the client."""
-        if ev.is_comment:
-            return None
-        if self._fmt.load_terminator(ev.data):
+        """The event's JSON, or None for one that must not reach the client as an event."""
+        data = ev.data
+        if not data and ev.event is None:
+            return None  # a comment
+        if data == self._terminator_data:
             return TERMINATOR
         try:
-            return orjson.loads(ev.data)
+            return orjson.loads(data)
         except orjson.JSONDecodeError:
-            log.warning("upstream_event_not_json", provider=self._provider, size=len(ev.data))
+            log.warning("upstream_event_not_json", provider=self._provider, size=len(data))
             return None
 
     def _error_tail(self, message: str) -> bytes:
