@@ -89,6 +89,9 @@ class Connection(asyncio.Protocol):
         self._decoder: _Decoder | None = None
         self._error: TransportError | None = None
         self._interrupted = False
+        # Made inside the loop (a protocol factory); kept, as on Python 3.11 every
+        # get_running_loop() is a getpid() system call, and read() needs it per chunk.
+        self._loop = asyncio.get_running_loop()
 
     def begin(self) -> asyncio.Future[None]:
         """Reset for a new request; the future resolves once the answer's headers are in."""
@@ -101,7 +104,7 @@ class Connection(asyncio.Protocol):
         self._decoder = None
         self._error = None
         self._interrupted = False
-        self._headers_ready = asyncio.get_running_loop().create_future()
+        self._headers_ready = self._loop.create_future()
         return self._headers_ready
 
     # --- asyncio.Protocol ---
@@ -241,7 +244,7 @@ class Connection(asyncio.Protocol):
             if self._interrupted:
                 self._interrupted = False
                 raise Interrupted
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()
             await self._waiter
         self._interrupted = False  # data came first: the interruption is moot
         data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)

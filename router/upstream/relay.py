@@ -89,7 +89,7 @@ class StreamRelay:
             if not chunk:
                 raise UpstreamProtocolError("upstream stream ended before its first content event")
             try:
-                events = self._parse(chunk)
+                events = self._parser.feed(chunk)
             except SSEError as exc:
                 raise UpstreamProtocolError(f"upstream stream is not relayable: {exc}") from None
             for i, ev in enumerate(events):
@@ -119,8 +119,23 @@ class StreamRelay:
             yield b"".join(out)
             self._held, self._pending = [], []
             broken: tuple[str, str] | None = None  # why the stream broke, and its error ending's message
-            while self._more_expected():
-                chunk, failure = await self._next_chunk()
+            read, parse, ends_at_final = self._resp.read, self._parser.feed, self._fmt.ends_at_final
+            loop = self._loop = asyncio.get_running_loop()  # once: on Python 3.11 each is a getpid()
+            # The steady state, once per upstream read: kept to plain attribute checks and calls.
+            while not (self._done_sent or self._error_final or (self._complete and ends_at_final)):
+                failure = self._arm(loop)
+                if failure is None:
+                    self._reading = True
+                    try:
+                        chunk = await read()
+                    except UpstreamError as exc:
+                        failure = exc.code
+                    except ReadInterrupted:
+                        failure = self._timed_out or "timeout_idle"
+                    finally:
+                        self._reading = False
+                    if self._aborted is not None:
+                        failure = "router_shutdown"
                 if failure is not None:
                     if self._complete:
                         break  # the answer was whole; what came after it does not matter
@@ -133,7 +148,7 @@ class StreamRelay:
                 if not chunk:
                     break
                 try:
-                    data = self._relay(self._parse(chunk))
+                    data = self._relay(parse(chunk))
                 except SSEError as exc:
                     broken = ("oversized_event", str(exc))
                     break
@@ -159,7 +174,7 @@ class StreamRelay:
                     return
                 yield self._error_tail(broken[1])
                 return
-            if self._error_ended():
+            if self._error_final:  # the upstream's own error event(s) ended the stream for the client
                 result, reason = AttemptResult.FAILURE, "upstream_error_event"
                 return
             if self._error_relayed:
@@ -204,43 +219,30 @@ class StreamRelay:
         if self._reading:
             self._resp.interrupt()
 
-    async def _next_chunk(self) -> tuple[bytes, str | None]:
-        """The next chunk, or a failure reason: a stall past idle_s, the deadline, a reset."""
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> str | None:
+        """Before each read: why not to read (the deadline passed, the router is shutting down),
+        or None after moving the read's expiry on: idle_s from now, or the deadline if nearer."""
         left = self._deadline - self._clock.monotonic()
         wait = self._timeouts.idle_s
         if left <= wait:
             if left <= 0:
-                return b"", "timeout_total"
+                return "timeout_total"
             wait, self._expiry_reason = left, "timeout_total"
         else:
             self._expiry_reason = "timeout_idle"
         if self._aborted is not None:
-            return b"", "router_shutdown"
-        loop = asyncio.get_running_loop()
+            return "router_shutdown"
         self._expiry = loop.time() + wait
         if self._timer is None:
             self._timer = loop.call_at(self._expiry, self._expire)
-        self._reading = True
-        try:
-            chunk = await self._resp.read()
-        except UpstreamError as exc:
-            return b"", exc.code
-        except ReadInterrupted:
-            if self._aborted is not None:
-                return b"", "router_shutdown"
-            return b"", self._timed_out or "timeout_idle"
-        finally:
-            self._reading = False
-        if self._aborted is not None:
-            return b"", "router_shutdown"
-        return chunk, None
+        return None
 
     def _expire(self) -> None:
         """The timer: interrupts a read that reached its expiry; else waits for the expiry."""
         self._timer = None
         if self._finished or not self._reading:
             return  # the next read arms it again
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if loop.time() < self._expiry:
             self._timer = loop.call_at(self._expiry, self._expire)
             return
@@ -295,25 +297,12 @@ class StreamRelay:
             return raw
         return self._translator.feed(obj)
 
-    def _more_expected(self) -> bool:
-        if self._done_sent or self._error_ended():
-            return False
-        return not (self._complete and self._fmt.ends_at_final)
-
-    def _error_ended(self) -> bool:
-        """The upstream's own error event(s) already ended the stream for the client (for
-        Responses, only its closing `response.failed` does)."""
-        return self._error_final
-
     def _kind(self, obj: Any) -> EventKind:
         return EventKind.DONE if obj is TERMINATOR else self._fmt.event_kind(obj)
 
     def _after(self, kind: EventKind) -> None:
         if kind is EventKind.FINAL:
             self._complete = True
-
-    def _parse(self, chunk: bytes) -> list[SSEEvent]:
-        return self._parser.feed(chunk)
 
     def _load(self, ev: SSEEvent) -> Any | None:
         """The event's JSON, or None for one that must not reach the client as an event."""
