@@ -37,7 +37,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -208,16 +208,32 @@ def describe(args: argparse.Namespace) -> str:
     return f"{route}: {SHORT[args.client]} client, {SHORT[args.upstream]} upstream, {args.chunk_delay_ms:g} ms apart"
 
 
+class Round(NamedTuple):
+    """One checkout's CPU in one round, in µs."""
+
+    per_chunk: float  # the slope: (streams of many deltas - streams of one) / the extra chunks
+    per_stream: float  # a stream's own cost besides its chunks (the intercept)
+    per_request: float  # a whole non-stream request
+    issue: float  # issue 14's figure: (a stream of many deltas - a non-stream request) / its deltas
+    pieces: float  # body pieces the client received per stream of many deltas
+
+
 def measure(args: argparse.Namespace) -> int:
     """CPU per chunk of each checkout, interleaved rounds."""
     repos = [Path(r).resolve() for r in args.repo]
     few, many = 1, args.chunks
     n = args.requests
-    results: dict[Path, list[tuple[float, float, float]]] = {r: [] for r in repos}  # (µs/chunk, µs/stream, pieces)
+    results: dict[Path, list[Round]] = {r: [] for r in repos}
     machine = MachineLoad()
     with tempfile.TemporaryDirectory(prefix="router-measure-") as tmp:
         setups = [Setup(r, Path(tmp), args, None) for r in repos]
         try:
+
+            async def cpu_of(s: aiohttp.ClientSession, st: Setup, stream: bool, chunks: int) -> tuple[float, int]:
+                st.chunks(chunks)
+                c0 = st.cpu()
+                _, pieces = await load(s, st.url, argparse.Namespace(**{**vars(args), "stream": stream}), n)
+                return (st.cpu() - c0) / n * 1e6, pieces
 
             async def run() -> None:
                 async with aiohttp.ClientSession() as s:
@@ -227,20 +243,16 @@ def measure(args: argparse.Namespace) -> int:
                         await load(s, st.url, args, min(n, 500))  # warm-up
                     for rnd in range(args.rounds):
                         for st in setups:
-                            cpu: dict[int, float] = {}
-                            seen = 0
-                            for k in (few, many):
-                                st.chunks(k)
-                                c0 = st.cpu()
-                                _, pieces = await load(s, st.url, args, n)
-                                cpu[k] = st.cpu() - c0
-                                seen = pieces if k == many else seen
-                            per_chunk = (cpu[many] - cpu[few]) / (n * (many - few)) * 1e6
-                            per_stream = cpu[few] / n * 1e6 - per_chunk * few
-                            results[st.repo].append((per_chunk, per_stream, seen / n))
+                            whole, _ = await cpu_of(s, st, False, few)
+                            one, _ = await cpu_of(s, st, True, few)
+                            full, pieces = await cpu_of(s, st, True, many)
+                            per_chunk = (full - one) / (many - few)
+                            r = Round(per_chunk, one - per_chunk * few, whole, (full - whole) / many, pieces / n)
+                            results[st.repo].append(r)
                             print(
-                                f"round {rnd + 1} {st.repo}: {per_chunk:5.1f} µs per chunk, "
-                                f"{per_stream:6.1f} µs per stream besides its chunks, {seen / n:.1f} pieces per stream",
+                                f"round {rnd + 1} {st.repo}: {r.per_chunk:5.1f} µs per chunk (slope), "
+                                f"{r.per_stream:4.0f} µs per stream besides its chunks, {r.per_request:4.0f} µs per "
+                                f"non-stream request; issue 14's figure {r.issue:5.1f} µs; {r.pieces:.1f} pieces",
                                 flush=True,
                             )
 
@@ -249,15 +261,20 @@ def measure(args: argparse.Namespace) -> int:
             for st in setups:
                 st.stop()
     note = load_note(machine.finish())
-    print(f"\n{n} streams of {many} and of {few} deltas per round ({describe(args)}), {args.concurrency} concurrent")
-    base = statistics.median(r[0] for r in results[repos[0]])
+    print(
+        f"\n{n} non-stream requests, streams of {few} and of {many} deltas per round "
+        f"({describe(args)}), {args.concurrency} concurrent; medians of {args.rounds} rounds"
+    )
+    base = statistics.median(r.per_chunk for r in results[repos[0]])
+    base_issue = statistics.median(r.issue for r in results[repos[0]])
     for repo in repos:
         rows = results[repo]
-        med = statistics.median(r[0] for r in rows)
+        med, issue = statistics.median(r.per_chunk for r in rows), statistics.median(r.issue for r in rows)
         print(
-            f"  {repo}: median {med:.1f} µs per chunk (rounds: {', '.join(f'{r[0]:.1f}' for r in rows)}), "
-            f"{statistics.median(r[1] for r in rows):.0f} µs per stream besides its chunks; "
-            f"{med / base:.2f}x the first"
+            f"  {repo}: {med:.1f} µs per chunk (slope; rounds {', '.join(f'{r.per_chunk:.1f}' for r in rows)}), "
+            f"{med / base:.2f}x the first; issue 14's figure {issue:.1f} µs ({issue / base_issue:.2f}x); "
+            f"{statistics.median(r.per_stream for r in rows):.0f} µs per stream besides its chunks, "
+            f"{statistics.median(r.per_request for r in rows):.0f} µs per non-stream request"
         )
     print(f"  {note}")
     return 0
