@@ -21,12 +21,12 @@ import structlog
 
 from router.clock import Clock
 from router.config import Timeouts
-from router.errors import UpstreamError, UpstreamProtocolError
+from router.errors import UpstreamProtocolError
 from router.formats.base import TERMINATOR, EventKind, StreamState, WireFormat
 from router.formats.sse import SSEError, SSEEvent, SSEParser
 from router.formats.translate import StreamTranslator
 from router.types import AttemptResult
-from router.upstream.provider import ReadInterrupted, UpstreamResponse
+from router.upstream.provider import TRANSPORT_ERRORS, ReadInterrupted, UpstreamResponse, read_error
 
 log = structlog.get_logger("router.upstream.relay")
 
@@ -119,7 +119,7 @@ class StreamRelay:
             yield b"".join(out)
             self._held, self._pending = [], []
             broken: tuple[str, str] | None = None  # why the stream broke, and its error ending's message
-            read, parse, ends_at_final = self._resp.read, self._parser.feed, self._fmt.ends_at_final
+            read, parse, ends_at_final = self._resp.read_unmapped, self._parser.feed, self._fmt.ends_at_final
             loop = self._loop = asyncio.get_running_loop()  # once: on Python 3.11 each is a getpid()
             # The steady state, once per upstream read: kept to plain attribute checks and calls.
             while not (self._done_sent or self._error_final or (self._complete and ends_at_final)):
@@ -128,8 +128,8 @@ class StreamRelay:
                     self._reading = True
                     try:
                         chunk = await read()
-                    except UpstreamError as exc:
-                        failure = exc.code
+                    except TRANSPORT_ERRORS as exc:
+                        failure = read_error(exc).code
                     except ReadInterrupted:
                         failure = self._timed_out or "timeout_idle"
                     finally:

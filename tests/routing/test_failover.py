@@ -54,6 +54,11 @@ class FakeResponse:
     async def read(self) -> bytes:
         return self._chunks.pop(0) if self._chunks else b""
 
+    read_unmapped = read  # the relay's loop reads without the error mapping (none is raised here)
+
+    def interrupt(self) -> None:
+        pass
+
     def close(self) -> None:
         self.closed += 1
 

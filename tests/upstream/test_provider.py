@@ -14,7 +14,14 @@ from router.config import ProviderConfig
 from router.errors import UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
 from router.formats import CHAT, MESSAGES, RESPONSES, wire
 from router.upstream import client as http1
-from router.upstream.provider import ProviderClient, UpstreamResponse, _map, probe_headers
+from router.upstream.provider import (
+    TRANSPORT_ERRORS,
+    ProviderClient,
+    UpstreamResponse,
+    _map,
+    probe_headers,
+    read_error,
+)
 
 ALL = ("openai-chat", "anthropic-messages", "openai-responses")
 
@@ -255,6 +262,22 @@ async def test_read_maps_transport_errors() -> None:
     await up.read()
     with pytest.raises(UpstreamReset, match="broke while reading the stream"):
         await up.read()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "exc",
+    [http1.PayloadError("cut"), http1.Disconnected("gone"), http1.ProtocolError("bad"), ConnectionResetError(104, "r")],
+)
+async def test_read_unmapped_with_read_error_is_read(exc: BaseException) -> None:
+    """The relay's loop: read_unmapped raises one of TRANSPORT_ERRORS, and read_error makes of it
+    exactly what read() raises."""
+    with pytest.raises(UpstreamError) as mapped:
+        await _wrap(_Resp([exc])).read()
+    with pytest.raises(TRANSPORT_ERRORS) as raw:
+        await _wrap(_Resp([exc])).read_unmapped()
+    err = read_error(raw.value)
+    assert type(err) is type(mapped.value) and err.message == mapped.value.message
 
 
 @pytest.mark.anyio

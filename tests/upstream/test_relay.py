@@ -16,10 +16,11 @@ from structlog.testing import capture_logs
 import router.upstream.relay
 from router.clock import ManualClock
 from router.config import Format, Timeouts
-from router.errors import UpstreamConnectError, UpstreamProtocolError
+from router.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamReset
 from router.formats import wire
 from router.formats.sse import SSEParser
 from router.types import AttemptResult
+from router.upstream import client as http1
 from router.upstream.provider import ReadInterrupted, UpstreamResponse
 from router.upstream.relay import Resume, StreamRelay
 
@@ -54,6 +55,15 @@ class FakeUpstream:
             raise item
         assert isinstance(item, bytes)
         return item
+
+    async def read_unmapped(self) -> bytes:
+        """As the real one: the transport's own errors, which the relay maps (provider.read_error)."""
+        try:
+            return await self.read()
+        except UpstreamReset as exc:
+            raise http1.PayloadError(str(exc)) from None
+        except UpstreamConnectError as exc:
+            raise http1.TransportError(str(exc)) from None
 
     def interrupt(self) -> None:
         self.interrupts += 1
