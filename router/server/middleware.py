@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Awaitable
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,12 +47,14 @@ class AccessMiddleware:
 
         first_byte: list[float] = []
 
-        async def send_with_id(message: Message) -> None:
+        # A plain function handing back send's own awaitable, not a coroutine of its own: every
+        # message of a stream passes here, and a frame less per chunk is measurable.
+        def send_with_id(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 record.status = message["status"]
                 message["headers"] = [*message.get("headers", ()), header]
                 first_byte.append(time.perf_counter())
-            await send(message)
+            return send(message)
 
         start = time.perf_counter()
         try:
