@@ -182,6 +182,31 @@ def profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def per_chunk(args: argparse.Namespace) -> int:
+    """cProfile of streams of one delta and of --chunks deltas, one router each; what the second
+    costs more, per extra chunk, by function (call counts are exact; times are cProfile's, which
+    inflates Python code about twice against C and system calls)."""
+    out = Path(args.out).resolve()
+    runs = {}
+    for k in (1, args.chunks):
+        prof = out.with_name(f"{out.stem}-{k}{out.suffix}")
+        profile(argparse.Namespace(**{**vars(args), "chunks": k, "out": str(prof), "top": 0}))
+        runs[k] = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]
+    extra = args.requests * (args.chunks - 1)
+    rows = []
+    for key in set(runs[1]) | set(runs[args.chunks]):
+        a, b = runs[1].get(key, (0, 0, 0, 0, 0)), runs[args.chunks].get(key, (0, 0, 0, 0, 0))
+        path, _, name = key
+        if name == "lifespan":
+            continue  # the idle event loop
+        where = path.split("/router/")[-1] if "/router/" in path else path.split("site-packages/")[-1]
+        rows.append(((b[1] - a[1]) / extra, (b[2] - a[2]) / extra * 1e6, f"{where}:{name}"))
+    print(f"per extra chunk ({describe(args)}), cProfile: {sum(r[1] for r in rows):.1f} µs in all")
+    for calls, us, name in sorted(rows, key=lambda r: -r[1])[: args.top]:
+        print(f"  {us:6.2f} µs {calls:5.2f} calls  {name}")
+    return 0
+
+
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).parent / "py-spy"
     argv = [str(exe), "record", "-p", str(pid), "-r", "500", "-f", "raw", "-o", str(out), "--nonblocking"]
@@ -296,9 +321,10 @@ def main() -> int:
     p.add_argument("--measure", action="store_true", help="CPU per chunk, no profiler (implies --stream)")
     p.add_argument("--rounds", type=int, default=3, help="with --measure: rounds per checkout")
     p.add_argument("--py-spy", metavar="PATH", help="sample with py-spy (pip install py-spy) instead of cProfile")
+    p.add_argument("--per-chunk", action="store_true", help="cProfile per extra chunk (implies --stream)")
     args = p.parse_args()
     args.repo = args.repo or [str(Path(__file__).resolve().parent.parent)]
-    args.stream = args.stream or args.measure
+    args.stream = args.stream or args.measure or args.per_chunk
     if args.upstream is None:
         other = "anthropic-messages" if args.client != "anthropic-messages" else "openai-chat"
         args.upstream = other if args.translated else args.client
@@ -308,7 +334,7 @@ def main() -> int:
         return measure(args)
     if len(args.repo) > 1:
         p.error("several --repo only with --measure")
-    return profile(args)
+    return per_chunk(args) if args.per_chunk else profile(args)
 
 
 if __name__ == "__main__":
