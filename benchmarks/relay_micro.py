@@ -7,7 +7,7 @@ against a bare loop that only reads and yields (the floor of this harness).
     PYTHONPATH=/tmp/other .venv/bin/python benchmarks/relay_micro.py   # another one
 
 What a relayed chunk costs in the running router is this plus the I/O (an upstream read, a
-write to the client, the event loop), for which see profile_path.py --measure.
+write to the client, the event loop), for which see profile_stream.py --measure.
 """
 
 from __future__ import annotations
