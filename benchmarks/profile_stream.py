@@ -1,26 +1,31 @@
-"""cProfile of the router's own code under a fixed load, by function: non-stream requests by
-default, streams with `--stream` (`--translated`: the provider speaks another format than the
-client, so every event goes through the IR). Compare two checkouts in one run (`--repo` of each,
+"""Where the router's CPU goes under a fixed load, by function: non-stream requests by default,
+streams with `--stream` (`--translated`: the provider speaks another format than the client, so
+every event goes through the IR). Compare two checkouts in one run (`--repo` of each,
 alternately): the absolute times shift with the machine, the difference between the two does
 not much.
 
-    .venv/bin/python benchmarks/profile_stream.py                       # this checkout, 20,000 requests
-    .venv/bin/python benchmarks/profile_stream.py --stream --translated # where a translated chunk's time goes
-    .venv/bin/python benchmarks/profile_stream.py --repo /tmp/other --out other.prof
-    .venv/bin/python -m pstats this.prof                              # then: sort tottime, stats 30
+    .venv/bin/python benchmarks/profile_stream.py                       # cProfile, 20,000 requests
+    .venv/bin/python benchmarks/profile_stream.py --stream --translated # 2,000 streams of 20 deltas
+    .venv/bin/python benchmarks/profile_stream.py --per-chunk           # cProfile per extra stream chunk
+    .venv/bin/python benchmarks/profile_stream.py --stream --py-spy s.txt   # py-spy instead (pip install py-spy)
+    .venv/bin/python -m pstats router.prof                            # then: sort tottime, stats 30
 
-`--measure` runs the router without the profiler and reports its CPU per relayed stream chunk:
-streams of `--chunks` content deltas and streams of one delta are sent alternately, and the
-difference of the router's CPU seconds (from /proc) between the two, divided by the extra chunks
-relayed, is the cost of a chunk without the per-request cost. With several `--repo`, each is
-measured in turn, `--rounds` times, interleaved, and the ratios are printed:
+`--measure` runs the router without a profiler and reports its CPU (from /proc) per relayed
+stream chunk: non-stream requests, streams of one delta and streams of `--chunks` deltas, each
+`--requests` of them per round. The slope (what the longer streams cost more, per extra chunk)
+is the chunk's own cost; issue 14's figure is (a stream of `--chunks` deltas - a non-stream
+request) / its deltas, which also charges the chunks with what a stream costs more than a whole
+answer. With several `--repo`, each is measured in turn, `--rounds` times, interleaved, and the
+ratios are printed; `--floor` adds `_passthrough.py` (the same server and upstream client,
+relaying bytes with nothing else), the floor of this stack:
 
-    .venv/bin/python benchmarks/profile_stream.py --measure --stream --repo /tmp/base --repo .
+    .venv/bin/python benchmarks/profile_stream.py --measure --repo /tmp/base --repo . --floor
 
-The router runs `python -m router serve` with a real key, plan, prices and ledger (the
-benchmarks' config), on a fake provider that answers at once (stream deltas with no delay
-between them, so the router is the bottleneck); 32 concurrent clients send requests through
-aiohttp; SIGINT drains the router, which writes the profile.
+The fake provider sends its deltas `--chunk-delay-ms` apart (default 0: as fast as it can, so
+several arrive in one read; 5 gives one read per delta, as a real stream does). The router runs
+`python -m router serve` with a real key, plan, prices and ledger (the benchmarks' config); 32
+concurrent clients send chat requests through aiohttp; SIGINT drains the router, which writes
+the profile.
 """
 
 from __future__ import annotations
@@ -58,10 +63,13 @@ PIECE = "word "
 
 
 class Setup:
-    """One router on one fake provider, for one checkout."""
+    """One router on one fake provider, for one checkout (`floor`: _passthrough.py in its place)."""
 
-    def __init__(self, repo: Path, tmp: Path, args: argparse.Namespace, profile_to: Path | None) -> None:
+    def __init__(
+        self, repo: Path, tmp: Path, args: argparse.Namespace, profile_to: Path | None, floor: bool = False
+    ) -> None:
         self.repo, self.args = repo, args
+        self.label = "pass-through (the floor)" if floor else str(repo)
         env = {**os.environ, "PYTHONPATH": str(repo)}
         self.fport, rport = free_port(), free_port()
         fake = [sys.executable, "-m", "router", "fake-upstream", "--port", str(self.fport), "--latency-ms", "0"]
@@ -80,6 +88,12 @@ class Setup:
         if profile_to is not None:
             argv += ["-m", "cProfile", "-o", str(profile_to)]
         argv += ["-m", "router", "serve", "--config", str(cfg), "--port", str(rport)]
+        if floor:
+            here = Path(__file__).resolve().parent
+            env["PYTHONPATH"] += os.pathsep + str(here)
+            env["PASSTHROUGH_UPSTREAM"] = f"http://127.0.0.1:{self.fport}"
+            argv = [sys.executable, "-m", "uvicorn", "_passthrough:app", "--port", str(rport), "--loop", "uvloop"]
+            argv += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
         self.router = subprocess.Popen(argv, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{rport}"
 
@@ -248,10 +262,12 @@ def measure(args: argparse.Namespace) -> int:
     repos = [Path(r).resolve() for r in args.repo]
     few, many = 1, args.chunks
     n = args.requests
-    results: dict[Path, list[Round]] = {r: [] for r in repos}
     machine = MachineLoad()
     with tempfile.TemporaryDirectory(prefix="router-measure-") as tmp:
         setups = [Setup(r, Path(tmp), args, None) for r in repos]
+        if args.floor:
+            setups.append(Setup(repos[-1], Path(tmp), args, None, floor=True))
+        results: dict[str, list[Round]] = {st.label: [] for st in setups}
         try:
 
             async def cpu_of(s: aiohttp.ClientSession, st: Setup, stream: bool, chunks: int) -> tuple[float, int]:
@@ -273,9 +289,9 @@ def measure(args: argparse.Namespace) -> int:
                             full, pieces = await cpu_of(s, st, True, many)
                             per_chunk = (full - one) / (many - few)
                             r = Round(per_chunk, one - per_chunk * few, whole, (full - whole) / many, pieces / n)
-                            results[st.repo].append(r)
+                            results[st.label].append(r)
                             print(
-                                f"round {rnd + 1} {st.repo}: {r.per_chunk:5.1f} µs per chunk (slope), "
+                                f"round {rnd + 1} {st.label}: {r.per_chunk:5.1f} µs per chunk (slope), "
                                 f"{r.per_stream:4.0f} µs per stream besides its chunks, {r.per_request:4.0f} µs per "
                                 f"non-stream request; issue 14's figure {r.issue:5.1f} µs; {r.pieces:.1f} pieces",
                                 flush=True,
@@ -290,13 +306,13 @@ def measure(args: argparse.Namespace) -> int:
         f"\n{n} non-stream requests, streams of {few} and of {many} deltas per round "
         f"({describe(args)}), {args.concurrency} concurrent; medians of {args.rounds} rounds"
     )
-    base = statistics.median(r.per_chunk for r in results[repos[0]])
-    base_issue = statistics.median(r.issue for r in results[repos[0]])
-    for repo in repos:
-        rows = results[repo]
+    first = next(iter(results.values()))
+    base = statistics.median(r.per_chunk for r in first)
+    base_issue = statistics.median(r.issue for r in first)
+    for label, rows in results.items():
         med, issue = statistics.median(r.per_chunk for r in rows), statistics.median(r.issue for r in rows)
         print(
-            f"  {repo}: {med:.1f} µs per chunk (slope; rounds {', '.join(f'{r.per_chunk:.1f}' for r in rows)}), "
+            f"  {label}: {med:.1f} µs per chunk (slope; rounds {', '.join(f'{r.per_chunk:.1f}' for r in rows)}), "
             f"{med / base:.2f}x the first; issue 14's figure {issue:.1f} µs ({issue / base_issue:.2f}x); "
             f"{statistics.median(r.per_stream for r in rows):.0f} µs per stream besides its chunks, "
             f"{statistics.median(r.per_request for r in rows):.0f} µs per non-stream request"
@@ -322,6 +338,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3, help="with --measure: rounds per checkout")
     p.add_argument("--py-spy", metavar="PATH", help="sample with py-spy (pip install py-spy) instead of cProfile")
     p.add_argument("--per-chunk", action="store_true", help="cProfile per extra chunk (implies --stream)")
+    p.add_argument("--floor", action="store_true", help="with --measure: also _passthrough.py, the floor")
     args = p.parse_args()
     args.repo = args.repo or [str(Path(__file__).resolve().parent.parent)]
     args.stream = args.stream or args.measure or args.per_chunk
