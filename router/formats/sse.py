@@ -50,11 +50,13 @@ class SSEParser:
             if chunk.endswith(b"\r"):
                 chunk, self._cr = chunk[:-1], True
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        elif not self._buf and chunk.endswith(b"\n\n") and chunk.find(b"\n\n") == len(chunk) - 2 and chunk[0] != 10:
+            return [_parse_block(chunk[:-2], chunk)]  # one whole event per read, the usual case: its raw bytes
         buf = self._buf + chunk if self._buf else chunk
         events: list[SSEEvent] = []
         start = 0
-        # The common case is one whole event per read, starting at `start`: no copies then (raw
-        # is the read itself) and no line splitting for the usual `data:` / `event:` framings.
+        # Each event's raw bytes are a slice (the read itself when it is one whole event), and
+        # the usual `data:` / `event:` framings need no line splitting (_parse_block).
         while (end := buf.find(b"\n\n", start)) >= 0:
             if end == start:  # a blank line more
                 start += 2
