@@ -41,13 +41,14 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BENCH_AUTH, cpu_seconds, free_port, http_post_json, process_tree, write_router_config
+from _common import BENCH_AUTH, cpu_plan, cpu_seconds, free_port, http_post_json, process_tree, write_router_config
 from _report import MachineLoad, load_note
 
 _MSG = [{"role": "user", "content": "Say hello."}]
@@ -73,7 +74,9 @@ class Setup:
         env = {**os.environ, "PYTHONPATH": str(repo)}
         self.fport, rport = free_port(), free_port()
         fake = [sys.executable, "-m", "router", "fake-upstream", "--port", str(self.fport), "--latency-ms", "0"]
-        self.fake = subprocess.Popen(fake, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        router_cpus, load_cpus, _ = cpu_plan(args.pin)
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.fake = subprocess.Popen(fake, cwd=repo, env=env, preexec_fn=_pinned(load_cpus), **quiet)
         cfg = tmp / f"router-{rport}.yaml"
         formats = {"fake": [args.upstream]}
         write_router_config(
@@ -94,7 +97,7 @@ class Setup:
             env["PASSTHROUGH_UPSTREAM"] = f"http://127.0.0.1:{self.fport}"
             argv = [sys.executable, "-m", "uvicorn", "_passthrough:app", "--port", str(rport), "--loop", "uvloop"]
             argv += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
-        self.router = subprocess.Popen(argv, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.router = subprocess.Popen(argv, cwd=repo, env=env, preexec_fn=_pinned(router_cpus), **quiet)
         self.url = f"http://127.0.0.1:{rport}"
 
     def chunks(self, n: int) -> None:
@@ -114,6 +117,10 @@ class Setup:
         finally:
             self.fake.kill()
             self.fake.wait()
+
+
+def _pinned(cpus: set[int] | None) -> Callable[[], None] | None:
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
 
 
 async def ready(s: aiohttp.ClientSession, url: str) -> None:
@@ -262,6 +269,9 @@ def measure(args: argparse.Namespace) -> int:
     repos = [Path(r).resolve() for r in args.repo]
     few, many = 1, args.chunks
     n = args.requests
+    _, load_cpus, pinning = cpu_plan(args.pin)
+    if load_cpus:
+        os.sched_setaffinity(0, load_cpus)  # this process is the load generator
     machine = MachineLoad()
     with tempfile.TemporaryDirectory(prefix="router-measure-") as tmp:
         setups = [Setup(r, Path(tmp), args, None) for r in repos]
@@ -317,7 +327,7 @@ def measure(args: argparse.Namespace) -> int:
             f"{statistics.median(r.per_stream for r in rows):.0f} µs per stream besides its chunks, "
             f"{statistics.median(r.per_request for r in rows):.0f} µs per non-stream request"
         )
-    print(f"  {note}")
+    print(f"  {pinning}; {note}")
     return 0
 
 
@@ -339,6 +349,7 @@ def main() -> int:
     p.add_argument("--py-spy", metavar="PATH", help="sample with py-spy (pip install py-spy) instead of cProfile")
     p.add_argument("--per-chunk", action="store_true", help="cProfile per extra chunk (implies --stream)")
     p.add_argument("--floor", action="store_true", help="with --measure: also _passthrough.py, the floor")
+    p.add_argument("--pin", action="store_true", help="router(s) on one CPU, the fake and the load on another")
     args = p.parse_args()
     args.repo = args.repo or [str(Path(__file__).resolve().parent.parent)]
     args.stream = args.stream or args.measure or args.per_chunk
