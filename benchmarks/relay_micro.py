@@ -3,8 +3,8 @@ beyond one suspension per read (a stand-in upstream hands out one event per read
 stream 5 ms apart arrives). Each upstream format relayed natively and translated to the others,
 against a bare loop that only reads and yields (the floor of this harness).
 
-    .venv/bin/python benchmarks/relay_micro.py            # this checkout
-    PYTHONPATH=/tmp/other .venv/bin/python benchmarks/relay_micro.py   # another one
+    .venv/bin/python benchmarks/relay_micro.py                     # this checkout
+    .venv/bin/python benchmarks/relay_micro.py --repo /tmp/other    # another one
 
 What a relayed chunk costs in the running router is this plus the I/O (an upstream read, a
 write to the client, the event loop), for which see profile_stream.py --measure.
@@ -15,11 +15,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, cast
 
 import uvloop
+
+# The router of --repo (default this checkout), whatever the venv's editable install points at.
+sys.path.insert(
+    0, dict(zip(sys.argv, sys.argv[1:], strict=False)).get("--repo", str(Path(__file__).resolve().parents[1]))
+)
 
 from router.clock import SystemClock
 from router.config import Format, Timeouts
@@ -139,6 +146,7 @@ async def main(n: int, rounds: int) -> None:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repo", help="the checkout whose router to measure (default this one)")
     p.add_argument("--events", type=int, default=20_000)
     p.add_argument("--rounds", type=int, default=5)
     a = p.parse_args()
