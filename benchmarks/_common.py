@@ -248,6 +248,29 @@ def start_redis(
     raise RuntimeError("redis-server did not answer PING within 10 s")
 
 
+def redis_stats(url: str) -> dict[str, int]:
+    """Redis's own counters (INFO stats and commandstats, the latter as `cmdstat_<name>`: its
+    calls): `total_reads_processed` counts the reads its event loop did on client sockets, so a
+    batch of commands that arrived together is one read: one round trip from the client's side."""
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=2.0) as s:
+        s.sendall(b"INFO everything\r\n")
+        data = b""
+        while chunk := s.recv(65536):  # one bulk string: $<length>\r\n<text>\r\n
+            data += chunk
+            head, _, rest = data.partition(b"\r\n")
+            if head.startswith(b"$") and len(rest) >= int(head[1:]):
+                break
+    stats: dict[str, int] = {}
+    for line in data.decode(errors="replace").splitlines():
+        name, sep, value = line.partition(":")
+        if sep and value.startswith("calls="):
+            stats[name] = int(value[6:].split(",", 1)[0])
+        elif sep and value.strip().isdigit():
+            stats[name] = int(value)
+    return stats
+
+
 def redis_commands_sent(url: str, send: Callable[[], None], settle_s: float = 0.3) -> Counter[str]:
     """The commands Redis received from its clients while `send()` ran and for `settle_s` after
     (work done after the answer counts too), by name, from MONITOR: the commands a Lua script

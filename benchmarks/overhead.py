@@ -43,6 +43,7 @@ from _common import (
     pin,
     process_tree,
     redis_commands_sent,
+    redis_stats,
     router_errors,
     start_fake,
     start_redis,
@@ -106,7 +107,31 @@ def redis_commands_per_request(redis_url: str, router_url: str, n: int = 20) -> 
                 raise RuntimeError(f"the Redis router answered {status}: {str(answer)[:200]}")
 
     seen = redis_commands_sent(redis_url, send)
-    return {"per_request": sum(seen.values()) / n, "by_command": {k: v / n for k, v in sorted(seen.items())}}
+    before = redis_stats(redis_url)
+    send()
+    time.sleep(0.3)  # the settle is written after the answer
+    after = redis_stats(redis_url)
+    reads = after["total_reads_processed"] - before["total_reads_processed"] - 1  # the second INFO's own read
+    return {
+        "per_request": sum(seen.values()) / n,
+        "by_command": {k: v / n for k, v in sorted(seen.items())},
+        "reads_c1": reads / n,
+    }
+
+
+def redis_reads_under_load(
+    clients: Clients, redis_url: str, sut: Sut, args: argparse.Namespace, scripts_per_request: float
+) -> float:
+    """Redis's reads per request while 64 requests are in flight: what the router's pipelining
+    batches. Requests are counted as Redis saw them (its script calls over the scripts per
+    request, one at a time), so warm-up and the load generator's own counting do not matter."""
+    before = redis_stats(redis_url)
+    clients.run(PHASES["c64"], sut.url, BENCH_AUTH, sut.pids, 2.0 * args.scale, 0.0)
+    time.sleep(0.3)
+    after = redis_stats(redis_url)
+    scripts = sum(after.get(k, 0) - before.get(k, 0) for k in ("cmdstat_evalsha", "cmdstat_eval"))
+    reads = after["total_reads_processed"] - before["total_reads_processed"] - 1
+    return reads / max(1.0, scripts / scripts_per_request)
 
 
 def stop_routers(procs: Processes) -> list[str]:
@@ -181,10 +206,13 @@ def measure_all(args: argparse.Namespace, procs: Processes, tmp: Path, results: 
         cfg, port = config("router-granian")
         g, url = start_granian(procs, cfg, port, router_cpus)
         suts["granian"] = Sut(url, process_tree(g.pid), phases=frozenset({"c1", "c64", "s32", "n100", "nb100"}))
-    extra = (redis_pid,) if redis_pid else ()
-    results["suites"] = {"1 worker": run_suite(clients, suts, list(PHASES.values()), fakes, args, "1w", extra)}
+    redis_pids = (redis_pid,) if redis_pid else ()
+    results["suites"] = {"1 worker": run_suite(clients, suts, list(PHASES.values()), fakes, args, "1w", redis_pids)}
     if "redis" in suts:
         results["redis_commands"] = redis_commands_per_request(redis_url, suts["redis"].url)
+        rc = results["redis_commands"]
+        scripts = sum(v for k, v in rc["by_command"].items() if k in ("evalsha", "eval"))
+        rc["reads_c64"] = redis_reads_under_load(clients, redis_url, suts["redis"], args, scripts or 2.0)
     results["memory"] = {name: memory(sut.pids[0]) for name, sut in suts.items()}
     results["router_errors"] = stop_routers(procs)
     if args.no_workers2 or args.no_redis:
