@@ -25,7 +25,7 @@ from _report import MachineLoad, load_note
 
 async def pairs(url: str | None, n: int, concurrency: int) -> tuple[float, float]:
     """(admit + settle pairs per second, CPU µs per pair) on the backend `url` names (None: memory)."""
-    from router.billing.state import LimitSpec, MemoryBackend, StateBackend
+    from router.billing.state import LimitSpec, MemoryBackend, Settlement, StateBackend
     from router.billing.state.redis import RedisBackend
 
     spec = LimitSpec(budget_usd=1e9, window_s=86400.0, rpm=100_000_000, max_concurrent=100_000, lease_s=90.0)
@@ -39,7 +39,7 @@ async def pairs(url: str | None, n: int, concurrency: int) -> tuple[float, float
             aid = f"r{count}/{os.urandom(8).hex()}"
             now = time.time()
             a = await backend.admit("bench", spec, 0.001, aid, now)
-            await backend.settle("bench", spec, a.window_start, 0.001, 0.0005, aid, now)
+            await backend.settle(Settlement("bench", spec, a.window_start, 0.001, 0.0005, aid, now))
 
     try:
         await asyncio.gather(*(worker(min(n, 2000)) for _ in range(concurrency)))  # warm-up

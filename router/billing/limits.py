@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import structlog
 
 from router.billing.auth import Principal
-from router.billing.state.base import Admission, LimitSpec, StateBackend, StateUnavailable, less_cost
+from router.billing.state.base import Admission, LimitSpec, Settlement, StateBackend, StateUnavailable, less_cost
 from router.clock import Clock
 from router.config import Config, PlanConfig
 from router.errors import BudgetExceeded, LimitsUnavailable, ModelNotAllowed, RateLimited
@@ -92,7 +92,7 @@ class Limits:
         grant.settled = True
         if grant.spec is None:
             return None
-        await self._backend.settle_nowait(
+        settlement = Settlement(
             grant.key_id,
             grant.spec,
             grant.window_start,
@@ -100,8 +100,8 @@ class Limits:
             cost_usd,
             grant.admission_id,
             self._clock.wall(),
-            self._settled,
         )
+        await self._backend.settle_nowait(settlement, self._settled)
         if grant.remaining_usd is not None:
             grant.remaining_usd = less_cost(grant.remaining_usd, cost_usd)
         return grant.remaining_usd

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from router.billing.auth import Principal
 from router.billing.limits import Limits
-from router.billing.state.base import LimitSpec, StateUnavailable
+from router.billing.state.base import LimitSpec, Settlement, StateUnavailable
 from router.billing.state.memory import MemoryBackend
 from router.clock import ManualClock
 from router.config import Config, parse_config
@@ -29,18 +29,8 @@ class Deferred(MemoryBackend):
         super().__init__()
         self.reports: list[Done] = []
 
-    async def settle_nowait(
-        self,
-        key_id: str,
-        spec: LimitSpec,
-        window_start: float | None,
-        reserved_usd: float,
-        cost_usd: float,
-        admission_id: str,
-        now: float,
-        done: Done,
-    ) -> None:
-        await self.settle(key_id, spec, window_start, reserved_usd, cost_usd, admission_id, now)
+    async def settle_nowait(self, s: Settlement, done: Done) -> None:
+        await self.settle(s)
         self.reports.append(done)
 
 

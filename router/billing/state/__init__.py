@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from router.billing.state.base import Admission, LimitSpec, StateBackend, StateUnavailable
+from router.billing.state.base import Admission, LimitSpec, Settlement, StateBackend, StateUnavailable
 from router.billing.state.memory import MemoryBackend
 
 if TYPE_CHECKING:
     from router.config import StateConfig
 
-__all__ = ["Admission", "LimitSpec", "MemoryBackend", "StateBackend", "StateUnavailable", "make_backend"]
+__all__ = ["Admission", "LimitSpec", "MemoryBackend", "Settlement", "StateBackend", "StateUnavailable", "make_backend"]
 
 
 def make_backend(config: StateConfig) -> StateBackend:

@@ -108,6 +108,19 @@ class Admission:
     window_start: float | None  # identifies the window; pass it back to settle
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One settle call (rule 2): the admission it closes and what the request cost."""
+
+    key_id: str
+    spec: LimitSpec
+    window_start: float | None  # the Admission's: which window holds the reservation
+    reserved_usd: float
+    cost_usd: float
+    admission_id: str
+    now: float
+
+
 class StateBackend(Protocol):
     """Atomic budget, window, rpm and concurrency operations for API keys (rules in the module doc)."""
 
@@ -115,28 +128,9 @@ class StateBackend(Protocol):
         self, key_id: str, spec: LimitSpec, reserve_usd: float, admission_id: str, now: float
     ) -> Admission: ...
 
-    async def settle(
-        self,
-        key_id: str,
-        spec: LimitSpec,
-        window_start: float | None,
-        reserved_usd: float,
-        cost_usd: float,
-        admission_id: str,
-        now: float,
-    ) -> float | None: ...
+    async def settle(self, s: Settlement) -> float | None: ...
 
-    async def settle_nowait(
-        self,
-        key_id: str,
-        spec: LimitSpec,
-        window_start: float | None,
-        reserved_usd: float,
-        cost_usd: float,
-        admission_id: str,
-        now: float,
-        done: Callable[[StateUnavailable | None], None],
-    ) -> None: ...
+    async def settle_nowait(self, s: Settlement, done: Callable[[StateUnavailable | None], None]) -> None: ...
 
     async def status(self, key_id: str, spec: LimitSpec, now: float) -> tuple[float | None, float | None]: ...
 

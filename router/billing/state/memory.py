@@ -15,6 +15,7 @@ from router.billing.state.base import (
     RPM_WINDOW_S,
     Admission,
     LimitSpec,
+    Settlement,
     StateUnavailable,
     budget_micros,
     cost_micros,
@@ -98,17 +99,9 @@ class MemoryBackend:
             self._remember(key_id, admission_id, _Record(now + self._record_s, answer))
         return answer
 
-    async def settle(
-        self,
-        key_id: str,
-        spec: LimitSpec,
-        window_start: float | None,
-        reserved_usd: float,
-        cost_usd: float,
-        admission_id: str,
-        now: float,
-    ) -> float | None:
-        reserved, cost = cost_micros(reserved_usd), cost_micros(cost_usd)
+    async def settle(self, s: Settlement) -> float | None:
+        key_id, spec, window_start, admission_id, now = s.key_id, s.spec, s.window_start, s.admission_id, s.now
+        reserved, cost = cost_micros(s.reserved_usd), cost_micros(s.cost_usd)
         self._leases.get(key_id, {}).pop(admission_id, None)  # releasing twice releases nothing
         if spec.budget_usd is None:
             return None
@@ -129,18 +122,8 @@ class MemoryBackend:
             window.spent += cost  # rules 2a and 2b
         return remaining_usd(budget, window.spent, window.reserved)
 
-    async def settle_nowait(
-        self,
-        key_id: str,
-        spec: LimitSpec,
-        window_start: float | None,
-        reserved_usd: float,
-        cost_usd: float,
-        admission_id: str,
-        now: float,
-        done: Callable[[StateUnavailable | None], None],
-    ) -> None:
-        await self.settle(key_id, spec, window_start, reserved_usd, cost_usd, admission_id, now)
+    async def settle_nowait(self, s: Settlement, done: Callable[[StateUnavailable | None], None]) -> None:
+        await self.settle(s)
         done(None)  # nothing to wait for here: it is settled
 
     async def status(self, key_id: str, spec: LimitSpec, now: float) -> tuple[float | None, float | None]:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from router.billing.state import LimitSpec, StateBackend
-from router.billing.state.base import RECORD_S, budget_micros, cost_micros
+from router.billing.state.base import RECORD_S, Settlement, budget_micros, cost_micros
 from router.billing.state.memory import MemoryBackend
 from router.billing.state.redis import RedisBackend
 
@@ -48,7 +48,7 @@ async def spend(b: StateBackend, s: LimitSpec, usd: float, now: float, key: str 
     admission = f"spend-{uuid.uuid4().hex}"  # a repeated id would be the same admission (rule 5)
     a = await b.admit(key, s, usd, admission, now)
     assert a.ok, a
-    await b.settle(key, s, a.window_start, usd, usd, admission, now)
+    await b.settle(Settlement(key, s, a.window_start, usd, usd, admission, now))
 
 
 async def test_window_opens_on_first_request(backend: StateBackend) -> None:
@@ -89,7 +89,7 @@ async def test_request_admitted_below_budget_may_overshoot_by_its_cost(backend: 
     a = await backend.admit("k", s, 0.5, "big", T0 + 1)
     assert (a.ok, a.remaining_usd) == (True, 0.1)
     assert (await backend.admit("k", s, 0.01, "next", T0 + 2)).reason == "budget"
-    assert await backend.settle("k", s, a.window_start, 0.5, 0.5, "big", T0 + 3) == 0.0
+    assert await backend.settle(Settlement("k", s, a.window_start, 0.5, 0.5, "big", T0 + 3)) == 0.0
     assert (await backend.admit("k", s, 0.01, "after", T0 + 4)).reason == "budget"
 
 
@@ -100,8 +100,8 @@ async def test_reservations_count_toward_budget(backend: StateBackend) -> None:
     b = await backend.admit("k", s, 0.6, "b", T0 + 1)
     assert (a.remaining_usd, b.ok, b.remaining_usd) == (1.0, True, 0.4)
     assert (await backend.admit("k", s, 0.01, "c", T0 + 2)).reason == "budget"
-    assert await backend.settle("k", s, a.window_start, 0.6, 0.1, "a", T0 + 3) == 0.3
-    assert await backend.settle("k", s, b.window_start, 0.6, 0.2, "b", T0 + 4) == 0.7
+    assert await backend.settle(Settlement("k", s, a.window_start, 0.6, 0.1, "a", T0 + 3)) == 0.3
+    assert await backend.settle(Settlement("k", s, b.window_start, 0.6, 0.2, "b", T0 + 4)) == 0.7
     assert (await backend.status("k", s, T0 + 5))[0] == 0.7
 
 
@@ -109,7 +109,7 @@ async def test_settle_releases_no_more_than_reserved(backend: StateBackend) -> N
     """A settle that releases more than is reserved floors `reserved` at zero."""
     s = spec()
     a = await backend.admit("k", s, 0.1, "a", T0)
-    assert await backend.settle("k", s, a.window_start, 5.0, 0.2, "a", T0 + 1) == 0.8
+    assert await backend.settle(Settlement("k", s, a.window_start, 5.0, 0.2, "a", T0 + 1)) == 0.8
 
 
 async def test_settle_after_rollover_lands_in_the_new_window(backend: StateBackend) -> None:
@@ -119,15 +119,15 @@ async def test_settle_after_rollover_lands_in_the_new_window(backend: StateBacke
     new = await backend.admit("k", s, 0.2, "new", T0 + HOUR + 10)
     assert new.window_start == T0 + HOUR + 10 and new.remaining_usd == 1.0
     # Spent 0.3 in the new window; its 0.2 reservation stays.
-    assert await backend.settle("k", s, old.window_start, 0.5, 0.3, "old", T0 + HOUR + 20) == 0.5
-    assert await backend.settle("k", s, new.window_start, 0.2, 0.2, "new", T0 + HOUR + 30) == 0.5
+    assert await backend.settle(Settlement("k", s, old.window_start, 0.5, 0.3, "old", T0 + HOUR + 20)) == 0.5
+    assert await backend.settle(Settlement("k", s, new.window_start, 0.2, 0.2, "new", T0 + HOUR + 30)) == 0.5
 
 
 async def test_settle_with_no_open_window_adds_nothing(backend: StateBackend) -> None:
     """After the window expired, with no newer one, the cost is dropped and the budget is whole."""
     s = spec()
     a = await backend.admit("k", s, 0.5, "a", T0)
-    assert await backend.settle("k", s, a.window_start, 0.5, 0.5, "a", T0 + HOUR + 1) == 1.0
+    assert await backend.settle(Settlement("k", s, a.window_start, 0.5, 0.5, "a", T0 + HOUR + 1)) == 1.0
     assert await backend.status("k", s, T0 + HOUR + 1) == (1.0, T0 + 2 * HOUR + 1)
     assert (await backend.admit("k", s, 0.1, "b", T0 + HOUR + 2)).remaining_usd == 1.0
 
@@ -151,12 +151,12 @@ async def test_refused_requests_do_not_count(backend: StateBackend) -> None:
     s = spec(budget=0.5, rpm=3, max_concurrent=1)
     a = await backend.admit("k", s, 0.5, "a", T0)
     assert (await backend.admit("k", s, 0.1, "b", T0 + 1)).reason == "budget"
-    await backend.settle("k", s, a.window_start, 0.5, 0.0, "a", T0 + 2)
+    await backend.settle(Settlement("k", s, a.window_start, 0.5, 0.0, "a", T0 + 2))
     c = await backend.admit("k", s, 0.1, "c", T0 + 3)
     assert (await backend.admit("k", s, 0.1, "d", T0 + 4)).reason == "concurrency"
-    await backend.settle("k", s, c.window_start, 0.1, 0.1, "c", T0 + 5)
+    await backend.settle(Settlement("k", s, c.window_start, 0.1, 0.1, "c", T0 + 5))
     e = await backend.admit("k", s, 0.1, "e", T0 + 6)
-    await backend.settle("k", s, e.window_start, 0.1, 0.1, "e", T0 + 6)
+    await backend.settle(Settlement("k", s, e.window_start, 0.1, 0.1, "e", T0 + 6))
     for i in range(5):
         assert (await backend.admit("k", s, 0.1, f"x{i}", T0 + 7 + i)).reason == "rpm"
     # Only a (T0), c (T0 + 3) and e (T0 + 6) count: at T0 + 60.5 a has left, so one more fits.
@@ -181,7 +181,7 @@ async def test_concurrency_limit_and_release(backend: StateBackend) -> None:
     assert (await backend.admit("k", s, 0.0, "b", T0)).ok
     c = await backend.admit("k", s, 0.0, "c", T0 + 1)
     assert (c.ok, c.reason, c.retry_after_s) == (False, "concurrency", 1.0)
-    assert await backend.settle("k", s, None, 0.0, 0.0, "a", T0 + 2) is None
+    assert await backend.settle(Settlement("k", s, None, 0.0, 0.0, "a", T0 + 2)) is None
     assert (await backend.admit("k", s, 0.0, "c", T0 + 3)).ok
     assert (await backend.admit("k", s, 0.0, "d", T0 + 4)).reason == "concurrency"
 
@@ -217,18 +217,20 @@ async def test_a_repeated_settle_charges_and_releases_once(backend: StateBackend
     """settle twice with one admission id: charged once, its reservation and lease released once."""
     s = spec(budget=1.0, max_concurrent=1)
     a = await backend.admit("k", s, 0.5, "a", T0)
-    assert await backend.settle("k", s, a.window_start, 0.5, 0.2, "a", T0 + 1) == 0.8
+    assert await backend.settle(Settlement("k", s, a.window_start, 0.5, 0.2, "a", T0 + 1)) == 0.8
     b = await backend.admit("k", s, 0.3, "b", T0 + 2)
-    assert await backend.settle("k", s, a.window_start, 0.5, 0.2, "a", T0 + 3) == 0.5  # b's reservation stays
+    assert (
+        await backend.settle(Settlement("k", s, a.window_start, 0.5, 0.2, "a", T0 + 3)) == 0.5
+    )  # b's reservation stays
     assert (await backend.admit("k", s, 0.1, "c", T0 + 4)).reason == "concurrency"  # b's lease stays
-    assert await backend.settle("k", s, b.window_start, 0.3, 0.1, "b", T0 + 5) == 0.7
+    assert await backend.settle(Settlement("k", s, b.window_start, 0.3, 0.1, "b", T0 + 5)) == 0.7
 
 
 async def test_an_admit_repeated_after_its_settle_takes_nothing(backend: StateBackend) -> None:
     """A late repeat of an admit whose request has settled answers as the first did and holds nothing."""
     s = spec(budget=1.0, rpm=2, max_concurrent=1)
     first = await backend.admit("k", s, 0.5, "a", T0)
-    await backend.settle("k", s, first.window_start, 0.5, 0.2, "a", T0 + 1)
+    await backend.settle(Settlement("k", s, first.window_start, 0.5, 0.2, "a", T0 + 1))
     assert await backend.admit("k", s, 0.5, "a", T0 + 2) == first
     assert (await backend.status("k", s, T0 + 3))[0] == 0.8
     assert (await backend.admit("k", s, 0.1, "b", T0 + 4)).ok  # the lease is free, one rpm entry is left
@@ -239,7 +241,7 @@ async def test_a_settle_without_its_admission_is_charged_once(backend: StateBack
     s = spec(budget=1.0)
     assert (await backend.admit("k", s, 0.1, "other", T0)).ok
     for _ in range(2):
-        assert await backend.settle("k", s, T0 - 1, 0.2, 0.2, "lost", T0 + 1) == 0.7
+        assert await backend.settle(Settlement("k", s, T0 - 1, 0.2, 0.2, "lost", T0 + 1)) == 0.7
 
 
 async def test_keys_are_independent(backend: StateBackend) -> None:
@@ -255,7 +257,7 @@ async def test_without_budget_no_dollars_are_tracked(backend: StateBackend) -> N
     s = spec(budget=None)
     a = await backend.admit("k", s, 5.0, "a", T0)
     assert (a.ok, a.remaining_usd, a.window_end, a.window_start) == (True, None, None, None)
-    assert await backend.settle("k", s, None, 5.0, 5.0, "a", T0 + 1) is None
+    assert await backend.settle(Settlement("k", s, None, 5.0, 5.0, "a", T0 + 1)) is None
     assert await backend.status("k", s, T0 + 1) == (None, None)
 
 
@@ -272,10 +274,10 @@ async def test_micro_dollars_round_up(backend: StateBackend) -> None:
     """Costs and reservations below a micro-dollar still bill one; decimals stay exact (no float drift)."""
     s = spec()
     a = await backend.admit("k", s, 0.0000001, "a", T0)
-    assert await backend.settle("k", s, a.window_start, 0.0000001, 0.0000001, "a", T0) == 0.999999
+    assert await backend.settle(Settlement("k", s, a.window_start, 0.0000001, 0.0000001, "a", T0)) == 0.999999
     for i in range(10):
         b = await backend.admit("k", s, 0.1, f"b{i}", T0 + 1)
-        await backend.settle("k", s, b.window_start, 0.1, 0.0000011, f"b{i}", T0 + 1)
+        await backend.settle(Settlement("k", s, b.window_start, 0.1, 0.0000011, f"b{i}", T0 + 1))
     assert (await backend.status("k", s, T0 + 2))[0] == 0.999979  # 1 + 10 x 2 micro-USD
     for _ in range(9):
         await spend(backend, s, 0.1, T0 + 3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from router.billing.state import LimitSpec, MemoryBackend, make_backend
-from router.billing.state.base import RECORD_S
+from router.billing.state.base import RECORD_S, Settlement
 from router.config import StateConfig
 
 T0 = 1_800_000_000.0
@@ -24,7 +24,7 @@ def test_admit_and_settle_never_suspend() -> None:
     spec = LimitSpec(budget_usd=1.0, window_s=60.0, rpm=5, max_concurrent=2, lease_s=30.0)
     for coro in (
         backend.admit("k", spec, 0.1, "r", T0),
-        backend.settle("k", spec, T0, 0.1, 0.1, "r", T0 + 1),
+        backend.settle(Settlement("k", spec, T0, 0.1, 0.1, "r", T0 + 1)),
         backend.status("k", spec, T0 + 2),
     ):
         with pytest.raises(StopIteration):
@@ -49,9 +49,12 @@ async def test_a_repeat_after_record_s_is_a_new_admission(anyio_backend: str) ->
     spec = LimitSpec(budget_usd=1.0, window_s=3600.0, rpm=None, max_concurrent=None, lease_s=600.0)
     first = await backend.admit("k", spec, 0.1, "a", T0)
     assert await backend.admit("k", spec, 0.1, "a", T0 + RECORD_S - 0.001) == first
-    assert await backend.settle("k", spec, first.window_start, 0.1, 0.1, "a", T0 + 10) == 0.9
-    assert await backend.settle("k", spec, first.window_start, 0.1, 0.1, "a", T0 + 10 + RECORD_S - 0.001) == 0.9
-    assert await backend.settle("k", spec, first.window_start, 0.1, 0.1, "a", T0 + 10 + RECORD_S) == 0.8
+    assert await backend.settle(Settlement("k", spec, first.window_start, 0.1, 0.1, "a", T0 + 10)) == 0.9
+    assert (
+        await backend.settle(Settlement("k", spec, first.window_start, 0.1, 0.1, "a", T0 + 10 + RECORD_S - 0.001))
+        == 0.9
+    )
+    assert await backend.settle(Settlement("k", spec, first.window_start, 0.1, 0.1, "a", T0 + 10 + RECORD_S)) == 0.8
     assert (await backend.admit("k", spec, 0.1, "a", T0 + 10 + RECORD_S)).remaining_usd == 0.8
 
 
@@ -62,5 +65,5 @@ async def test_by_default_records_live_one_second(anyio_backend: str) -> None:
     spec = LimitSpec(budget_usd=100.0, window_s=3600.0, rpm=None, max_concurrent=None, lease_s=600.0)
     for i in range(1000):  # 100 requests a second for ten seconds
         adm = await backend.admit("k", spec, 0.01, f"r{i}", T0 + i / 100)
-        await backend.settle("k", spec, adm.window_start, 0.01, 0.01, f"r{i}", T0 + i / 100)
+        await backend.settle(Settlement("k", spec, adm.window_start, 0.01, 0.01, f"r{i}", T0 + i / 100))
     assert "records=100)" in repr(backend) or "records=101)" in repr(backend)

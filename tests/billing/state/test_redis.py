@@ -16,6 +16,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.billing.state import LimitSpec, StateUnavailable, make_backend
+from router.billing.state.base import Settlement
 from router.billing.state.redis import RedisBackend
 from router.billing.state.redis.link import Channel
 from router.billing.state.redis.scripts import ADMIT, SETTLE
@@ -74,7 +75,7 @@ async def test_keys_share_a_hash_tag_and_expire(backend: RedisBackend, raw: redi
     assert 50_000 < await raw.pttl(f"{base}:rpm") <= 60_000
     assert 20_000 < await raw.pttl(f"{base}:conc") <= 30_000
     assert 50_000 < await raw.pttl(record) <= 60_000  # RECORD_S
-    await backend.settle("key-1", spec(), T0, 0.25, 0.1, "req-1", T0 + 1)
+    await backend.settle(Settlement("key-1", spec(), T0, 0.25, 0.1, "req-1", T0 + 1))
     assert await raw.get(record) == f"S{T0!r} 0 0 0"
 
 
@@ -84,7 +85,7 @@ async def test_scripts_reload_after_a_flush(backend: RedisBackend, raw: redis.as
     await raw.script_flush()
     assert (await backend.admit("k", spec(), 0.1, "b", T0 + 1)).remaining_usd == 0.9
     await raw.script_flush()
-    assert await backend.settle("k", spec(), T0, 0.1, 0.1, "a", T0 + 2) == 0.8
+    assert await backend.settle(Settlement("k", spec(), T0, 0.1, 0.1, "a", T0 + 2)) == 0.8
 
 
 async def test_two_replicas_enforce_one_budget_rpm_and_concurrency(redis_server: RedisServer, prefix: str) -> None:
@@ -93,7 +94,7 @@ async def test_two_replicas_enforce_one_budget_rpm_and_concurrency(redis_server:
     try:
         budget = spec(budget_usd=1.0, rpm=None, max_concurrent=None)
         first = await replicas[0].admit("k", budget, 0.9, "first", T0)
-        await replicas[1].settle("k", budget, first.window_start, 0.9, 0.9, "first", T0)
+        await replicas[1].settle(Settlement("k", budget, first.window_start, 0.9, 0.9, "first", T0))
         calls = [replicas[i % 2].admit("k", budget, 0.01, f"b{i}", T0 + 1) for i in range(200)]
         assert sum(a.ok for a in await asyncio.gather(*calls)) == 10
 
@@ -105,7 +106,7 @@ async def test_two_replicas_enforce_one_budget_rpm_and_concurrency(redis_server:
         calls = [replicas[i % 2].admit("c", conc, 0.0, f"c{i}", T0 + 1) for i in range(100)]
         admitted = [i for i, a in enumerate(await asyncio.gather(*calls)) if a.ok]
         assert len(admitted) == 5
-        await replicas[1 - admitted[0] % 2].settle("c", conc, None, 0.0, 0.0, f"c{admitted[0]}", T0 + 2)
+        await replicas[1 - admitted[0] % 2].settle(Settlement("c", conc, None, 0.0, 0.0, f"c{admitted[0]}", T0 + 2))
         assert (await replicas[0].admit("c", conc, 0.0, "late", T0 + 3)).ok
     finally:
         for r in replicas:
@@ -119,7 +120,7 @@ async def _assert_unavailable_quickly(b: RedisBackend, calls: int = 3) -> None:
     for i, call in enumerate(
         (
             lambda: b.admit("k", s, 0.1, "x", T0),
-            lambda: b.settle("k", s, T0, 0.1, 0.1, "x", T0),
+            lambda: b.settle(Settlement("k", s, T0, 0.1, 0.1, "x", T0)),
             lambda: b.status("k", s, T0),
         )[:calls]
     ):
@@ -195,7 +196,7 @@ async def test_a_timed_out_call_is_retried_and_counts_once(
     assert (await backend.status("k", s, T0))[0] == 0.75  # one reservation
     monkeypatch.undo()
     settle = failing(backend, monkeypatch, SETTLE.by_sha, timeout, ran=ran)
-    assert await backend.settle("k", s, a.window_start, 0.25, 0.1, "a", T0 + 1) == 0.9
+    assert await backend.settle(Settlement("k", s, a.window_start, 0.25, 0.1, "a", T0 + 1)) == 0.9
     assert settle.calls == 2
     assert (await backend.status("k", s, T0 + 1))[0] == 0.9  # charged once, reservation released once
     assert (await backend.admit("k", s, 0.1, "b", T0 + 2)).ok  # the one lease was released
@@ -265,7 +266,7 @@ async def test_settle_nowait_returns_before_the_answer_and_comes_first(backend: 
     s = spec(budget_usd=1.0, rpm=None, max_concurrent=1)
     a = await backend.admit("k", s, 0.5, "a", T0)
     done = Outcomes()
-    await backend.settle_nowait("k", s, a.window_start, 0.5, 0.2, "a", T0 + 1, done)
+    await backend.settle_nowait(Settlement("k", s, a.window_start, 0.5, 0.2, "a", T0 + 1), done)
     link = backend._channel.live()
     assert link is not None and link.written().done()  # nothing left to write: the settle is out
     assert done.reports == [] and not link.idle()  # its answer not read yet: nothing waited for it
@@ -284,10 +285,10 @@ async def test_settle_nowait_is_retried_in_the_background(
     link = backend._channel.live()
     assert link is not None
     done = Outcomes()
-    await backend.settle_nowait("k", s, a.window_start, 0.5, 0.2, "a", T0 + 1, done)
+    await backend.settle_nowait(Settlement("k", s, a.window_start, 0.5, 0.2, "a", T0 + 1), done)
     await link.drained()  # Redis has run it...
     done2 = Outcomes()
-    await backend.settle_nowait("k", s, a.window_start, 0.5, 0.2, "a", T0 + 1, done2)
+    await backend.settle_nowait(Settlement("k", s, a.window_start, 0.5, 0.2, "a", T0 + 1), done2)
     link.fail(RedisConnectionError("reset"))  # ...and the repeat's answer is lost with the link
     await done2.event.wait()
     assert done2.reports == [None] and (await backend.status("k", s, T0 + 2))[0] == 0.8
@@ -296,7 +297,7 @@ async def test_settle_nowait_is_retried_in_the_background(
     assert link is not None
     link.fail(RedisConnectionError("reset"))  # no live link: the whole settle goes to the background
     done3 = Outcomes()
-    await backend.settle_nowait("k", s, a.window_start, 0.5, 0.2, "b", T0 + 3, done3)
+    await backend.settle_nowait(Settlement("k", s, a.window_start, 0.5, 0.2, "b", T0 + 3), done3)
     await done3.event.wait()
     assert bad.calls == 2 and isinstance(done3.reports[0], StateUnavailable)
 
@@ -310,7 +311,7 @@ async def test_aclose_waits_for_settles_on_their_way(
     done = Outcomes()
     for i in range(20):
         a = await b.admit("k", s, 0.01, f"r{i}", T0)
-        await b.settle_nowait("k", s, a.window_start, 0.01, 0.005, f"r{i}", T0, done)
+        await b.settle_nowait(Settlement("k", s, a.window_start, 0.01, 0.005, f"r{i}", T0), done)
     await b.aclose()
     assert done.reports == [None] * 20
     assert await raw.hmget(f"{prefix}:{{k}}:budget", ["spent", "reserved"]) == ["100000", "0"]

@@ -56,6 +56,7 @@ from router.billing.state.base import (
     RPM_WINDOW_S,
     Admission,
     LimitSpec,
+    Settlement,
     StateUnavailable,
     budget_micros,
     cost_micros,
@@ -189,56 +190,28 @@ class RedisBackend:
         assert answer.ok == (ok == b"1"), "base.decide and ADMIT_LUA disagree"
         return answer
 
-    def _settle_call(
-        self,
-        key_id: str,
-        spec: LimitSpec,
-        window_start: float | None,
-        reserved: float,
-        cost: float,
-        aid: str,
-        now: float,
-    ) -> _Call:
-        _, keys, record = self._keys(key_id)
-        admission = aid.encode()
+    def _settle_call(self, s: Settlement) -> _Call:
+        _, keys, record = self._keys(s.key_id)
+        admission = s.admission_id.encode()
         args = (
             keys
             + bulk(record + admission)
-            + bulk(num(now))
-            + bulk(b"" if window_start is None else num(window_start))
-            + bulk(b"%d" % cost_micros(reserved))
-            + bulk(b"%d" % cost_micros(cost))
+            + bulk(num(s.now))
+            + bulk(b"" if s.window_start is None else num(s.window_start))
+            + bulk(b"%d" % cost_micros(s.reserved_usd))
+            + bulk(b"%d" % cost_micros(s.cost_usd))
             + bulk(admission)
-            + self._plan(spec)[1]
+            + self._plan(s.spec)[1]
         )
         return _Call(SETTLE, args)
 
-    async def settle(
-        self,
-        key_id: str,
-        spec: LimitSpec,
-        window_start: float | None,
-        reserved_usd: float,
-        cost_usd: float,
-        admission_id: str,
-        now: float,
-    ) -> float | None:
-        call = self._settle_call(key_id, spec, window_start, reserved_usd, cost_usd, admission_id, now)
+    async def settle(self, s: Settlement) -> float | None:
+        call = self._settle_call(s)
         reply: bytes | None = await self._call("settle", call)
         return None if reply is None else to_usd(int(reply))
 
-    async def settle_nowait(
-        self,
-        key_id: str,
-        spec: LimitSpec,
-        window_start: float | None,
-        reserved_usd: float,
-        cost_usd: float,
-        admission_id: str,
-        now: float,
-        done: Done,
-    ) -> None:
-        call = self._settle_call(key_id, spec, window_start, reserved_usd, cost_usd, admission_id, now)
+    async def settle_nowait(self, s: Settlement, done: Done) -> None:
+        call = self._settle_call(s)
         link = self._send_settle(call, done, self._reachable, False)
         if link is not None:
             # Written before the caller answers its client: a request the client sends next, to
