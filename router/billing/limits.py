@@ -2,7 +2,7 @@
 a state backend (memory, or Redis shared by replicas). A request reserves an estimate of its
 cost before it is forwarded and settles to the real cost after.
 
-Overspend bound (README): a request is admitted only while settled + reserved spend is below the
+Overspend bound (docs/billing.md): a request is admitted only while settled + reserved spend is below the
 budget, so with reservations that cover the real costs the window's spend ends at most one
 reservation over the budget. The output side is covered: the endpoint sends every request a cap
 no larger than the one reserved for (`accounting.output_limit`); only an input the estimate
@@ -86,7 +86,7 @@ class Limits:
     async def settle(self, grant: Grant, cost_usd: float) -> float | None:
         """Replace the reservation by the real cost, without waiting for the store's answer (the
         state backend's `settle_nowait`). Returns the USD left for the response's header: what
-        the key had left when this request was admitted, less its cost (README, "Headers")."""
+        the key had left when this request was admitted, less its cost (docs/billing.md, "Headers")."""
         if grant.settled:
             return grant.remaining_usd
         grant.settled = True

@@ -1,4 +1,4 @@
-"""The overspend bound (README, "Reserve, then settle"): requests that set no output cap get one
+"""The overspend bound (docs/billing.md, "Reserve, then settle"): requests that set no output cap get one
 the reservation covers, so a window's spend ends at most one reservation over its budget, however
 many requests run at once on however many replicas. Over real sockets, two routers on one Redis."""
 

@@ -20,7 +20,7 @@ Settling without waiting (`settle_nowait`): the settle is queued on the connecti
 call this process made before it, so Redis runs it before anything this process sends later, and
 the call returns once it is written (with the other calls of that turn of the event loop); its
 answer is not waited for. Until Redis has run it, the request's reservation and lease stay counted in place of
-its cost: conservative while the cost is within the reservation (README, "Reserve, then settle").
+its cost: conservative while the cost is within the reservation (docs/billing.md, "Reserve, then settle").
 A failed settle is retried under the same policy as any call, from its answer's callback (in the
 background when no connection is open).
 
