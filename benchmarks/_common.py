@@ -58,8 +58,8 @@ def install_sigterm_as_interrupt() -> None:
 
 def cpu_plan(pin: bool) -> tuple[set[int] | None, set[int] | None, str]:
     """(router CPUs, fake + load generator CPUs, a sentence saying so). Pinning keeps the router
-    on a core of its own, as in issue 5's reference measurements, so its numbers do not depend on
-    how the scheduler happened to share the two cores with the load."""
+    on a core of its own, as in the reference measurements behind the first performance targets, so
+    its numbers do not depend on how the scheduler happened to share the two cores with the load."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if not pin or len(cpus) < 2:
         return None, None, "no CPU pinning (all processes share all CPUs)"

@@ -50,10 +50,10 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One target of issue 5 and what this run measured for it."""
+    """One performance target and what this run measured for it."""
 
     name: str
-    goal: str  # as written in the issue, e.g. ">= 3,500 req/s"
+    goal: str  # as the target states it, e.g. ">= 3,500 req/s"
     measured: float
     ok: bool | None  # None: not measured in this run
     unit: str = ""

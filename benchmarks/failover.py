@@ -1,5 +1,6 @@
-"""Failover under load (issue 5): three fake providers behind one router, steady load, and a
-timeline of faults; what the clients saw, and how fast the router stopped and resumed sending.
+"""Failover under load (one of the first performance targets): three fake providers behind one
+router, steady load, and a timeline of faults; what the clients saw, and how fast the router stopped
+and resumed sending.
 
 Timeline (seconds, times --scale): 0 all healthy; 10 `alpha` answers 503 to everything; 20 `beta`
 also hangs before its first byte (the router gives up after first_token_s); 30 both recover; 40

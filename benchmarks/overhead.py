@@ -1,5 +1,6 @@
-"""Router overhead (issues 5 and 14): the same workload sent directly to the fake provider and
-through the router, interleaved in one run, with every target of issue 14 printed as PASS or MISS.
+"""Router overhead (the first performance targets and those of the later performance work): the
+same workload sent directly to the fake provider and through the router, interleaved in one run,
+with every performance target printed as PASS or MISS.
 
 The router runs the full request path: a real key, a plan with a budget, an rpm and a concurrency
 limit (all out of reach), prices, the ledger, info logs to a file. Child processes: two fake

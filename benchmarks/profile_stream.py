@@ -13,7 +13,7 @@ not much.
 `--measure` runs the router without a profiler and reports its CPU (from /proc) per relayed
 stream chunk: non-stream requests, streams of one delta and streams of `--chunks` deltas, each
 `--requests` of them per round. The slope (what the longer streams cost more, per extra chunk)
-is the chunk's own cost; issue 14's figure is (a stream of `--chunks` deltas - a non-stream
+is the chunk's own cost; the whole-stream figure is (a stream of `--chunks` deltas - a non-stream
 request) / its deltas, which also charges the chunks with what a stream costs more than a whole
 answer. With several `--repo`, each is measured in turn, `--rounds` times, interleaved, and the
 ratios are printed; `--floor` adds `_passthrough.py` (the same server and upstream client,
@@ -260,7 +260,7 @@ class Round(NamedTuple):
     per_chunk: float  # the slope: (streams of many deltas - streams of one) / the extra chunks
     per_stream: float  # a stream's own cost besides its chunks (the intercept)
     per_request: float  # a whole non-stream request
-    issue: float  # issue 14's figure: (a stream of many deltas - a non-stream request) / its deltas
+    issue: float  # the whole-stream figure: (a stream of many deltas - a non-stream request) / its deltas
     pieces: float  # body pieces the client received per stream of many deltas
 
 
@@ -303,7 +303,7 @@ def measure(args: argparse.Namespace) -> int:
                             print(
                                 f"round {rnd + 1} {st.label}: {r.per_chunk:5.1f} µs per chunk (slope), "
                                 f"{r.per_stream:4.0f} µs per stream besides its chunks, {r.per_request:4.0f} µs per "
-                                f"non-stream request; issue 14's figure {r.issue:5.1f} µs; {r.pieces:.1f} pieces",
+                                f"non-stream request; whole-stream figure {r.issue:5.1f} µs; {r.pieces:.1f} pieces",
                                 flush=True,
                             )
 
@@ -323,7 +323,7 @@ def measure(args: argparse.Namespace) -> int:
         med, issue = statistics.median(r.per_chunk for r in rows), statistics.median(r.issue for r in rows)
         print(
             f"  {label}: {med:.1f} µs per chunk (slope; rounds {', '.join(f'{r.per_chunk:.1f}' for r in rows)}), "
-            f"{med / base:.2f}x the first; issue 14's figure {issue:.1f} µs ({issue / base_issue:.2f}x); "
+            f"{med / base:.2f}x the first; whole-stream figure {issue:.1f} µs ({issue / base_issue:.2f}x); "
             f"{statistics.median(r.per_stream for r in rows):.0f} µs per stream besides its chunks, "
             f"{statistics.median(r.per_request for r in rows):.0f} µs per non-stream request"
         )

@@ -1,6 +1,7 @@
-"""Latency-aware routing (issue 5): two providers for one model at priority 0, one answering in
-50 ms and one in 200 ms, under steady load; the share the fast one gets, then how quickly the
-share moves when their latencies are swapped at run time (POST /_admin/faults {"latency_ms": ...}).
+"""Latency-aware routing (one of the first performance targets): two providers for one model at
+priority 0, one answering in 50 ms and one in 200 ms, under steady load; the share the fast one
+gets, then how quickly the share moves when their latencies are swapped at run time
+(POST /_admin/faults {"latency_ms": ...}).
 
 The load generator (its own process) runs `--concurrency` closed-loop clients sending non-stream
 chat requests and records which provider served each (x-router-provider). The share is counted

@@ -1,4 +1,4 @@
-"""Soak (issue 13): mixed normal traffic for a bounded time while, side by side, slow clients,
+"""Soak (from the hardening work): mixed normal traffic for a bounded time while, side by side, slow clients,
 oversized and malformed requests, provider faults and a Redis restart run. Prints the errors seen
 by well-behaved clients (must be 0), the 5xx answers caused by bad input (must be 0), peak and
 final memory and descriptors, and the ledger's total against the budgets' view (Redis).

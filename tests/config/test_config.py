@@ -582,7 +582,7 @@ def test_yaml_error_without_a_position(tmp_path: Path) -> None:
     assert problem.startswith("invalid YAML: ") and "\n" not in problem
 
 
-# --- plans, keys, prices, state (issue 3) ---------------------------------------------------------
+# --- plans, keys, prices, state -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

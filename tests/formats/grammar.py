@@ -1,5 +1,5 @@
 """A near-valid grammar of client requests for the three endpoints, for property-based fuzzing
-with Hypothesis (issue 13, D10): a request of the right shape for its format (every kind of
+with Hypothesis (from the hardening work): a request of the right shape for its format (every kind of
 message, content part, tool, tool_choice and input item the readers know, and some they do not),
 then up to three mutations anywhere in it: a value of another type, a missing or extra field,
 a huge or negative number, unicode, a value wrapped in a list or an object, nesting up to and

@@ -1,10 +1,10 @@
-"""Property-based fuzzing of the request path without sockets (issue 13, D10): near-valid
-requests of each format (tests/formats/grammar.py) go through what the endpoint and an attempt
-do with a client body: parse_request, then the native path (prepare, the output cap, the usage
-wish, a continuation) and the translated one (read_request, then write_request for each other
-format and route option, and the JSON encoding of what is sent). Whatever the input, the only
-exception is a BadRequest: its param names a path into the request, its message is short, and
-the endpoint's own envelope carries it."""
+"""Property-based fuzzing of the request path without sockets (from the hardening work): near-valid
+requests of each format (tests/formats/grammar.py) go through what the endpoint and an attempt do
+with a client body: parse_request, then the native path (prepare, the output cap, the usage wish, a
+continuation) and the translated one (read_request, then write_request for each other format and
+route option, and the JSON encoding of what is sent). Whatever the input, the only exception is a
+BadRequest: its param names a path into the request, its message is short, and the endpoint's own
+envelope carries it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Property-based fuzzing over real sockets (issue 13, D10): near-valid requests of each format
+"""Property-based fuzzing over real sockets (from the hardening work): near-valid requests of each format
 (tests/formats/grammar.py) sent to the real router in front of the fake providers, on a native
 route and on a route translated into each other format. Every answer is a valid answer of the
 endpoint's format or an error in the endpoint's own envelope; never a 500 (nor any 5xx: the

@@ -1,4 +1,4 @@
-"""Hostile input over real sockets (issue 13, first items): every answer is the endpoint's own
+"""Hostile input over real sockets (the first hardening changes): every answer is the endpoint's own
 error envelope, never a 500, and nothing from the request is echoed without a limit."""
 
 from __future__ import annotations

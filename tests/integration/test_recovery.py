@@ -1,4 +1,4 @@
-"""Issue 12, part 2, over real sockets: a route whose requests fail while its provider's health
+"""Breakers' capped trial schedule, over real sockets: a route whose requests fail while its provider's health
 probe stays green. The router runs on an injected clock with the default breaker settings, so
 two simulated minutes take about a second and the times asserted are the defaults' own."""
 

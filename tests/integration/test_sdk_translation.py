@@ -265,7 +265,7 @@ def test_thinking(through, client, upstream, stream):
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 def test_responses_client_keeps_anthropic_thinking_across_a_tool_turn(through, stream):
-    """Issue 12: a Responses client (Codex's request shape) in front of an Anthropic provider.
+    """A Responses client (Codex's request shape) in front of an Anthropic provider.
     The signed thinking comes back to the client only as the router's token in encrypted_content;
     sent back with the tool result, it reaches Anthropic as the same signed block, with thinking on."""
     d = through("openai-responses", "anthropic-messages")

@@ -1,4 +1,4 @@
-"""Slow and oversized clients over real loopback sockets (issue 13, items A1 and A2): raw sockets
+"""Slow and oversized clients over real loopback sockets (part of the hardening work): raw sockets
 as the client, the router served by `RouterHttpProtocol` with timeouts of a few tenths of a
 second. Every case ends with the connection closed by the router, never a hang."""
 

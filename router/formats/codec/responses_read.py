@@ -111,7 +111,7 @@ def _read_tools(tools: list[Any] | None, dropped: list[str]) -> list[ir.Tool]:
         t = obj(t, p)
         ttype = kind(t, p)
         if ttype != "function":
-            # TODO(issue 4): Codex nests its MCP tools in a `namespace` tool; flattening them
+            # TODO: Codex nests its MCP tools in a `namespace` tool; flattening them
             # needs the namespace carried back on the call (function_call.namespace).
             dropped.append(f"tools.{ttype}")
             continue

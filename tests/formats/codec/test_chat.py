@@ -289,7 +289,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
     (body(tool_choice=["auto"]), "tool_choice"),
     (body(user=5), "user"),
     (body(parallel_tool_calls="no"), "parallel_tool_calls"),
-    # Values of an unexpected type anywhere (issue 13, D9): a list where a key is looked up, an
+    # Values of an unexpected type anywhere: a list where a key is looked up, an
     # object where a string is expected, and so on; a 400 naming the path, never a crash.
     (body(messages=[{"role": "user", "content": [{"type": ["text"]}]}]), "messages[0].content[0].type"),
     (

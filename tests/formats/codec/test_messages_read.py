@@ -318,7 +318,7 @@ _BAD: list[tuple[Any, str | None]] = [
     (req(stream="yes"), "stream"),
     (req(metadata={"user_id": 7}), "metadata.user_id"),
     (req(metadata="u"), "metadata"),
-    # Values of an unexpected type anywhere (issue 13, D9): a 400 naming the path, never a crash.
+    # Values of an unexpected type anywhere: a 400 naming the path, never a crash.
     (req([{"role": "user", "content": [{"type": ["text"], "text": "x"}]}]), "messages[0].content[0].type"),
     (req([{"role": "user", "content": [{"type": {"a": 1}}]}]), "messages[0].content[0].type"),
     (req([{"role": ["user"], "content": "x"}]), "messages[0].role"),

@@ -308,7 +308,7 @@ def test_codex_like_request() -> None:
         ({"stream": "yes"}, "stream"),
         ({"reasoning": "high"}, "reasoning"),
         ({"reasoning": {"effort": "huge"}}, "reasoning.effort"),
-        # Values of an unexpected type anywhere (issue 13, D9): a 400 naming the path, never a crash.
+        # Values of an unexpected type anywhere: a 400 naming the path, never a crash.
         ({"reasoning": {"effort": ["low"]}}, "reasoning.effort"),
         ({"reasoning": {"summary": ["auto"]}}, "reasoning.summary"),
         ({"input": [{"type": ["message"], "role": "user", "content": "x"}]}, "input[0].type"),
