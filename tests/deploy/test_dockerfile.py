@@ -91,7 +91,7 @@ def test_entry_command_serves_becomes_ready_and_drains_on_sigterm(tmp_path, fake
     providers' addresses and a free port. Ready within seconds (the HEALTHCHECK says healthy),
     serves a request, and on SIGTERM turns unhealthy at once and exits 0."""
     port = free_port()
-    config = _local_copy_of_the_deploy_config(tmp_path, port, fakes)
+    config = local_copy_of_the_deploy_config(tmp_path, port, fakes)
     command = entry_command()
     script = Path(sys.executable).parent / command[0]
     assert script.exists(), f"{script}: the project's console script"
@@ -128,17 +128,19 @@ def test_entry_command_serves_becomes_ready_and_drains_on_sigterm(tmp_path, fake
     assert (tmp_path / "usage.jsonl").read_bytes().count(b"\n") == 1, "the request was billed to the ledger"
 
 
-def _local_copy_of_the_deploy_config(tmp_path: Path, port: int, fakes: Any) -> Path:
+def local_copy_of_the_deploy_config(
+    tmp_path: Path, port: int, fakes: Any, state: dict[str, Any] | None = None, name: str = "config.yaml"
+) -> Path:
     """deploy/config/router.yaml with what only exists inside the stack replaced: the listen
-    address, the fake services' host names, Redis (memory here), the ledger's directory; and a
-    short drain so the test stays fast."""
+    address, the fake services' host names (fake-a and fake-b: the session's alpha and beta),
+    Redis (memory unless `state`), the ledger's directory; and a short drain so tests stay fast."""
     data = yaml.safe_load((DEPLOY / "config" / "router.yaml").read_text())
     data["server"].update(host="127.0.0.1", port=port, drain_grace_s=1, drain_timeout_s=5)
-    data["state"] = {"backend": "memory"}
+    data["state"] = state or {"backend": "memory"}
     data["ledger"]["path"] = "usage.jsonl"  # relative: the working directory, as in the image
     for provider, fake in zip(data["providers"], ("alpha", "beta"), strict=True):
         provider["base_url"] = fakes[fake].url
         provider["health"]["interval_s"] = 30
-    path = tmp_path / "config.yaml"
+    path = tmp_path / name
     path.write_text(yaml.safe_dump(data))
     return path
