@@ -48,6 +48,17 @@ def test_two_stages_on_python_slim_and_the_runtime_installs_only_wheels():
     assert not any(i.keyword == "COPY" for i in final_stage()), "no sources in the runtime image"
 
 
+def test_the_build_context_is_only_what_the_builder_copies():
+    """.dockerignore: everything out, then back in exactly what the Dockerfile COPYs, so no local
+    virtual env, ledger, config or secret can end up in the context or an image layer."""
+    lines = [x.strip() for x in (ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = [x for x in lines if x and not x.startswith("#")]
+    assert patterns[0] == "*"
+    included = {p[1:] for p in patterns if p.startswith("!")}
+    copied = {i.args.split()[0] for stage in dockerfile() for i in stage if i.keyword == "COPY"}
+    assert included == copied == {"pyproject.toml", "router"}
+
+
 def test_runs_as_a_non_root_user_created_in_the_image():
     stage = final_stage()
     user = last(stage, "USER").args
