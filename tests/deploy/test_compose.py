@@ -3,6 +3,8 @@ here: what `docker compose up` would wire together is checked from the files).""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +25,7 @@ from tests.deploy.artifacts import (
     service_env,
 )
 from tests.deploy.test_dockerfile import CONFIG_IN_IMAGE, entry_command
+from tests.redis_server import free_port
 
 HOST_ENV: dict[str, str] = {}  # `docker compose up` with nothing set: the defaults must do
 
@@ -37,7 +40,7 @@ def routers() -> dict[str, Any]:
     return {name: s for name, s in services().items() if s.get("command", [None])[0] == "serve"}
 
 
-def fakes() -> dict[str, Any]:
+def fake_services() -> dict[str, Any]:
     return {name: s for name, s in services().items() if s.get("command", [None])[0] == "fake-upstream"}
 
 
@@ -58,7 +61,7 @@ def replica_config(name: str) -> Config:
 
 def test_the_stack_has_two_router_replicas_redis_nginx_prometheus_and_fake_providers():
     assert len(routers()) == 2
-    assert len(fakes()) >= 1
+    assert len(fake_services()) >= 1
     assert {"redis", "nginx", "prometheus"} <= services().keys()
 
 
@@ -93,12 +96,43 @@ def test_the_replicas_share_one_config_and_one_redis_with_its_password():
 def test_provider_base_urls_are_the_fake_services():
     config = replica_config("router-1")
     served = {}
-    for name, service in fakes().items():
+    for name, service in fake_services().items():
         command = service["command"]
         assert command_option(command, "--host") == "0.0.0.0", f"{name} listens beyond its loopback"
         served[name] = int(command_option(command, "--port"))
     used = {(urlsplit(p.base_url).hostname, urlsplit(p.base_url).port) for p in config.providers}
     assert used == set(served.items()), "every provider is a fake service at its port, every fake is used"
+
+
+def fake_healthcheck_url(service: dict[str, Any]) -> Any:
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"], "exec form; no curl in the slim image"
+    start = test[3].index("http://")
+    return urlsplit(test[3][start : test[3].index("'", start)])
+
+
+def test_each_fake_has_its_own_healthcheck_on_what_the_router_probes():
+    """The image's HEALTHCHECK is the router's readiness on 8080: a fake, from the same image,
+    must replace it, or it would stay unhealthy and the replicas would never start."""
+    config = replica_config("router-1")
+    by_host = {urlsplit(p.base_url).hostname: p for p in config.providers}
+    for name, service in fake_services().items():
+        url = fake_healthcheck_url(service)
+        assert url.hostname == "127.0.0.1" and url.port == int(command_option(service["command"], "--port"))
+        assert url.path == by_host[name].health.path
+    for name in routers():
+        assert {routers()[name]["depends_on"][f]["condition"] for f in fake_services()} == {"service_healthy"}
+
+
+def test_a_fakes_healthcheck_command_passes_against_a_running_fake_and_fails_without_one(fakes):
+    """Run for real, against the session's fake provider (same code as the image's)."""
+    service = next(iter(fake_services().values()))
+    code = service["healthcheck"]["test"][3]
+    port = fake_healthcheck_url(service).port
+    live = code.replace(f":{port}/", f":{urlsplit(fakes['alpha'].url).port}/")
+    assert subprocess.run([sys.executable, "-c", live], capture_output=True, timeout=10).returncode == 0
+    dead = code.replace(f":{port}/", f":{free_port()}/")
+    assert subprocess.run([sys.executable, "-c", dead], capture_output=True, timeout=10).returncode != 0
 
 
 def test_nginx_sends_to_both_replicas_and_streams_unbuffered():
