@@ -1,18 +1,24 @@
 """Shared fixtures, kept few: fake providers on real loopback sockets, a config factory, a
-router server started on a real socket from a config, and a real redis-server."""
+router server started on a real socket from a config, and a real redis-server.
+
+Also two session-wide rules: log lines stay inside pytest's capture (`_quiet_logs`), and the
+suite writes nothing into the repository (`pytest_sessionfinish` fails the run if it did)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 # Hypothesis keeps a cache in the working directory unless told otherwise: tests write only
 # under temporary directories. Set before any test module imports hypothesis.
@@ -26,6 +32,79 @@ from router.ops.threaded import ThreadedServer
 from tests.redis_server import RedisServer, free_port
 
 FAKE_NAMES = ("alpha", "beta", "gamma")
+REPO = Path(__file__).resolve().parent.parent
+# Written by tools, not by the code under test.
+_NOT_OURS = frozenset({".git", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"})
+_REPO_FILES = pytest.StashKey[dict[str, tuple[int, int]]]()
+_TOUCHED = pytest.StashKey[str]()
+
+
+def _repo_files() -> dict[str, tuple[int, int]]:
+    """Every file of the checkout with its (mtime, size), tools' caches left out."""
+    files: dict[str, tuple[int, int]] = {}
+    for root, dirs, names in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in _NOT_OURS]
+        for name in names:
+            path = os.path.join(root, name)
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            files[os.path.relpath(path, REPO)] = (st.st_mtime_ns, st.st_size)
+    return files
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_REPO_FILES] = _repo_files()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a test created, changed or deleted a file of the repository (a ledger
+    left under var/, a cache): tests write under tmp_path. Editing files while the suite runs
+    trips it too."""
+    before, after = session.config.stash[_REPO_FILES], _repo_files()
+    touched = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+    if touched:
+        shown = "\n  ".join(touched[:20])
+        session.config.stash[_TOUCHED] = f"the test suite wrote into the repository ({REPO}):\n  {shown}"
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if _TOUCHED in config.stash:
+        terminalreporter.write_line(config.stash[_TOUCHED], red=True, bold=True)
+
+
+def _route_logs_through_logging() -> None:
+    """structlog's default prints to the stdout of the moment, so a line logged by a server
+    thread between two tests lands in pytest's progress output. Through the logging module
+    instead: pytest captures it per test (shown with a failure), and between tests nothing prints."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
+
+
+# Between tests no capture handler is attached: without a handler of its own, logging would print
+# warnings on stderr (its "last resort").
+logging.getLogger().addHandler(logging.NullHandler())
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs() -> Iterator[None]:
+    """Before each test and after it (a test may reset structlog to its defaults, or configure it
+    for itself with `router.log.configure`)."""
+    _route_logs_through_logging()
+    yield
+    _route_logs_through_logging()
+
+
 ALL_FORMATS = ["openai-chat", "anthropic-messages", "openai-responses"]
 
 
@@ -76,11 +155,12 @@ ConfigFactory = Callable[..., Config]
 
 
 @pytest.fixture
-def config_factory(_fake_servers: Fakes) -> ConfigFactory:
+def config_factory(_fake_servers: Fakes, tmp_path: Path) -> ConfigFactory:
     """A Config for the fake providers: `routes` maps a model to [(provider, priority), ...].
 
     Anonymous access is on unless `server={"allow_anonymous": False}`; `plans`, `keys`, `state`
-    and `ledger` are passed through as given, `prices` maps a model name to its price, and
+    and `ledger` are passed through as given (the ledger defaults to a file under tmp_path, not
+    the product's var/usage.jsonl in the working directory), `prices` maps a model name to its price, and
     `formats` a fake's name to the formats it is configured to speak (default: all three), and
     `route_options` a fake's name to extra keys of its routes (thinking, drop_params, ...),
     `provider_options` a fake's name to extra keys of its provider entry.
@@ -136,6 +216,7 @@ def config_factory(_fake_servers: Fakes) -> ConfigFactory:
             "providers": providers,
             "models": models,
         }
+        ledger = ledger if ledger is not None else {"path": str(tmp_path / "usage.jsonl")}
         for key, value in (("plans", plans), ("keys", keys), ("state", state), ("ledger", ledger)):
             if value is not None:
                 data[key] = value

@@ -124,6 +124,7 @@ def test_app_from_env_reads_the_config_named_by_the_environment(
         "providers:\n  - {name: a, base_url: 'http://a.invalid', formats: [openai-chat], api_key: '${KEY_A}'}\n"
         "models:\n  - {name: m, routes: [{provider: a, model: a-m}]}\n"
         "log: {level: warning, format: json}\nserver: {allow_anonymous: true}\n"
+        f"ledger: {{path: '{tmp_path / 'usage.jsonl'}'}}\n"
     )
     monkeypatch.setenv("ROUTER_CONFIG", str(path))
     monkeypatch.setenv("KEY_A", "sk-from-env")
