@@ -18,6 +18,7 @@ from router.errors import Unauthorized
 
 KEY_PREFIX = "toc-"
 KEY_RANDOM_CHARS = 43  # secrets.token_urlsafe(32): 256 bits of entropy, URL-safe
+_HOW = "send the key as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,11 @@ class Authenticator:
             # No keys configured at all: credentials sent anyway are not ours to judge.
             if self._anonymous is not None:
                 return self._anonymous
-            raise Unauthorized("missing API key: send it as 'Authorization: Bearer toc-...' or 'x-api-key: toc-...'")
+            if authorization and authorization.strip():
+                # `Authorization: toc-...` (the key without its scheme), another scheme, or an
+                # empty Bearer: say how to send it, never what was sent (it may be the key).
+                raise Unauthorized(f"no API key in the Authorization header (it needs the Bearer scheme): {_HOW}")
+            raise Unauthorized(f"missing API key: {_HOW}")
         for token in tokens:  # a client may send both headers, one of them meant for someone else
             digest = hashlib.sha256(token.encode()).hexdigest()
             found = self._keys.get(digest)

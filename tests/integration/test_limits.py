@@ -88,6 +88,25 @@ def test_missing_or_unknown_key_is_401_in_the_envelope(fakes, config_factory, ro
 
 
 @pytest.mark.parametrize("path", PATHS)
+def test_a_key_without_the_bearer_scheme_gets_a_401_saying_how(fakes, config_factory, router_server, tmp_path, path):
+    """`Authorization: toc-...` (a valid key, no scheme), another scheme, or an empty Bearer: a 401
+    in the endpoint's envelope saying to send `Bearer <key>` or x-api-key; the key never echoed."""
+    rs = router_server(limited_config(config_factory, tmp_path))
+    for value in (KEY_PRO, f"Token {KEY_PRO}", "Bearer", f"toc-{'z' * 40}"):
+        r = rs.post(path, BODIES[path], headers={"authorization": value})
+        assert r.status_code == 401, value
+        body = r.json()
+        message = body["error"]["message"]
+        assert "'Authorization: Bearer <key>'" in message and "'x-api-key: <key>'" in message
+        assert "no API key in the Authorization header" in message
+        assert KEY_PRO not in r.text and "zzzz" not in r.text
+        assert body["error"]["type"] == "authentication_error"
+        assert body["type"] == "error" if path == "/v1/messages" else body["error"]["code"] == "invalid_api_key"
+    assert rs.post(path, BODIES[path], headers={}).json()["error"]["message"].startswith("missing API key: send")
+    assert fakes.served("alpha") == 0
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("style", ["bearer", "x-api-key"])
 def test_either_key_header_works_on_any_endpoint(fakes, config_factory, router_server, tmp_path, path, style):
     """Bearer and x-api-key are both accepted everywhere; neither goes upstream."""
