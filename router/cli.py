@@ -1,4 +1,5 @@
-"""Command line: `router serve | check | demo | keys new | usage | fake-upstream`. Parses arguments, then hands off."""
+"""Command line: `router serve | check | demo | keys new | token new | usage | fake-upstream`.
+Parses arguments, then hands off."""
 
 from __future__ import annotations
 
@@ -91,12 +92,58 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
     from router.billing.auth import hash_key, new_key
+    from router.config.reader import name_problem
 
-    key = new_key()
+    for flag, value in (("--plan", args.plan), ("--id", args.id)):
+        problem = name_problem(value) if value is not None else None
+        if problem:  # the rule the config applies to plans[].name and keys[].id
+            print(f"{flag}: {problem}", file=sys.stderr)
+            return 2
     key_id = args.id or f"{args.plan}-{secrets.token_hex(3)}"
+    if args.config is not None:
+        config = _load(args.config)
+        if config is None:
+            return 2
+        plans = [p.name for p in config.plans]
+        if args.plan not in plans:
+            known = ", ".join(plans) or "none"
+            print(f"--plan: no plan {args.plan!r} in {config.source} (plans: {known})", file=sys.stderr)
+            return 2
+        if any(k.id == key_id for k in config.keys):
+            print(f"--id: {config.source} already has a key with id {key_id!r}", file=sys.stderr)
+            return 2
+    key = new_key()
     print(f"API key (shown once; store it now, the router keeps only its hash):\n\n  {key}\n")
     print("Config entry, under `keys:`:\n")
     print(f'  - {{id: {key_id}, hash: "{hash_key(key)}", plan: {args.plan}}}')
+    return 0
+
+
+# What each operator token guards: its config key under `server:`, and how it is sent.
+_TOKEN_USES = {
+    "metrics": (
+        "metrics_token",
+        "GET /metrics wants it as `Authorization: Bearer <token>` (Prometheus: "
+        "`authorization: {type: Bearer, credentials: <token>}` in the scrape config)",
+    ),
+    "admin": (
+        "admin_token",
+        "GET /status.json wants it as `Authorization: Bearer <token>`; open the status page as "
+        "/status#token=<token> (the fragment never reaches the server)",
+    ),
+}
+
+
+def cmd_token_new(args: argparse.Namespace) -> int:
+    from router.billing.auth import hash_key
+    from router.ops.admin_auth import new_token
+
+    name, use = _TOKEN_USES[args.purpose]
+    token = new_token()
+    print(f"{args.purpose} token (shown once; store it now, the router keeps only its hash):\n\n  {token}\n")
+    print("Config entry, under `server:`:\n")
+    print(f'  {name}: "{hash_key(token)}"\n')
+    print(use)
     return 0
 
 
@@ -186,7 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     keys_new = keys.add_parser("new", help="print a fresh API key and its config entry")
     keys_new.add_argument("--plan", required=True)
     keys_new.add_argument("--id", help="the key's id in logs and the ledger (default: PLAN-xxxxxx)")
+    keys_new.add_argument("--config", help="check --plan and --id against this config first")
     keys_new.set_defaults(func=cmd_keys_new)
+    token = sub.add_parser("token", help="operator tokens (/metrics, /status.json)")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    token_new = token_sub.add_parser("new", help="print a fresh operator token and its config entry")
+    token_new.add_argument("--for", dest="purpose", choices=sorted(_TOKEN_USES), required=True)
+    token_new.set_defaults(func=cmd_token_new)
     usage = sub.add_parser("usage", help="sum the usage ledger per key and model")
     usage.add_argument("--config", required=True)
     usage.add_argument("--key", help="only this key id")

@@ -17,7 +17,8 @@ import pytest
 
 from router.billing.auth import hash_key
 from router.cli import main
-from router.config import parse_config
+from router.config import load_config, parse_config
+from router.ops.admin_auth import BearerGuard
 from tests.redis_server import free_port
 
 KEY = "toc-cli-" + "c" * 40
@@ -31,6 +32,62 @@ def test_keys_new_prints_a_key_and_the_entry_holding_its_hash(capsys: pytest.Cap
     assert entry is not None and entry.group(1) == hash_key(key)
     assert main(["keys", "new", "--plan", "pro"]) == 0
     assert key not in capsys.readouterr().out, "every key is fresh"
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--plan", "pro", "--id", "acme prod"], "--id: must match [A-Za-z0-9._-]+, got 'acme prod'"),
+        (["--plan", "pro/x"], "--plan: must match [A-Za-z0-9._-]+, got 'pro/x'"),
+        (["--plan", "gold", "--config", "{config}"], "--plan: no plan 'gold' in {config} (plans: pro)"),
+        (["--plan", "pro", "--id", "acme", "--config", "{config}"], "--id: {config} already has a key with id 'acme'"),
+    ],
+)
+def test_keys_new_refuses_what_the_config_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], error: str
+) -> None:
+    """An id or plan the config validator would refuse, a plan the config lacks, an id it already
+    has: exit 2 with one line naming the flag, and no key printed."""
+    config = str(_config_file(tmp_path, tmp_path / "usage.jsonl"))
+    assert main(["keys", "new", *(a.format(config=config) for a in args)]) == 2
+    out, err = capsys.readouterr()
+    assert err.strip() == error.format(config=config) and out == ""
+
+
+def test_keys_new_checked_against_a_config_gives_an_entry_it_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _config_file(tmp_path, tmp_path / "usage.jsonl")
+    assert main(["keys", "new", "--plan", "pro", "--config", str(path)]) == 0
+    entry = re.search(r"  (- \{id: pro-[0-9a-f]{6}, .*\})", capsys.readouterr().out)
+    assert entry is not None
+    path.write_text(path.read_text() + f"  {entry.group(1)}\n")
+    assert [k.plan for k in load_config(str(path)).keys] == ["pro", "pro"]
+
+
+@pytest.mark.parametrize(("purpose", "field"), [("metrics", "metrics_token"), ("admin", "admin_token")])
+def test_token_new_prints_a_token_and_the_line_holding_its_hash(
+    capsys: pytest.CaptureFixture[str], purpose: str, field: str
+) -> None:
+    """The line goes under `server:` as is; the token then opens what it guards, and nothing else."""
+    assert main(["token", "new", "--for", purpose]) == 0
+    out = capsys.readouterr().out
+    [token] = re.findall(r"toc-op-[A-Za-z0-9_-]{43}", out)
+    line = re.search(rf'  {field}: "(sha256:[0-9a-f]{{64}})"', out)
+    assert line is not None and line.group(1) == hash_key(token)
+    config = parse_config(
+        {
+            "server": {field: line.group(1)},
+            "providers": [{"name": "a", "base_url": "http://a.invalid", "formats": ["openai-chat"]}],
+            "models": [{"name": "m", "routes": [{"provider": "a", "model": "m"}]}],
+            "plans": [{"name": "pro", "models": ["*"]}],
+            "keys": [{"id": "k", "hash": hash_key(KEY), "plan": "pro"}],
+        }
+    )
+    guard = BearerGuard(getattr(config.server, field))
+    assert guard.allows(f"Bearer {token}") and not guard.allows(f"Bearer {KEY}") and not guard.allows(token)
+    assert main(["token", "new", "--for", purpose]) == 0
+    assert token not in capsys.readouterr().out, "every token is fresh"
 
 
 def _config_file(tmp_path: Path, ledger: Path, state: str = "{backend: memory}", port: int = 0) -> Path:

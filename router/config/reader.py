@@ -32,6 +32,14 @@ def parse_duration(value: object) -> float | None:
     return float(sum(int(n) * unit for n, unit in zip(match.groups(), (86400, 3600, 60, 1), strict=False) if n))
 
 
+def name_problem(name: str) -> str | None:
+    """Why `name` is no identifier (a provider, model, plan or key id), or None. Also what
+    `router keys new` checks its --id and --plan against."""
+    if _NAME.fullmatch(name):
+        return None
+    return f"must match [A-Za-z0-9._-]+, got {show(name)}"
+
+
 def show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -149,8 +157,9 @@ class Reader:
     def name(self, key: str) -> str:
         """A required identifier: [A-Za-z0-9._-]+."""
         name = self.string(key, "", required=True)
-        if name and not _NAME.fullmatch(name):
-            self.fail(key, f"must match [A-Za-z0-9._-]+, got {name!r}")
+        problem = name_problem(name) if name else None
+        if problem:
+            self.fail(key, problem)
         return name
 
     def flag(self, key: str, default: bool) -> bool:

@@ -7,9 +7,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 
 # What a refused request gets: RFC 6750's challenge, so curl and Prometheus say "unauthorized".
 CHALLENGE = {"www-authenticate": 'Bearer realm="router"'}
+# "toc-" like client keys, so the log redaction masks a token wherever one strays; "op-" so that
+# an operator tells one from a client key at a glance.
+TOKEN_PREFIX = "toc-op-"
+
+
+def new_token() -> str:
+    """A fresh operator token (`router token new`): 256 random bits, URL-safe (it travels in the
+    status page's URL fragment). The config keeps its hash, as `router.billing.auth.hash_key` writes it."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 class BearerGuard:

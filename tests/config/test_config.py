@@ -481,6 +481,9 @@ def test_shipped_configs_load() -> None:
     assert [(k.id, k.plan) for k in example.keys] == [("acme-prod", "pro"), ("research", "team")]
     assert example.state == StateConfig("redis", "redis://127.0.0.1:6379/0", "fail_closed")
     assert example.server.allow_anonymous is False and example.ledger == LedgerConfig("var/usage.jsonl")
+    # Listening on loopback, and /metrics and /status.json closed even when it is changed.
+    assert example.server.host == "127.0.0.1"
+    assert example.server.metrics_token is not None and example.server.admin_token is not None
     redis = load_config(CONFIG_DIR / "example.yaml", env={**env, "REDIS_URL": "rediss://r.internal:6380/1"})
     assert redis.state.url == "rediss://r.internal:6380/1"
 
