@@ -36,6 +36,7 @@ from router.ops.reload import register as register_reload
 from router.ops.reload import watch as watch_config
 from router.ops.runtime import Runtime, plans_of_keys, prices_of
 from router.ops.serve import install_signal_handlers
+from router.ops.startup import announce_serving
 from router.ops.status import StatusBoard
 from router.routing.failover import Forwarder
 from router.routing.health import Probe
@@ -102,9 +103,11 @@ def create_app(
     drain: Drain | None = None,
     config_path: str | None = None,
     handle_signals: bool = False,
+    on_started: Callable[[], None] | None = None,
 ) -> Starlette:
     """`config_path`: the file a reload re-reads; `handle_signals`: SIGTERM drains and SIGHUP
-    reloads (`router serve`; never in tests that run servers in threads)."""
+    reloads (`router serve`; never in tests that run servers in threads); `on_started`: called
+    when the lifespan has started everything (`router serve`'s `serving` line)."""
     clock = clock or SystemClock()
     if config.server.allow_anonymous:
         # Loud on purpose: an open router spends the operator's provider credit for anyone.
@@ -154,6 +157,8 @@ def create_app(
             tg.start_soon(metrics.run_publisher)
             if config_path and config.server.watch_config:
                 tg.start_soon(watch_config, config_path, lambda: live.reload(config_path))
+            if on_started is not None:
+                on_started()
             try:
                 yield
             finally:
@@ -205,7 +210,7 @@ def app_from_env() -> Starlette:
     path = os.environ["ROUTER_CONFIG"]
     config = load_config(path)
     configure(config.log.level, config.log.format)
-    app = create_app(config, drain=PROCESS_DRAIN, config_path=path, handle_signals=True)
+    app = create_app(config, drain=PROCESS_DRAIN, config_path=path, handle_signals=True, on_started=announce_serving)
     # Everything built so far (modules, config, the app) lives as long as the process: moved out
     # of the collector's generations, full collections stop re-walking it (they measured tens of
     # ms each under load, a tail-latency spike).

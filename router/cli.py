@@ -40,7 +40,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # place before it started; this one turns that into a clean exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
+    from router.log import configure
     from router.ops.serve import run
+
+    configure(config.log.level, config.log.format)  # this process's lines: `starting`, the fd limit
 
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
@@ -48,9 +51,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Counters of all workers, summed at scrape time (prometheus-client's multiprocess mode).
         with tempfile.TemporaryDirectory(prefix="router-metrics-") as metrics_dir:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-            run(config, host, port, args.workers)
+            run(config, host, port, args.workers, args.config)
     else:
-        run(config, host, port, args.workers)
+        run(config, host, port, args.workers, args.config)
     return 0
 
 

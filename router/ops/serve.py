@@ -9,7 +9,7 @@ uvicorn alone, on SIGTERM, closes its listening socket at once and cancels what 
   error event (drain.py), so uvicorn's wait ends with nothing cut;
 - SIGHUP: reload the config in place (reload.py). With several workers the parent passes SIGHUP
   on to each worker instead of restarting them (uvicorn's default), so live routing state stays.
-A drained `router serve` exits 0 (cli.py).
+A drained `router serve` exits 0 (cli.py). What it logs when it starts: startup.py.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from uvicorn.supervisors import Multiprocess
 from router.config import Config
 from router.ops.protocol import ServingConfig
 from router.ops.reload import request_reload
+from router.ops.startup import announce_start
 from router.server.drain import Drain
 
 _ABORT_FLUSH_S = 2.0  # after streams are aborted, time for their error tails to leave
@@ -113,7 +114,7 @@ class RouterSupervisor(Multiprocess):
                 os.kill(process.pid, signal.SIGHUP)
 
 
-def run(config: Config, host: str, port: int, workers: int) -> None:
+def run(config: Config, host: str, port: int, workers: int, config_path: str) -> None:
     raise_fd_limit(config.server.max_connections)
     uv = ServingConfig(
         "router.app:app_from_env",
@@ -130,8 +131,14 @@ def run(config: Config, host: str, port: int, workers: int) -> None:
         # A backstop only: the drain aborts open streams itself at drain_timeout_s.
         timeout_graceful_shutdown=int(config.server.drain_timeout_s + _ABORT_FLUSH_S + 1),
     )
-    if workers > 1:
-        with uv.bind_socket() as sock:  # the parent closes its listening socket when the workers are done
+    # Bound and listening here, before any app starts: a worker's `serving` line is true when it
+    # is logged, a taken port fails before any work, and port 0 is known for the `starting` line.
+    # Connections made while the app starts wait in the backlog. The parent closes its socket
+    # when the workers are done.
+    with uv.bind_socket() as sock:
+        sock.listen(uv.backlog)
+        announce_start(config, config_path, host, sock.getsockname()[1], workers)
+        if workers > 1:
             RouterSupervisor(uv, sockets=[sock]).run()
-    else:
-        uvicorn.Server(uv).run()
+        else:
+            uvicorn.Server(uv).run(sockets=[sock])
