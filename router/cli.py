@@ -202,12 +202,16 @@ def cmd_fake_upstream(argv: list[str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from router.demo import run_demo
+    from router.demo import run_demo, until_interrupted
+    from router.log import configure
 
     config = _load(args.config)
     if config is None:
         return 2
-    return run_demo(config, requests=args.requests)
+    configure(level="warning", fmt="console")  # the demo prints its own summary
+    # Stay up for the printed curl commands when someone is there to try them and press Ctrl-C.
+    stay = args.stay if args.stay is not None else sys.stdin.isatty() and sys.stdout.isatty()
+    return run_demo(config, requests=args.requests, hold=until_interrupted if stay else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the router on fake providers and send it traffic")
     demo.add_argument("--config", default="config/demo.yaml")
     demo.add_argument("--requests", type=int, default=120)
+    demo.add_argument(
+        "--stay",
+        action=argparse.BooleanOptionalAction,
+        help="keep the router up after the demo, for curl, until Ctrl-C (default: on a terminal)",
+    )
     demo.set_defaults(func=cmd_demo)
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     keys_new = keys.add_parser("new", help="print a fresh API key and its config entry")

@@ -1,13 +1,18 @@
 """`router demo`: the router on three fake providers (fast, slow, flaky) with a short burst of
-traffic per phase, so a newcomer sees latency-weighted routing and failover happen."""
+traffic per phase, so a newcomer sees latency-weighted routing and failover happen. Then, when
+asked to (`router demo` on a terminal), the router and its fakes stay up for the curl commands
+it prints, until Ctrl-C."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import dataclasses
+import shlex
 import socket
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,7 +21,6 @@ from router.app import create_app
 from router.config import Config
 from router.fake_upstream.faults import Faults
 from router.fake_upstream.server import RunningServer, start_in_thread
-from router.log import configure
 from router.ops.threaded import ThreadedServer
 
 # How each demo provider behaves, by name; any other provider in the config is healthy.
@@ -111,8 +115,31 @@ def _show_keys(url: str, model: str) -> None:
     print(f"   unknown model: {unknown.status_code} {unknown.json()['error']['message']}")
 
 
-def run_demo(config: Config, requests: int = 120) -> int:
-    configure(level="warning", fmt="console")  # the demo prints its own summary
+def curl_commands(url: str, model: str) -> list[str]:
+    """Shell commands that try the demo router at `url` with the demo key."""
+    auth = shlex.quote(f"authorization: Bearer {DEMO_KEY}")
+    body = shlex.quote(f'{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello!"}}]}}')
+    return [
+        f"curl -sS {url}/v1/models -H {auth}",
+        f"curl -sS {url}/v1/chat/completions -H {auth} -H 'content-type: application/json' -d {body}",
+    ]
+
+
+def until_interrupted(url: str, commands: list[str]) -> None:
+    """`router demo` on a terminal: the router stays up for the commands, until Ctrl-C."""
+    print(f"\nthe router is still up on {url}, with its fake providers; try:\n")
+    for command in commands:
+        print(f"  {command}")
+    print(f"\nstatus page: {url}/status    Ctrl-C to stop.")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print()
+
+
+def run_demo(config: Config, requests: int = 120, hold: Callable[[str, list[str]], None] | None = None) -> int:
+    """`hold(url, commands)`, when given, runs after the demo while the router and the fakes are
+    still up (`until_interrupted`); without it they stop when the demo ends."""
     config, fakes = _start_fakes(config)
     host, port = config.server.host, config.server.port
     if not _port_free(host, port):
@@ -124,7 +151,7 @@ def run_demo(config: Config, requests: int = 120) -> int:
         print(
             f"router listening on {server.url}; fake providers: " + ", ".join(f"{n} {f.url}" for n, f in fakes.items())
         )
-        print(f"demo API key: {DEMO_KEY}   (try: curl -H 'authorization: Bearer {DEMO_KEY}' {server.url}/v1/models)")
+        print(f"demo API key: {DEMO_KEY}")
         speaks = {p.name: p.formats for p in config.providers}
         for name, personality in PERSONALITIES.items():
             if name in fakes:
@@ -151,11 +178,13 @@ def run_demo(config: Config, requests: int = 120) -> int:
             ewmas = [r["ewma_ms"] for r in p["routes"].values() if r["ewma_ms"] is not None]
             ewma = f"{min(ewmas):.0f}ms" if ewmas else "-"
             print(f"   {name:<6} healthy={p['healthy']} breaker={p['breaker']:<9} ewma={ewma}")
+        print("\ndemo finished: " + ("every request was answered" if all_ok else "some requests failed (see above)"))
+        if hold is not None:
+            hold(server.url, curl_commands(server.url, models[0]))
     finally:
         server.stop()
         for fake in fakes.values():
             fake.stop()
-    print("\ndemo finished: " + ("every request was answered" if all_ok else "some requests failed (see above)"))
     return 0 if all_ok else 1
 
 

@@ -1,11 +1,13 @@
 """structlog configuration, done once: JSON lines (orjson) off a terminal, readable console
-output on one, and a redaction processor so that no key or secret reaches a log line."""
+output on one (coloured only on a terminal, and never with NO_COLOR set), and a redaction
+processor so that no key or secret reaches a log line."""
 
 from __future__ import annotations
 
 import contextvars
 import datetime
 import logging
+import os
 import re
 import sys
 import time
@@ -89,7 +91,10 @@ def configure(level: str = "info", fmt: str = "auto", cache: bool = True) -> Non
         redact,
     ]
     if console:
-        processors.append(structlog.dev.ConsoleRenderer())
+        # `format: console` into a file or a pipe stays free of escape codes; no-color.org's
+        # NO_COLOR (set and not empty) turns them off on a terminal too.
+        colors = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+        processors.append(structlog.dev.ConsoleRenderer(colors=colors))
         factory: Any = structlog.PrintLoggerFactory(sys.stderr)
     else:
         processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))

@@ -145,6 +145,30 @@ def test_console_output_is_redacted(stderr: Any) -> None:
             orjson.loads(text.splitlines()[0])
 
 
+@pytest.mark.parametrize(
+    ("tty", "fmt", "no_color", "coloured"),
+    [
+        (True, "auto", None, True),
+        (True, "console", "1", False),  # NO_COLOR, on a terminal
+        (True, "auto", "", True),  # set but empty: ignored (no-color.org)
+        (False, "console", None, False),  # console lines into a file or a pipe
+    ],
+)
+def test_console_colours_only_on_a_terminal_without_no_color(
+    stderr: Any, monkeypatch: pytest.MonkeyPatch, tty: bool, fmt: str, no_color: str | None, coloured: bool
+) -> None:
+    if no_color is None:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    else:
+        monkeypatch.setenv("NO_COLOR", no_color)
+    stream = stderr(tty=tty)
+    configure("info", fmt, cache=False)
+    structlog.get_logger().warning("breaker_state_changed", route="fast/m")
+    text = stream.text()
+    assert "breaker_state_changed" in text and "fast/m" in text
+    assert ("\x1b[" in text) == coloured
+
+
 def test_json_format_even_on_a_terminal(stderr: Any) -> None:
     """format=json forces JSON lines on a terminal."""
     stream = stderr(tty=True)
