@@ -1,5 +1,6 @@
 """Composition root: config -> routing table, pool, provider clients, forwarder, endpoints,
-Starlette app. The lifespan owns one task group (the health probes) and the upstream pools."""
+Starlette app. The lifespan owns one task group (the health probes, the state store's PING) and
+the upstream pools."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from router.formats import for_path
 from router.log import configure
 from router.observe import Observers
 from router.ops.metrics import Metrics
+from router.ops.readiness import Readiness, StateWatch
 from router.ops.reload import register as register_reload
 from router.ops.reload import watch as watch_config
 from router.ops.runtime import Runtime, plans_of_keys, prices_of
@@ -39,7 +41,6 @@ from router.ops.serve import install_signal_handlers
 from router.ops.startup import announce_serving
 from router.ops.status import StatusBoard
 from router.routing.failover import Forwarder
-from router.routing.health import Probe
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
 from router.server.dispatch import RouterApp
@@ -47,40 +48,10 @@ from router.server.drain import PROCESS_DRAIN, Drain
 from router.server.endpoints import Endpoints
 from router.server.middleware import AccessMiddleware
 from router.types import echo
-from router.upstream.provider import ProviderClient, probe_headers
+from router.upstream.probe import Probe, http_probe
+from router.upstream.provider import ProviderClient
 
 ProbeFactory = Callable[[ProviderConfig, httpx.AsyncClient], Probe]
-
-
-def http_probe(cfg: ProviderConfig, client: httpx.AsyncClient) -> Probe:
-    """Healthy when the provider answers its health path below 400 (or 429: rate limited is up)."""
-    url = cfg.base_url + cfg.health.path
-    headers = probe_headers(cfg)
-
-    async def probe() -> bool:
-        try:
-            resp = await client.request(cfg.health.method, url, headers=headers, timeout=cfg.health.timeout_s)
-        except httpx.HTTPError:
-            return False
-        return resp.status_code < 400 or resp.status_code == 429
-
-    return probe
-
-
-class Readiness:
-    """Ready once every probed provider has had its first probe and one provider is healthy;
-    never while draining (SIGTERM), so the gateway in front stops sending at once."""
-
-    def __init__(self, pool: Pool, drain: Drain | None = None) -> None:
-        self._pool = pool
-        self._drain = drain
-
-    def __call__(self) -> bool:
-        if self._drain is not None and self._drain.draining:
-            return False
-        states = self._pool.providers.values()
-        first_round = all(p.health.probed for p in states if p.probe_enabled)
-        return first_round and any(p.health.healthy for p in states)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -120,6 +91,7 @@ def create_app(
     pool = Pool(table, clock, config.routing.ewma_half_life_s, rng)
     clients = {p.name: ProviderClient(p) for p in config.providers}
     state = backend or make_backend(config.state)
+    state_watch = StateWatch(state, config.state, clock)
     limits = Limits(config, state, clock)
     metrics = Metrics.from_config(config, pool)
     board = StatusBoard(pool, limits, config, clock)
@@ -134,7 +106,7 @@ def create_app(
         limits,
         metering,
         config.accounting,
-        Readiness(pool, drain),
+        Readiness(pool, drain, state_watch),
         config.server.max_body_bytes,
         int(time.time()),
         drain,
@@ -155,6 +127,7 @@ def create_app(
         async with httpx.AsyncClient() as probe_client, anyio.create_task_group() as tg:
             live.start(tg, probe_client)
             tg.start_soon(metrics.run_publisher)
+            tg.start_soon(state_watch.run)
             if config_path and config.server.watch_config:
                 tg.start_soon(watch_config, config_path, lambda: live.reload(config_path))
             if on_started is not None:

@@ -43,8 +43,8 @@ CONFINED: dict[str, tuple[str, ...]] = {
     "yaml": ("router.config.loader",),
     "redis": ("router.billing.state.redis",),
     "starlette": ("router.app", "router.server", "router.ops.threaded", FAKE),
-    # the health probe (app), reload's first probe, the demo's traffic, the fake's admin client
-    "httpx": ("router.app", "router.ops.runtime", "router.demo", FAKE),
+    # the health probe (upstream.probe) and its client (app, runtime), the demo's traffic, the fake's admin client
+    "httpx": ("router.app", "router.upstream.probe", "router.ops.runtime", "router.demo", FAKE),
     "prometheus_client": ("router.ops.metrics",),
     "uvicorn": ("router.cli", "router.ops.serve", "router.ops.threaded", "router.ops.protocol", FAKE),
 }

@@ -262,6 +262,10 @@ class StateConfig:
     on_unavailable: Literal["fail_closed", "fail_open"] = "fail_closed"
     key_prefix: str = "router"
     timeout_s: float = 0.5  # per try; a Redis call that fails on the connection or times out is tried twice
+    # Readiness PINGs the store this often (Redis only; with fail_closed an unreachable store
+    # makes the replica unready): a PING per worker every 2 s is nothing to Redis, and a load
+    # balancer polling /health/ready every few seconds sees an outage within one poll.
+    ping_interval_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -360,6 +360,7 @@ def _state(r: Reader) -> StateConfig:
         ),
         key_prefix=r.string("key_prefix", d.key_prefix),
         timeout_s=r.number("timeout_s", d.timeout_s, gt=0),
+        ping_interval_s=r.number("ping_interval_s", d.ping_interval_s, gt=0),
     )
     if url is not None:
         problem = _redis_url_problem(url)  # the URL may hold a password: it is never echoed

@@ -16,7 +16,8 @@ few dict lookups and increments; see `Metrics.request` and friends):
 At scrape time, from the routing pool (nothing is updated per request for these):
 
   router_breaker_state{provider, route}    0 closed, 1 half-open, 2 open
-  router_provider_healthy{provider}        1 healthy, 0 not (active probes)
+  router_provider_healthy{provider}        0 once probes found it down, else 1 (not yet probed: 1)
+  router_model_available{model}            1 while a route of the model can take a request now
   router_provider_inflight{provider}       attempts in flight
   router_route_ewma_seconds{provider, route}   latency estimate; absent until first measured
 
@@ -38,7 +39,7 @@ multiprocess mode (one mmap file per worker, summed by whichever worker answers 
 scrape-time gauges cannot be summed that way: each worker publishes its own pool's values to a
 file every LIVE_PUBLISH_INTERVAL_S (`run_publisher`, a lifespan task) and the scrape aggregates
 the live workers' files: in-flight summed, breaker and EWMA the worst (max), health the worst
-(min). Details and the reasons in `router.ops.metrics_live`.
+(min), model availability the worst (min). Details and the reasons in `router.ops.metrics_live`.
 """
 
 from __future__ import annotations
@@ -360,7 +361,8 @@ class _LiveCollector:
             "Circuit breaker per route: 0 closed, 1 half-open, 2 open.",
             ("provider", "route"),
         ),
-        ("healthy", "router_provider_healthy", "1 when the provider passes its health probes, else 0.", ("provider",)),
+        ("healthy", "router_provider_healthy", "0 once health probes found the provider down, else 1.", ("provider",)),
+        ("model_available", "router_model_available", "1 while a route of the model can take a request.", ("model",)),
         ("inflight", "router_provider_inflight", "Upstream attempts in flight per provider.", ("provider",)),
         (
             "ewma",

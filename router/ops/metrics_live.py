@@ -1,5 +1,6 @@
-"""The live gauges behind /metrics (breaker state, health, in-flight, latency EWMA), read off the
-routing pool when scraped, and, with several workers, shared between them through files.
+"""The live gauges behind /metrics (breaker state, health, in-flight, latency EWMA, model
+availability), read off the routing pool when scraped, and, with several workers, shared between
+them through files.
 
 Why files: prometheus_client's multiprocess mode sums what each worker *stored*; these values
 are *computed* from a worker's own pool (its breakers, EWMAs, in-flight counts) at scrape time,
@@ -10,7 +11,8 @@ alive and wrote recently:
 
 - in-flight: summed (the router's total);
 - breaker state and EWMA: the worst, max (a route is shown open when any worker has it open);
-- health: the worst, min (0 when any worker's probes see the provider down);
+- health and model availability: the worst, min (0 when any worker's probes see the provider
+  down, or any worker has no route of the model it could use now);
 - client connections, open and closed by each limit (the process's own counts, conn_clock.py):
   summed. A worker that exits takes its closed counts with it (Prometheus reads the drop as a
   counter reset); they were kept in the protocol, which has no prometheus_client to store them.
@@ -44,14 +46,16 @@ _COMBINE: dict[str, Callable[[list[float]], float]] = {
     "healthy": min,
     "inflight": math.fsum,
     "ewma": max,
+    "model_available": min,
     "client_connections": math.fsum,  # the process's own (conn_clock.STATS), summed
     "client_closed": math.fsum,
 }
 
 
 def pool_rows(pool: Pool) -> Rows:
-    """One pool's gauges: breaker and ewma by (provider, route), healthy and inflight by provider.
-    A route never measured has no ewma row (absent, rather than a misleading 0)."""
+    """One pool's gauges: breaker and ewma by (provider, route), healthy and inflight by provider,
+    model_available by model. A route never measured has no ewma row (absent, rather than a
+    misleading 0). A provider not yet probed counts healthy here, as routing sends it traffic."""
     inflight: dict[str, int] = {name: 0 for name in pool.providers}
     breaker, ewma = [], []
     for key, rs in pool.routes.items():
@@ -61,11 +65,16 @@ def pool_rows(pool: Pool) -> Rows:
         value = rs.ewma.value()
         if value is not None:
             ewma.append([name, key, value])
+    models = []
+    for m in pool.table.models():
+        routes = pool.table.get(m.name)
+        models.append([m.name, 1.0 if routes is not None and pool.available_routes(routes) else 0.0])
     return {
         "breaker": breaker,
-        "healthy": [[name, 1.0 if ps.health.healthy else 0.0] for name, ps in pool.providers.items()],
+        "healthy": [[name, 1.0 if ps.health.routable else 0.0] for name, ps in pool.providers.items()],
         "inflight": [[name, float(n)] for name, n in inflight.items()],
         "ewma": ewma,
+        "model_available": models,
     }
 
 

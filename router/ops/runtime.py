@@ -29,10 +29,11 @@ from router.config import Config, ConfigError, Price, load_config
 from router.ops.metrics import Metrics
 from router.ops.status import StatusBoard
 from router.routing.failover import Forwarder
-from router.routing.health import probe_loop
+from router.routing.health import log_change, probe_loop
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
 from router.server.endpoints import Endpoints
+from router.upstream.probe import ProbeResult, display_url, probe_once, probe_url
 from router.upstream.provider import ProviderClient
 
 log = structlog.get_logger("router.ops.reload")
@@ -95,7 +96,15 @@ class Runtime:
 
         async def run() -> None:
             with scope:
-                await probe_loop(name, health, probe, p.health.interval_s, p.health.timeout_s)
+                await probe_loop(
+                    name,
+                    health,
+                    probe,
+                    p.health.interval_s,
+                    p.health.timeout_s,
+                    url=display_url(probe_url(p)),
+                    wall=self._clock.wall,
+                )
 
         self._tg.start_soon(run)
 
@@ -119,18 +128,20 @@ class Runtime:
         }
         for c in fresh.values():
             await c.start()
-        healthy = {name: await self._first_probe(new, name) for name in fresh}
+        first = {name: await self._first_probe(new, name) for name in fresh}
         # The swap: synchronous from here on.
         names = {p.name for p in new.providers}
         for name in [n for n in self._clients if n in fresh or n not in names]:
             self._retired.append(self._clients.pop(name))  # closed once nothing can be on them
         self._clients.update(fresh)
         added = self.pool.reconfigure(RoutingTable(new))
-        for name, ok in healthy.items():
-            if name in self.pool.providers and ok is not None:
-                h = self.pool.providers[name].health
-                for _ in range(max(h_threshold(new, name, ok), 1)):
-                    h.record(ok)
+        for name, result in first.items():
+            if name in self.pool.providers and result is not None:
+                h, url = self.pool.providers[name].health, display_url(probe_url(new.provider(name)))
+                for _ in range(max(h_threshold(new, name, result.ok), 1)):
+                    change = h.record(result, self._clock.wall())
+                    if change is not None:
+                        log_change(name, change, result, url)
         limits = Limits(new, self._state, self._clock)
         self._forwarder.reconfigure(new.routing)
         self._endpoints.reconfigure(Authenticator(new), limits, new.accounting, new.server.max_body_bytes)
@@ -156,17 +167,11 @@ class Runtime:
             self._tg.start_soon(self._close_retired, new.server.drain_timeout_s)
         return True
 
-    async def _first_probe(self, config: Config, name: str) -> bool | None:
+    async def _first_probe(self, config: Config, name: str) -> ProbeResult | None:
         p = config.provider(name)
         if not p.health.enabled or self._probe_client is None:
             return None
-        probe = self._probe_factory(p, self._probe_client)
-        with anyio.move_on_after(p.health.timeout_s):
-            try:
-                return bool(await probe())
-            except Exception:
-                return False
-        return False
+        return await probe_once(self._probe_factory(p, self._probe_client), p.health.timeout_s)
 
     async def _close_retired(self, after_s: float) -> None:
         """Pools of removed or replaced providers close once no request can still be on them."""

@@ -146,6 +146,11 @@ class StatusBoard(Observer):
             providers.append(
                 {
                     "name": name,
+                    "state": p["state"],  # healthy | unhealthy | unknown, and why (the last probe)
+                    "reason": p["reason"],
+                    "since": p["since"],
+                    "assumed": p["assumed"],
+                    "last_probe": p["last_probe"],
                     "healthy": p["healthy"],
                     "probed": p["probed"],
                     "breaker": p["breaker"],
@@ -163,6 +168,7 @@ class StatusBoard(Observer):
             "providers": providers,
             "routes": routes,
             "models": snap["models"],
+            "models_unavailable": snap["models_unavailable"],
             "failovers": [
                 {"ts": round(ts, 3), "model": model, "route": route, "reason": reason}
                 for ts, model, route, reason in reversed(self._failovers)

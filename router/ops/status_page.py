@@ -1,5 +1,6 @@
 """The status page: one self-contained HTML document (inline CSS and JS, no external assets)
-that polls `status.json` every 2 s and renders providers, routes, recent failovers and spend.
+that polls `status.json` every 2 s and renders providers (their health state, and why), routes,
+models without a usable route, recent failovers and spend.
 
 Its Content-Security-Policy allows exactly its own inline script and style (by hash) and
 fetches to its own origin, so nothing it renders from the JSON can run or load anything. The
@@ -52,6 +53,7 @@ const pct = (x) => x == null ? dash : (x * 100).toFixed(1) + " %";
 const usd = (x) => x == null ? dash : "$" + x.toFixed(4);
 const num = (x, d) => x == null ? dash : x.toFixed(d);
 const when = (ts) => ts == null ? dash : new Date(ts * 1000).toLocaleTimeString();
+const HEALTH = { healthy: "ok", unhealthy: "bad", unknown: "b-half-open" };
 
 function cell(tr, text, cls) {
   const td = tr.insertCell();
@@ -75,11 +77,17 @@ function render(d) {
   fill("providers", d.providers, (tr, p) => {
     tr.dataset.provider = p.name;
     cell(tr, p.name);
-    cell(tr, p.healthy ? "healthy" : "down", p.healthy ? "ok" : "bad");
+    cell(tr, p.state, HEALTH[p.state] || "");
     cell(tr, p.breaker, "b-" + p.breaker);
     cell(tr, p.inflight, "num");
     share(tr, p.share);
+    const probe = p.last_probe;
+    cell(tr, p.reason + (probe && probe.latency_ms != null ? " (" + num(probe.latency_ms, 0) + " ms)" : ""));
+    cell(tr, when(p.since));
   });
+  const down = d.models_unavailable || [];
+  $("models-down").hidden = down.length === 0;
+  $("models-down").textContent = "no route can take a request now for: " + down.join(", ");
   fill("routes", d.routes, (tr, r) => {
     tr.dataset.route = r.key;
     cell(tr, r.key);
@@ -147,7 +155,8 @@ _BODY = """
 <button>Show</button></form>
 <h2>Providers</h2>
 <table id="providers"><thead><tr><th>provider</th><th>health</th><th>breaker</th><th>in flight</th>
-<th>share</th></tr></thead><tbody></tbody></table><p id="providers-empty" class="empty" hidden>none</p>
+<th>share</th><th>why (last probe)</th><th>since</th></tr></thead><tbody></tbody></table>
+<p id="providers-empty" class="empty" hidden>none</p><p id="models-down" class="bad" hidden></p>
 <h2>Routes</h2>
 <table id="routes"><thead><tr><th>route</th><th>models</th><th>available</th><th>breaker</th><th>EWMA ms</th>
 <th>in flight</th><th>cooldown</th><th>share</th></tr></thead><tbody></tbody></table>

@@ -1,55 +1,76 @@
 """Active health checks: a consecutive-threshold state per provider and the loop that feeds it.
 
-A flap needs `unhealthy_after` failures in a row to mark a provider down and
-`healthy_after` successes in a row to bring it back, so one lost probe moves nothing.
+A provider is `unknown` until probes say otherwise, then `healthy` or `unhealthy`:
+- unknown -> healthy on the first successful probe; unknown or healthy -> unhealthy after
+  `unhealthy_after` failed probes in a row; unhealthy -> healthy after `healthy_after`
+  successful probes in a row. So one lost probe moves nothing.
+- Routing treats unknown as up (`routable`): refusing all traffic until the first probe lands
+  would make every restart an outage. Readiness and the status page tell unknown apart.
+Each state keeps the last probe's result and when it came, and when the state last changed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal
 
 import anyio
 import structlog
 
+from router.upstream.probe import Probe, ProbeResult, probe_once
+
 _log = structlog.get_logger()
+
+Health = Literal["unknown", "healthy", "unhealthy"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A state change, as `HealthState.record` returns it."""
+
+    old: Health
+    new: Health
 
 
 class HealthState:
-    """Consecutive-threshold health of one provider, fed by active probes."""
+    """Consecutive-threshold health of one provider, fed by active probes. Times are wall clock
+    (unix seconds): they are shown to people."""
 
     __slots__ = (
         "_consecutive_failures",
         "_consecutive_successes",
-        "_healthy",
         "_healthy_after",
-        "_probed",
         "_unhealthy_after",
+        "last",
+        "last_at",
+        "since",
+        "state",
     )
 
-    def __init__(self, unhealthy_after: int, healthy_after: int) -> None:
+    def __init__(self, unhealthy_after: int, healthy_after: int, now: float = 0.0) -> None:
         if unhealthy_after < 1 or healthy_after < 1:
             raise ValueError(
                 f"thresholds must be >= 1, got unhealthy_after={unhealthy_after}, healthy_after={healthy_after}"
             )
         self._unhealthy_after = unhealthy_after
         self._healthy_after = healthy_after
-        # Start healthy: refusing all traffic until the first probe lands would
-        # make every restart an outage; `probed` tells callers it is only assumed.
-        self._healthy = True
-        self._probed = False
+        self.state: Health = "unknown"
+        self.since = now  # when `state` was entered
+        self.last: ProbeResult | None = None  # the last probe's result
+        self.last_at: float | None = None  # and when it was recorded
         self._consecutive_failures = 0
         self._consecutive_successes = 0
 
     @property
-    def healthy(self) -> bool:
-        """Whether the provider is currently considered up."""
-        return self._healthy
+    def routable(self) -> bool:
+        """Whether routing may send the provider traffic: healthy, or not yet known."""
+        return self.state != "unhealthy"
 
     @property
     def probed(self) -> bool:
         """True once at least one probe result has been recorded."""
-        return self._probed
+        return self.last is not None
 
     @property
     def consecutive_failures(self) -> int:
@@ -61,53 +82,30 @@ class HealthState:
         """Successful probes in a row (0 after any failure)."""
         return self._consecutive_successes
 
-    def record(self, ok: bool) -> bool:
-        """Record one probe result; True when `healthy` flipped."""
-        self._probed = True
-        if ok:
+    def record(self, result: ProbeResult, now: float) -> Change | None:
+        """Record one probe result at `now`; the change of state it made, if any."""
+        self.last, self.last_at = result, now
+        old = self.state
+        if result.ok:
             self._consecutive_successes += 1
             self._consecutive_failures = 0
-            if not self._healthy and self._consecutive_successes >= self._healthy_after:
-                self._healthy = True
-                return True
+            if old == "unknown" or (old == "unhealthy" and self._consecutive_successes >= self._healthy_after):
+                self.state = "healthy"
         else:
             self._consecutive_failures += 1
             self._consecutive_successes = 0
-            if self._healthy and self._consecutive_failures >= self._unhealthy_after:
-                self._healthy = False
-                return True
-        return False
+            if old != "unhealthy" and self._consecutive_failures >= self._unhealthy_after:
+                self.state = "unhealthy"
+        if self.state == old:
+            return None
+        self.since = now
+        return Change(old, self.state)
 
     def __repr__(self) -> str:
         return (
-            f"HealthState(healthy={self._healthy}, probed={self._probed}, "
-            f"failures={self._consecutive_failures}, successes={self._consecutive_successes})"
+            f"HealthState({self.state}, failures={self._consecutive_failures}, "
+            f"successes={self._consecutive_successes}, last={self.last.reason if self.last else None!r})"
         )
-
-
-class Probe(Protocol):
-    """One active health check of a provider."""
-
-    async def __call__(self) -> bool:
-        """True = healthy; must not raise for ordinary failures."""
-        ...
-
-
-async def _probe_once(name: str, probe: Probe, timeout_s: float) -> bool:
-    ok = False
-    with anyio.move_on_after(timeout_s) as scope:
-        try:
-            ok = await probe()
-        except Exception as exc:
-            # A buggy or surprised probe is a failed probe, not a dead health loop.
-            _log.warning("provider_probe_error", provider=name, error=repr(exc))
-            return False
-    # cancel_called rather than cancelled_caught: a probe that swallows the
-    # cancellation and returns True anyway still overran its deadline.
-    if scope.cancel_called:
-        _log.warning("provider_probe_timeout", provider=name, timeout_s=timeout_s)
-        return False
-    return ok
 
 
 async def probe_loop(
@@ -116,27 +114,36 @@ async def probe_loop(
     probe: Probe,
     interval_s: float,
     timeout_s: float,
+    *,
+    url: str,
+    wall: Callable[[], float],
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     on_probed: Callable[[], None] | None = None,
 ) -> None:
     """Probe at once, then every `interval_s`, forever; each probe bounded by `timeout_s`.
 
-    Timeouts and exceptions count as failures. Only flips of `state.healthy` are
-    logged as `provider_health_changed`, so a steady state stays quiet.
-    Stop it by cancelling the enclosing task group.
+    Only changes of state are logged (`provider_health_changed`, with the reason and `url`, the
+    URL probed as fit for a log), so a steady state stays quiet. Stop it by cancelling the
+    enclosing task group.
     """
     while True:
-        ok = await _probe_once(name, probe, timeout_s)
-        if state.record(ok):
-            if state.healthy:
-                _log.info("provider_health_changed", provider=name, healthy=True)
-            else:
-                _log.warning(
-                    "provider_health_changed",
-                    provider=name,
-                    healthy=False,
-                    consecutive_failures=state.consecutive_failures,
-                )
+        result = await probe_once(probe, timeout_s)
+        change = state.record(result, wall())
+        if change is not None:
+            log_change(name, change, result, url)
         if on_probed is not None:
             on_probed()
         await sleep(interval_s)
+
+
+def log_change(name: str, change: Change, result: ProbeResult, url: str) -> None:
+    level = _log.warning if change.new == "unhealthy" else _log.info
+    level(
+        "provider_health_changed",
+        provider=name,
+        old=change.old,
+        new=change.new,
+        healthy=change.new == "healthy",
+        reason=result.reason,
+        url=url,
+    )

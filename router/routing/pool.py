@@ -18,11 +18,13 @@ from router.log import outside_request
 from router.routing.breaker import Breaker, BreakerState, Ticket
 from router.routing.cooldown import Cooldown
 from router.routing.ewma import PeakEwma
-from router.routing.health import HealthState
+from router.routing.health import Health, HealthState
 from router.routing.table import ModelRoutes, Route, RoutingTable
 from router.types import AttemptResult
 
 log = structlog.get_logger("router.routing")
+
+_ASSUMED = "health probes disabled: assumed healthy"
 
 
 class ProviderState:
@@ -34,6 +36,27 @@ class ProviderState:
         self.name = name
         self.health = health
         self.probe_enabled = probe_enabled
+
+    @property
+    def state(self) -> Health:
+        """The state readiness and the status page go by: with probes disabled, healthy by assumption."""
+        return self.health.state if self.probe_enabled else "healthy"
+
+    def describe(self) -> dict[str, Any]:
+        """The state, why and since when, and the last probe, as /health/ready and /status show them."""
+        if not self.probe_enabled:
+            return {"state": "healthy", "reason": _ASSUMED, "since": None, "assumed": True, "last_probe": None}
+        h, last = self.health, self.health.last
+        probe = None
+        if last is not None and h.last_at is not None:
+            probe = {
+                "at": round(h.last_at, 3),
+                "ok": last.ok,
+                "status": last.status,
+                "latency_ms": None if last.latency_s is None else round(last.latency_s * 1000, 1),
+            }
+        reason = last.reason if last is not None else "not probed yet"
+        return {"state": h.state, "reason": reason, "since": round(h.since, 3), "assumed": False, "last_probe": probe}
 
 
 class RouteState:
@@ -64,11 +87,11 @@ class RouteState:
         self.cooldown = Cooldown(clock)
 
     def available(self) -> bool:
-        return self.provider.health.healthy and not self.cooldown.active() and self.breaker.available()
+        return self.provider.health.routable and not self.cooldown.active() and self.breaker.available()
 
     def __repr__(self) -> str:
         return (
-            f"RouteState({self.route.key}, healthy={self.provider.health.healthy}, "
+            f"RouteState({self.route.key}, health={self.provider.health.state}, "
             f"breaker={self.breaker.state.value}, ewma={self.ewma.value()}, inflight={self.inflight}, "
             f"cooldown={self.cooldown.remaining():.3f})"
         )
@@ -126,9 +149,8 @@ class Pool:
             p = route.provider
             ps = providers.get(p.name) or old_providers.get(p.name)
             if ps is None:
-                ps = ProviderState(
-                    p.name, HealthState(p.health.unhealthy_after, p.health.healthy_after), p.health.enabled
-                )
+                health = HealthState(p.health.unhealthy_after, p.health.healthy_after, self._clock.wall())
+                ps = ProviderState(p.name, health, p.health.enabled)
             ps.probe_enabled = p.health.enabled
             providers[p.name] = ps
             state = old_routes.get(route.key)
@@ -165,7 +187,7 @@ class Pool:
                     continue  # removed by a reload while this request was in flight
                 if state.available():
                     ready.append(state)
-                elif state.cooldown.active() and state.provider.health.healthy and state.breaker.available():
+                elif state.cooldown.active() and state.provider.health.routable and state.breaker.available():
                     remaining = state.cooldown.remaining()
                     if remaining <= max_wait_s and (wait is None or remaining < wait):
                         wait = remaining
@@ -188,7 +210,8 @@ class Pool:
         return sum(1 for s in states if s is not None and s.available())
 
     def snapshot(self) -> dict[str, Any]:
-        """The /health/ready body: provider health, each route's breaker, EWMA and load."""
+        """The /health/ready body's providers and models: each provider's health state and why, each
+        route's breaker, EWMA and load; per model the routes available now, and those without."""
         providers: dict[str, Any] = {}
         for name, ps in self.providers.items():
             routes = {
@@ -202,14 +225,18 @@ class Pool:
                 if rs.provider is ps
             }
             providers[name] = {
-                "healthy": ps.health.healthy,
+                **ps.describe(),
+                "healthy": ps.health.routable,  # false only once probes found it down (see `state`)
                 "probed": ps.health.probed,
                 "breaker": _worst(rs["breaker"] for rs in routes.values()),
                 "inflight": sum(r["inflight"] for r in routes.values()),
                 "routes": routes,
             }
         models = {m.name: self.available_routes(self.table.get(m.name)) for m in self.table.models()}  # type: ignore[arg-type]
-        return {"providers": providers, "models": models}
+        # A model no route of which could take a request now (every provider down, breakers
+        # open, cooling down): its requests fail, yet others may be served.
+        down = [name for name, n in models.items() if n == 0]
+        return {"providers": providers, "models": models, "models_unavailable": down}
 
 
 def _log_flip(name: str, old: BreakerState, new: BreakerState) -> None:

@@ -71,7 +71,7 @@ class Endpoints:
         limits: Limits,
         metering: Metering,
         accounting: AccountingConfig,
-        ready: Callable[[], bool],
+        ready: Callable[[], tuple[bool, dict[str, Any]]],
         max_body_bytes: int,
         created: int,
         drain: Drain,
@@ -233,6 +233,11 @@ class Endpoints:
         return Response(b'{"status":"live"}', media_type="application/json")
 
     async def ready(self, request: Request) -> Response:
-        ready = self._ready()
-        body: dict[str, Any] = {"status": "ready" if ready else "not_ready", **self._pool.snapshot()}
-        return Response(orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json")
+        """200 or 503, and why (router/ops/readiness.py, which `ready` comes from)."""
+        ready, body = self._ready()
+        return Response(
+            orjson.dumps(body),
+            status_code=200 if ready else 503,
+            media_type="application/json",
+            headers={"cache-control": "no-store"},
+        )

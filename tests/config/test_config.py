@@ -345,7 +345,8 @@ def test_unknown_keys_are_rejected_everywhere() -> None:
         "cached_input_per_mtok, cache_write_per_mtok)",
         "plans[0].budget.windows: unknown key (expected one of: usd, window)",
         "keys[0].plans: unknown key (expected one of: id, hash, plan)",
-        "state.uri: unknown key (expected one of: backend, url, on_unavailable, key_prefix, timeout_s)",
+        "state.uri: unknown key (expected one of: backend, url, on_unavailable, key_prefix, timeout_s, "
+        "ping_interval_s)",
         "plan: unknown key (expected one of: server, routing, providers, models, log, plans, keys, state, "
         "ledger, accounting)",
     ]

@@ -29,10 +29,14 @@ from router.errors import (
 )
 from router.ops.metrics import MULTIPROC_ENV, Metrics
 from router.ops.metrics_labels import OTHER
+from router.ops.metrics_live import aggregate
 from router.routing.classify import outcome_of
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
 from router.types import AttemptResult, Usage
+from router.upstream.probe import ProbeResult
+
+UP, DOWN = ProbeResult(True, "status 200", 200), ProbeResult(False, "status 503", 503)
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "metrics-s3cret"
@@ -203,6 +207,8 @@ def test_tokens_dollars_and_refusals() -> None:
 def test_live_gauges_come_from_the_pool_at_scrape_time() -> None:
     m, pool, clock = build()
     a1, b1 = pool.routes["a/a-m1"], pool.routes["b/b-m1"]
+    f = scrape(m)
+    assert value(f, "router_model_available", model="m1") == value(f, "router_model_available", model="m2") == 1
     for _ in range(2):  # fail_max 2: a/a-m1 opens
         lease = pool.acquire(a1)
         assert lease is not None
@@ -210,12 +216,14 @@ def test_live_gauges_come_from_the_pool_at_scrape_time() -> None:
     held = [pool.acquire(b1), pool.acquire(pool.routes["b/b-m2"])]  # in flight, not finished
     assert all(held)
     b1.ewma.observe(0.25)
-    pool.providers["b"].health.record(False)  # unhealthy_after 1
+    pool.providers["b"].health.record(DOWN, 0.0)  # unhealthy_after 1
     f = scrape(m)
     assert value(f, "router_breaker_state", provider="a", route="a/a-m1") == 2
     assert value(f, "router_breaker_state", provider="b", route="b/b-m1") == 0
     assert value(f, "router_provider_healthy", provider="a") == 1
     assert value(f, "router_provider_healthy", provider="b") == 0
+    # m1: a's route breaker open, b down; m2: b only
+    assert value(f, "router_model_available", model="m1") == value(f, "router_model_available", model="m2") == 0
     assert value(f, "router_provider_inflight", provider="b") == 2
     assert value(f, "router_provider_inflight", provider="a") == 0
     assert value(f, "router_route_ewma_seconds", provider="b", route="b/b-m1") == 0.25
@@ -233,6 +241,12 @@ def test_live_gauges_come_from_the_pool_at_scrape_time() -> None:
     assert value(f, "router_route_ewma_seconds", provider="b", route="b/b-m1") == pytest.approx(
         0.25 / 8
     )  # 3 half-lives
+
+
+def test_model_availability_aggregates_to_the_worst_worker() -> None:
+    """With several workers, a model is shown available only while every worker has a route for it."""
+    rows = aggregate([{"model_available": [["m", 1.0]]}, {"model_available": [["m", 0.0], ["n", 1.0]]}])
+    assert sorted(rows["model_available"]) == [["m", 0.0], ["n", 1.0]]
 
 
 def test_reconfigure_after_a_reload() -> None:

@@ -98,12 +98,28 @@ def test_document_shape_from_the_pool() -> None:
     assert pool.acquire(pool.routes["b/b-m2"]) is not None  # held: in flight
     pool.routes["b/b-m1"].ewma.observe(0.0421)
     doc = snapshot(b)
-    assert set(doc) == {"generated_at", "pid", "traffic", "providers", "routes", "models", "failovers", "plans", "keys"}
+    assert set(doc) == {
+        "generated_at",
+        "pid",
+        "traffic",
+        "providers",
+        "routes",
+        "models",
+        "models_unavailable",
+        "failovers",
+        "plans",
+        "keys",
+    }
     assert doc["generated_at"] == round(clock.wall(), 3)
     providers = by(doc["providers"], "name")
     assert list(providers) == ["a", "b"]
     assert providers["a"] == {
         "name": "a",
+        "state": "unknown",
+        "reason": "not probed yet",
+        "since": round(clock.wall(), 3),
+        "assumed": False,
+        "last_probe": None,
         "healthy": True,
         "probed": False,
         "breaker": "open",

@@ -21,7 +21,10 @@ from router.routing.failover import Forwarder
 from router.routing.outcome import FullAnswer, StreamAnswer, failovers
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
+from router.upstream.probe import ProbeResult
 from router.upstream.provider import ProviderClient
+
+UP, DOWN = ProbeResult(True, "status 200", 200), ProbeResult(False, "status 503", 503)
 
 HANG = object()
 
@@ -159,8 +162,8 @@ async def test_nothing_available_names_no_attempts() -> None:
     """With every provider down before any attempt: 503 saying no provider is available, no sends."""
     s = Setup(a=FakeClient(), b=FakeClient())
     for p in s.pool.providers.values():
-        p.health.record(False)
-        p.health.record(False)
+        p.health.record(DOWN, 0.0)
+        p.health.record(DOWN, 0.0)
     with pytest.raises(NoRouteAvailable) as info:
         await s.forward()
     assert info.value.message == "no provider is available for model 'm'"

@@ -16,6 +16,9 @@ from router.formats import CHAT, MESSAGES
 from router.routing.pool import Lease, Pool, RouteState
 from router.routing.table import ModelRoutes, RoutingTable
 from router.types import AttemptResult
+from router.upstream.probe import ProbeResult
+
+UP, DOWN = ProbeResult(True, "status 200", 200), ProbeResult(False, "status 503", 503)
 
 S, F, N = AttemptResult.SUCCESS, AttemptResult.FAILURE, AttemptResult.NEUTRAL
 
@@ -83,9 +86,9 @@ def test_best_tier_first() -> None:
 def test_unavailable_routes_drop_out_of_their_tier() -> None:
     """An unhealthy provider or an open breaker leaves only the tier's other routes."""
     pool, _, model = _pool()
-    pool.providers["a"].health.record(False)
+    pool.providers["a"].health.record(DOWN, 0.0)
     assert _keys(pool.select(model, CHAT, set(), 3.0).routes) == ["b/b-m"]
-    pool.providers["a"].health.record(True)
+    pool.providers["a"].health.record(UP, 0.0)
     _open(pool, "b/b-m")
     assert _keys(pool.select(model, CHAT, set(), 3.0).routes) == ["a/a-m"]
 
@@ -93,7 +96,7 @@ def test_unavailable_routes_drop_out_of_their_tier() -> None:
 def test_next_tier_when_the_best_is_down() -> None:
     """With every top-tier route down the lower tier serves."""
     pool, _, model = _pool()
-    pool.providers["a"].health.record(False)
+    pool.providers["a"].health.record(DOWN, 0.0)
     _open(pool, "b/b-m")
     sel = pool.select(model, CHAT, set(), 3.0)
     assert _keys(sel.routes) == ["c/c-m"] and sel.wait_s is None
@@ -132,7 +135,7 @@ def test_cooldown_with_a_down_provider_is_not_waited_for() -> None:
     """A cooling route that would still be unusable afterwards (unhealthy) gives no wait."""
     pool, _, model = _pool()
     pool.routes["a/a-m"].cooldown.start(1.0)
-    pool.providers["a"].health.record(False)
+    pool.providers["a"].health.record(DOWN, 0.0)
     pool.routes["b/b-m"].cooldown.start(10.0)
     sel = pool.select(model, CHAT, set(), max_wait_s=3.0)
     assert _keys(sel.routes) == ["c/c-m"]
@@ -262,8 +265,13 @@ def test_snapshot_shape() -> None:
     lease = pool.acquire(pool.routes["c/c-m"])
     assert lease is not None
     snap = pool.snapshot()
-    assert snap["models"] == {"m": 1}
+    assert snap["models"] == {"m": 1} and snap["models_unavailable"] == []
     assert snap["providers"]["a"] == {
+        "state": "unknown",
+        "reason": "not probed yet",
+        "since": round(ManualClock().wall(), 3),  # when the pool was built
+        "assumed": False,
+        "last_probe": None,
         "healthy": True,
         "probed": False,
         "breaker": "open",
@@ -296,7 +304,7 @@ def test_route_state_repr_shows_its_signals() -> None:
     pool, _, _ = _pool()
     state = pool.routes["a/a-m"]
     state.cooldown.start(1.0)
-    assert repr(state) == ("RouteState(a/a-m, healthy=True, breaker=closed, ewma=None, inflight=0, cooldown=1.000)")
+    assert repr(state) == ("RouteState(a/a-m, health=unknown, breaker=closed, ewma=None, inflight=0, cooldown=1.000)")
 
 
 def test_breaker_flips_are_logged_once_each() -> None:
@@ -327,7 +335,7 @@ def test_reconfigure_keeps_live_state_of_routes_that_still_exist() -> None:
     a.ewma.observe(0.25)
     lease = pool.acquire(a)
     assert lease is not None
-    pool.providers["b"].health.record(False)
+    pool.providers["b"].health.record(DOWN, 0.0)
     added = pool.reconfigure(RoutingTable(_config(routes=[("a", 0), ("c", 1)])))
     assert added == ["c"]
     assert pool.routes["a/a-m"] is a and a.inflight == 1 and a.ewma.value() == pytest.approx(0.25)

@@ -58,7 +58,7 @@ def _app(forwarder: StubForwarder) -> AccessMiddleware:
     limits = Limits(config, MemoryBackend(), clock)
     metering = Metering(limits, Ledger(None), {}, clock)
     auth = Authenticator(config)
-    ep = Endpoints(forwarder, pool, auth, limits, metering, config.accounting, lambda: True, 2048, 0, Drain())  # type: ignore[arg-type]
+    ep = Endpoints(forwarder, pool, auth, limits, metering, config.accounting, lambda: (True, {}), 2048, 0, Drain())  # type: ignore[arg-type]
     routes = [Route(path, endpoint, methods=["POST"]) for path, endpoint in ep.api.items()]
     return AccessMiddleware(Starlette(routes=routes))
 

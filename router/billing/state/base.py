@@ -26,7 +26,8 @@ replicas sharing Redis agree on windows. The rules, the same in both backends:
    in order behind everything sent before it (Redis: written on its connection), and reports how
    it ended to `done` (None, or the StateUnavailable left after the backend's retries).
 3. status reads (remaining_usd, window_end) without changing anything; with no open window it is
-   (full budget, now + window_s). Without a budget every dollar figure is None.
+   (full budget, now + window_s). Without a budget every dollar figure is None. `ping` changes
+   nothing either: it raises StateUnavailable when the store cannot be reached (readiness).
 4. Money is stored as integer micro-dollars (no float drift in Redis). Costs and reservations
    round UP and the budget rounds DOWN, so rounding never under-bills; a float's representation
    error (0.1 USD is 100000.00000000001 micro-USD) is forgiven first, so exact amounts stay exact.
@@ -133,6 +134,10 @@ class StateBackend(Protocol):
     async def settle_nowait(self, s: Settlement, done: Callable[[StateUnavailable | None], None]) -> None: ...
 
     async def status(self, key_id: str, spec: LimitSpec, now: float) -> tuple[float | None, float | None]: ...
+
+    async def ping(self) -> None:
+        """Raise StateUnavailable when the store cannot be reached now (readiness asks, now and then)."""
+        ...
 
     async def aclose(self) -> None: ...
 

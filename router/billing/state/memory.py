@@ -135,6 +135,9 @@ class MemoryBackend:
             return to_usd(budget), now + spec.window_s
         return remaining_usd(budget, window.spent, window.reserved), window.start + spec.window_s
 
+    async def ping(self) -> None:
+        """Always reachable: it is this process's memory."""
+
     async def aclose(self) -> None:
         self._windows.clear()
         self._rpm.clear()

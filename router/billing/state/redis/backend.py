@@ -85,6 +85,7 @@ _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 # Packed plan arguments and key names are cached; a config reload makes new specs, a long-lived
 # process many keys: past these sizes the cache starts over.
 _MAX_SPECS, _MAX_KEYS = 64, 10_000
+_PING = command(b"PING")
 
 
 class _Call:
@@ -268,6 +269,10 @@ class RedisBackend:
         if start is None or not is_open(float(start), spec, now):
             return to_usd(budget), now + spec.window_s
         return remaining_usd(budget, int(spent or 0), int(reserved or 0)), float(start) + spec.window_s
+
+    async def ping(self) -> None:
+        """One PING, one try: readiness asks whether Redis answers now, not whether it will."""
+        await self._call("ping", _Call(None, _PING), retry=False)
 
     async def aclose(self) -> None:
         """Once the settles still on their way have their answers (each bounded by its timeouts)."""
