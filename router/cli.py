@@ -76,7 +76,16 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    """Validate, print the routing table and warnings; with --probe, probe each provider once
+    (exit 1 unless every probed provider passed)."""
+    if args.config and args.config_file and args.config != args.config_file:
+        print("router check: give the config once (CONFIG or --config)", file=sys.stderr)
+        return 2
+    path = args.config or args.config_file
+    if path is None:
+        print("router check: which config? router check [--probe] CONFIG", file=sys.stderr)
+        return 2
+    config = _load(path)
     if config is None:
         return 2
     print(f"{config.source}: OK, {len(config.providers)} provider(s), {len(config.models)} model(s)")
@@ -90,7 +99,20 @@ def cmd_check(args: argparse.Namespace) -> int:
                 f"  priority {r.priority}  {p.name:<16} {r.model:<28} weight {weight:g}  "
                 f"{p.base_url}  [{', '.join(p.formats)}]"
             )
-    return 0
+    from router.ops.check import base_url_warnings, probe_all, probe_table
+
+    sys.stdout.flush()  # the warnings after the table, also when both go to one pipe
+    for warning in base_url_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
+    if not args.probe:
+        return 0
+    import anyio
+
+    ok, lines = probe_table(anyio.run(probe_all, config))
+    print("\nhealth probes, sent once from this host:")
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
@@ -230,7 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     reload.add_argument("--pid", type=int, required=True)
     reload.set_defaults(func=cmd_reload)
     check = sub.add_parser("check", help="validate a config and print the routing table")
-    check.add_argument("--config", required=True)
+    check.add_argument("config_file", nargs="?", metavar="CONFIG")
+    check.add_argument("--config", help="the config file (the same as CONFIG)")
+    check.add_argument(
+        "--probe", action="store_true", help="send each provider's health probe once; exit 1 on a failure"
+    )
     check.set_defaults(func=cmd_check)
     demo = sub.add_parser("demo", help="run the router on fake providers and send it traffic")
     demo.add_argument("--config", default="config/demo.yaml")

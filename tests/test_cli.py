@@ -227,3 +227,51 @@ def test_sigterm_loses_no_ledger_record(tmp_path: Path, fakes) -> None:
     records = [orjson.loads(line) for line in ledger.read_bytes().splitlines()]
     assert len(records) == 4 and all(r["key"] == "acme" and r["status"] == 200 for r in records)
     assert records[-1]["output_tokens"] > 0 and records[-1]["cost_usd"] > 0
+
+
+def _check_config(tmp_path: Path, providers: str) -> Path:
+    path = tmp_path / "check.yaml"
+    path.write_text(
+        "server: {allow_anonymous: true}\n"
+        f"providers:\n{providers}"
+        "models:\n  - {name: m, routes: [{provider: a, model: m}]}\n"
+    )
+    return path
+
+
+def test_check_warns_of_a_base_url_ending_in_v1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The router appends /v1/...: the warning shows the URL a chat request will really go to."""
+    config = _check_config(
+        tmp_path,
+        "  - {name: a, base_url: 'https://x.example/v1/', formats: [openai-chat], api_key: k}\n"
+        "  - {name: b, base_url: 'https://y.example/api', formats: [anthropic-messages], api_key: k}\n",
+    )
+    assert main(["check", str(config)]) == 0
+    out, err = capsys.readouterr()
+    assert "OK, 2 provider(s)" in out
+    assert err.splitlines() == [
+        "warning: providers[0].base_url ends in /v1: requests will go to https://x.example/v1/v1/chat/completions"
+    ]
+    assert main(["check", "--config", str(config)]) == 0, "--config still works"
+    assert main(["check"]) == 2 and "which config" in capsys.readouterr().err
+
+
+def test_check_probe_prints_a_table_and_fails_on_an_unreachable_provider(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fakes
+) -> None:
+    """Against the live fake and a port nobody listens on: one row each, exit 1; the fake alone: exit 0."""
+    dead = free_port()
+    live = f"  - {{name: a, base_url: '{fakes['alpha'].url}', formats: [openai-chat], api_key: k}}\n"
+    off = "  - {name: c, base_url: 'http://127.0.0.1:9', formats: [openai-chat], health: {enabled: false}}\n"
+    refused = (
+        f"  - {{name: b, base_url: 'http://127.0.0.1:{dead}', formats: [openai-chat], health: {{timeout_s: 1}}}}\n"
+    )
+    assert main(["check", "--probe", str(_check_config(tmp_path, live + refused + off))]) == 1
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line[:2] in ("a ", "b ", "c ")}
+    assert re.fullmatch(rf"a\s+{re.escape(fakes['alpha'].url)}/v1/models\s+yes\s+200\s+[\d.]+\s+status 200", rows["a"])
+    assert re.fullmatch(rf"b\s+http://127.0.0.1:{dead}/v1/models\s+no\s+-\s+[\d.]+\s+connection refused", rows["b"])
+    assert "skipped: health.enabled is false" in rows["c"]
+    assert main(["check", "--probe", str(_check_config(tmp_path, live))]) == 0
+    fakes.set("alpha", health_status=503)
+    assert main(["check", "--probe", str(_check_config(tmp_path, live))]) == 1
+    assert re.search(r"\bno\s+503\b.*status 503", capsys.readouterr().out)
