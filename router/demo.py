@@ -177,7 +177,7 @@ def run_demo(config: Config, requests: int = 120, hold: Callable[[str, list[str]
         for name, p in ready["providers"].items():
             ewmas = [r["ewma_ms"] for r in p["routes"].values() if r["ewma_ms"] is not None]
             ewma = f"{min(ewmas):.0f}ms" if ewmas else "-"
-            print(f"   {name:<6} healthy={p['healthy']} breaker={p['breaker']:<9} ewma={ewma}")
+            print(f"   {name:<6} {p['state']:<9} breaker={p['breaker']:<9} ewma={ewma:<6} ({p['reason']})")
         print("\ndemo finished: " + ("every request was answered" if all_ok else "some requests failed (see above)"))
         if hold is not None:
             hold(server.url, curl_commands(server.url, models[0]))
