@@ -10,6 +10,7 @@ import logging
 import os
 import random
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -58,12 +59,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[_REPO_FILES] = _repo_files()
 
 
+def _tracked() -> frozenset[str]:
+    """The files git tracks: edits to them while the suite runs are the developer's (or
+    UPDATE_GOLDEN's), not a test's stray write. Without git, nothing counts as tracked."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    return frozenset(p for p in out.stdout.decode(errors="replace").split("\0") if p)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run when a test created, changed or deleted a file of the repository (a ledger
-    left under var/, a cache): tests write under tmp_path. Editing files while the suite runs
-    trips it too."""
+    """Fail the run when a test created or deleted a file of the repository, or changed one git
+    does not track (a ledger left under var/, a cache): tests write under tmp_path."""
     before, after = session.config.stash[_REPO_FILES], _repo_files()
-    touched = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+    tracked = _tracked()
+    touched = sorted(
+        p
+        for p in before.keys() | after.keys()
+        if before.get(p) != after.get(p) and not (p in tracked and p in before and p in after)
+    )
     if touched:
         shown = "\n  ".join(touched[:20])
         session.config.stash[_TOUCHED] = f"the test suite wrote into the repository ({REPO}):\n  {shown}"

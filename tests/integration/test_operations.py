@@ -58,6 +58,7 @@ class Serve:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.DEVNULL,
             stderr=self._log,
+            start_new_session=True,  # stop() kills the group: workers too, not orphaned holding Redis
         )
         deadline = time.monotonic() + 15 + 5 * workers
         try:
@@ -80,9 +81,11 @@ class Serve:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the parent and its workers
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
         self._log.close()
 
 
@@ -225,6 +228,7 @@ def test_two_workers_drain_on_sigterm(fakes, tmp_path, serve, redis_server):
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.DEVNULL,
         stderr=s._log,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 20
