@@ -37,6 +37,7 @@ BY_PATH = {k.path: k for k in KEYS}
 ROWS = {r.key: r for r in rows(TEXT)}
 DOCUMENTED = [k for k in KEYS if not k.heading]  # the always-present sections are headings instead
 MAPPINGS = [k for k in KEYS if k.children is not None]
+TOPS = {k.path for k in KEYS if "." not in k.path}
 NUMERIC = [k for k in DOCUMENTED if k.kind in ("integer", "number", "duration")]
 # The Reader's own bound messages ("must be >= 1, got 0"); cross-key ones name the other key.
 BOUND_REFUSAL = re.compile(r": (must be (>=|<=|>|<) -?\d|expected )")
@@ -80,9 +81,23 @@ def test_every_key_has_one_row_and_every_row_a_key() -> None:
 
 def test_inline_key_paths_name_real_keys() -> None:
     """`routing.backoff_min_s` in a sentence is a key too: a renamed key must not linger there."""
-    tops = {k.path for k in KEYS if "." not in k.path and "[" not in k.path}
-    unknown = sorted(prose_keys(TEXT, tops) - set(BY_PATH))
+    unknown = sorted(prose_keys(TEXT, TOPS) - set(BY_PATH))
     assert not unknown, f"docs/configuration.md names keys the schema does not have: {unknown}"
+
+
+def test_the_reload_table_places_every_key() -> None:
+    """Each key, or a section it is in, is in the reload table: a new key must say whether a
+    reload changes it."""
+    table = TEXT.split("| takes effect at reload | needs a restart |", 1)[1].split("\n\n", 1)[0]
+    tokens = {re.sub(r"\[\d*\]", "[]", t.rstrip(":")) for t in re.findall(r"`([^`]+)`", table)}
+    named = {t for t in tokens if re.split(r"[.\[]", t)[0] in TOPS}  # not the log events
+    assert named <= set(BY_PATH), f"the reload table names keys the schema does not have: {named - set(BY_PATH)}"
+
+    def sections(path: str) -> set[str]:
+        return {path[: m.start()] for m in re.finditer(r"\.|\[\]", path)} | {path}
+
+    unplaced = [k.path for k in DOCUMENTED if not sections(k.path) & named]
+    assert not unplaced, f"say in the reload table whether a reload changes: {unplaced}"
 
 
 @pytest.mark.parametrize("key", DOCUMENTED, ids=lambda k: k.path)
