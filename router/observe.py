@@ -7,7 +7,7 @@ Hot path: every method runs once per request or attempt, so implementations keep
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,14 +26,21 @@ class Attempt:
         None  # why the router moved on from it ("status_503"); None: it answered, or it was abandoned
     )
     served: bool = False  # its answer went to the client (a success, or a client error returned as it is)
+    continuation: str | None = None  # it continues a stream that broke after content, for this reason ("reset")
 
 
 class Observer:
     """Watches requests go by. Every method here does nothing, so an observer overrides only what
     it records."""
 
+    def sending(self, headers: dict[str, str]) -> None:
+        """An attempt is about to go upstream with `headers`. The one event a watcher may act on:
+        a tracer starts the attempt's span here and names it in a `traceparent` it adds. The
+        path calls it only when someone watches it (`sending_hook`)."""
+
     def attempt(self, attempt: Attempt) -> None:
-        """An upstream attempt ended (served, failed over, or abandoned with the request)."""
+        """An upstream attempt ended (served, failed over, or abandoned with the request); for a
+        served stream, when its first content arrived."""
 
     def continuation(self, model: str, reason: str, outcome: str) -> None:
         """A stream broke after content reached the client (`reason`); `outcome`: ok (finished on
@@ -61,17 +68,22 @@ class Observers(Observer):
     """Several observers as one. Each event goes only to the observers that override its method,
     bound once here: the hot path pays nothing for an observer that ignores an event."""
 
-    __slots__ = ("_attempt", "_continuation", "_refused", "_request", "_usage")
+    __slots__ = ("_attempt", "_continuation", "_refused", "_request", "_sending", "_usage")
 
     def __init__(self, observers: Sequence[Observer]) -> None:
         def bound(name: str) -> list[Any]:
             return [getattr(o, name) for o in observers if getattr(type(o), name) is not getattr(Observer, name)]
 
+        self._sending = bound("sending")
         self._attempt = bound("attempt")
         self._continuation = bound("continuation")
         self._usage = bound("usage")
         self._refused = bound("refused")
         self._request = bound("request")
+
+    def sending(self, headers: dict[str, str]) -> None:
+        for f in self._sending:
+            f(headers)
 
     def attempt(self, attempt: Attempt) -> None:
         for f in self._attempt:
@@ -100,3 +112,11 @@ class Observers(Observer):
     ) -> None:
         for f in self._request:
             f(endpoint, model, provider, status, duration_s, ttfb_s)
+
+
+def sending_hook(observer: Observer) -> Callable[[dict[str, str]], None] | None:
+    """`observer.sending` when some observer overrides it, else None: without a tracer the
+    attempt path skips the call altogether."""
+    if isinstance(observer, Observers):
+        return observer.sending if observer._sending else None
+    return observer.sending if type(observer).sending is not Observer.sending else None

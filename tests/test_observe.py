@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from router.observe import Attempt, Observer, Observers
+from router.observe import Attempt, Observer, Observers, sending_hook
 from router.types import Usage
 
 
@@ -56,3 +56,22 @@ def test_observers_fan_out_in_order() -> None:
         ("request", ("/v1/chat/completions", 200)),
     ]
     assert a.seen == expected and b.seen == expected
+
+
+class Tracer(Observer):
+    def sending(self, headers: dict[str, str]) -> None:
+        headers["traceparent"] = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+
+
+def test_sending_is_called_only_when_an_observer_overrides_it() -> None:
+    """Without a tracer there is no hook at all (the attempt path skips the call); with one, the
+    hook reaches it, and what it adds is in the headers that go upstream."""
+    assert sending_hook(Observer()) is None
+    assert sending_hook(Recorder()) is None
+    assert sending_hook(Observers([Recorder(), Recorder()])) is None
+    for watched in (Tracer(), Observers([Recorder(), Tracer()])):
+        hook = sending_hook(watched)
+        assert hook is not None
+        headers = {"content-type": "application/json"}
+        hook(headers)
+        assert headers["traceparent"].startswith("00-111") and headers["content-type"] == "application/json"

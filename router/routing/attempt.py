@@ -66,12 +66,14 @@ async def attempt(
     deadline: float,
     continuer: Continues | None = None,
     splice: Callable[[WireFormat], StreamTranslator] | None = None,
+    sending: Callable[[dict[str, str]], None] | None = None,
 ) -> FullAnswer | StreamAnswer:
     """Send `req` on `state`'s route and wait for the answer to commit, within the route's
     first-token and total timeouts and the request's `deadline`. The lease is finished here for a
     whole answer, and by the stream when it ends; on a failure the caller finishes it.
     `continuer`: a stream that breaks later is continued elsewhere. `splice`: this attempt is a
-    continuation, written into the client's stream by what it makes."""
+    continuation, written into the client's stream by what it makes. `sending`: the observers'
+    hook on the headers about to go upstream (a tracer's), None when nobody watches."""
     route = state.route
     provider = route.provider
     fmt = route.upstream_format(req.fmt)
@@ -84,6 +86,8 @@ async def attempt(
         translator = StreamTranslator(fmt, req.fmt, req.model, req.fmt.wants_usage(req.body))
     payload = orjson.dumps(body)
     headers = client.request_headers(req.headers, fmt, req.request_id)
+    if sending is not None:
+        sending(headers)
     t = provider.timeouts
     start = clock.monotonic()
     attempt_deadline = min(deadline, start + t.total_s)

@@ -58,6 +58,7 @@ class Continuer:
         clock: Clock,
         deadline: float,
         observer: Observer,
+        sending: Callable[[dict[str, str]], None] | None = None,
     ) -> None:
         self._req = req
         self._model = model
@@ -68,6 +69,7 @@ class Continuer:
         self._clock = clock
         self._deadline = deadline
         self._observer = observer
+        self._sending = sending
         self._answer: StreamAnswer | None = None  # the client's stream, once committed
         self._abort: Callable[[str], None] | None = None  # the relay now feeding the client
         self._prefix = ""  # text the client got from the streams before the current one
@@ -158,25 +160,30 @@ class Continuer:
                     self._deadline,
                     continuer=self,
                     splice=splice,
+                    sending=self._sending,
                 )
             except UpstreamError as exc:
                 if not restart and is_prefill_refusal(exc):
                     # Learnt at run time, as if configured: this route restarts from now on.
                     chosen.prefill_refused = True
                     lease.finish(AttemptResult.SUCCESS)  # the upstream answered; it is the request
-                    self._observer.attempt(Attempt(name, key, provider, outcome_of(exc), "prefill_refused"))
+                    self._observer.attempt(
+                        Attempt(name, key, provider, outcome_of(exc), "prefill_refused", continuation=reason)
+                    )
                     continue
                 verdict = classify(exc)
                 lease.finish(AttemptResult.FAILURE if verdict.breaker_failure else AttemptResult.SUCCESS)
-                self._observer.attempt(Attempt(name, key, provider, outcome_of(exc), verdict.reason))
+                self._observer.attempt(
+                    Attempt(name, key, provider, outcome_of(exc), verdict.reason, continuation=reason)
+                )
                 exclude.add(key)
                 continue
             except BaseException as exc:
                 lease.finish(AttemptResult.NEUTRAL)
-                self._observer.attempt(Attempt(name, key, provider, outcome_of(exc)))
+                self._observer.attempt(Attempt(name, key, provider, outcome_of(exc), continuation=reason))
                 raise
             assert isinstance(new, StreamAnswer)
-            self._observer.attempt(Attempt(name, key, provider, "ok", served=True))
+            self._observer.attempt(Attempt(name, key, provider, "ok", served=True, continuation=reason))
             # A restarted answer's own text already holds what was delivered before it.
             self._prefix, self._seam = ("", "") if restart else (delivered, cont.seam)
             self._writer = writer

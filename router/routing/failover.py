@@ -19,7 +19,7 @@ from router.clock import Clock
 from router.config import RoutingConfig
 from router.errors import NoRouteAvailable, UpstreamError, UpstreamStatusError
 from router.formats import ClientRequest, WireFormat
-from router.observe import Attempt, Observer
+from router.observe import Attempt, Observer, sending_hook
 from router.routing.attempt import Bodies, as_is, attempt
 from router.routing.breaker import BreakerState
 from router.routing.choose import Candidate, choose
@@ -52,6 +52,7 @@ class Forwarder:
         observer: Observer | None = None,
     ) -> None:
         self._observer = observer or Observer()
+        self._sending = sending_hook(self._observer)  # bound once: None costs the path nothing
         self._pool = pool
         self._clients = clients
         self._cfg = routing
@@ -104,9 +105,20 @@ class Forwarder:
                 continuer = None
                 if continues:
                     continuer = Continuer(
-                        req, model, self._pool, self._clients, self._choose, cfg, self._clock, deadline, self._observer
+                        req,
+                        model,
+                        self._pool,
+                        self._clients,
+                        self._choose,
+                        cfg,
+                        self._clock,
+                        deadline,
+                        self._observer,
+                        self._sending,
                     )
-                answer = await attempt(req, bodies, name, state, lease, client, self._clock, deadline, continuer)
+                answer = await attempt(
+                    req, bodies, name, state, lease, client, self._clock, deadline, continuer, sending=self._sending
+                )
             except UpstreamError as exc:
                 verdict = classify(exc)
                 if verdict.breaker_failure:
