@@ -21,6 +21,11 @@ from router.formats import ALL, WireFormat, wire
 from router.log import SECRET_RE
 from router.upstream import client as http1
 
+# W3C trace context: every upstream gets the client's, unchanged, so its spans join the client's
+# trace (with tracing on, the tracer replaces it with the attempt span's). Not `baggage`: free-form
+# data a client may not mean for a third party.
+TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
+
 # A read woken by `UpstreamResponse.interrupt()`: the reader's own doing, not the upstream's.
 ReadInterrupted = http1.Interrupted
 # What `UpstreamResponse.read_unmapped` raises besides ReadInterrupted; `read_error` maps it.
@@ -76,7 +81,7 @@ class ProviderClient:
         self._pool: http1.Pool | None = None
         # An allow-list, not a deny-list: a header a client invents (an organisation selector, a
         # cookie, megabytes of its own) never reaches the provider.
-        self._forward = {fmt: tuple(fmt.forward_headers | set(config.forward_headers)) for fmt in ALL}
+        self._forward = {fmt: tuple(fmt.forward_headers | set(config.forward_headers) | TRACE_HEADERS) for fmt in ALL}
 
     async def start(self) -> None:
         cfg = self.config

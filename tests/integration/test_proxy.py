@@ -57,6 +57,18 @@ def test_beta_headers_pass_through_hop_by_hop_do_not(fakes, config_factory, rout
     assert "te" not in sent and "cookie" not in sent
 
 
+def test_the_clients_trace_context_passes_through_unchanged(fakes, config_factory, router_server):
+    """Tracing off: the client's W3C traceparent and tracestate reach the upstream as they came
+    (its spans join the client's trace); baggage does not."""
+    rs = router_server(config_factory({"m": [("alpha", 0)]}))
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    trace = {"traceparent": parent, "tracestate": "congo=t61rcWkgMzE", "baggage": "user=alice"}
+    assert rs.post("/v1/messages", ANTHROPIC, headers=trace).status_code == 200
+    sent = fakes.stats("alpha")["last_request"]["headers"]
+    assert sent["traceparent"] == parent and sent["tracestate"] == "congo=t61rcWkgMzE"
+    assert "baggage" not in sent
+
+
 def test_models_lists_public_models_in_openai_format(fakes, config_factory, router_server):
     """GET /v1/models returns the public names, not upstream ids."""
     rs = router_server(config_factory({"m": [("alpha", 0)], "n": [("beta", 0)]}))
