@@ -10,6 +10,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
@@ -40,6 +41,7 @@ from router.ops.runtime import Runtime, plans_of_keys, prices_of
 from router.ops.serve import install_signal_handlers
 from router.ops.startup import announce_serving
 from router.ops.status import StatusBoard
+from router.ops.tracing_env import from_env as tracing_from_env
 from router.routing.failover import Forwarder
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
@@ -50,6 +52,9 @@ from router.server.middleware import AccessMiddleware
 from router.types import echo
 from router.upstream.probe import Probe, http_probe
 from router.upstream.provider import ProviderClient
+
+if TYPE_CHECKING:  # imported only when tracing is on (router/ops/tracing_env.py)
+    from router.ops.tracing import Tracing
 
 ProbeFactory = Callable[[ProviderConfig, httpx.AsyncClient], Probe]
 
@@ -75,10 +80,12 @@ def create_app(
     config_path: str | None = None,
     handle_signals: bool = False,
     on_started: Callable[[], None] | None = None,
+    tracing: Tracing | None = None,
 ) -> Starlette:
     """`config_path`: the file a reload re-reads; `handle_signals`: SIGTERM drains and SIGHUP
     reloads (`router serve`; never in tests that run servers in threads); `on_started`: called
-    when the lifespan has started everything (`router serve`'s `serving` line)."""
+    when the lifespan has started everything (`router serve`'s `serving` line); `tracing`: spans
+    for requests and attempts (None: off, and the path pays nothing for it)."""
     clock = clock or SystemClock()
     if config.server.allow_anonymous:
         # Loud on purpose: an open router spends the operator's provider credit for anyone.
@@ -95,7 +102,8 @@ def create_app(
     limits = Limits(config, state, clock)
     metrics = Metrics.from_config(config, pool)
     board = StatusBoard(pool, limits, config, clock)
-    observer = Observers([metrics, board])  # what the request path reports, they record
+    # What the request path reports, they record.
+    observer = Observers([metrics, board] if tracing is None else [metrics, board, tracing])
     forwarder = Forwarder(pool, clients, config.routing, clock, rng, observer=observer)
     ledger = Ledger(config.ledger.path if config.ledger.enabled else None)
     metering = Metering(limits, ledger, prices_of(config), clock, observer, plans_of_keys(config))
@@ -142,6 +150,8 @@ def create_app(
                     await live.aclose()
                     ledger.close()
                     metrics.close()
+                    if tracing is not None:
+                        await tracing.aclose()
 
     async def metrics_endpoint(request: Request) -> Response:
         status, headers, body = metrics.render(request.headers.get("authorization"), request.headers.get("accept"))
@@ -164,11 +174,14 @@ def create_app(
         Route("/status", status_page, methods=["GET"]),
         Route("/status.json", status_json, methods=["GET"]),
     ]
+    middleware = [Middleware(AccessMiddleware, observer=observer)]
+    if tracing is not None:  # inside the access middleware: the access record exists, the log line names the trace
+        middleware.append(Middleware(tracing.wrap, routes=frozenset(r.path for r in routes)))
     app = RouterApp(
         hot=endpoints.api,
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(AccessMiddleware, observer=observer)],
+        middleware=middleware,
         exception_handlers={404: _http_error, 405: _http_error},
     )
     app.state.runtime = live  # the live config and pool, for tools and tests
@@ -183,7 +196,15 @@ def app_from_env() -> Starlette:
     path = os.environ["ROUTER_CONFIG"]
     config = load_config(path)
     configure(config.log.level, config.log.format)
-    app = create_app(config, drain=PROCESS_DRAIN, config_path=path, handle_signals=True, on_started=announce_serving)
+    tracing = tracing_from_env(os.environ)
+    app = create_app(
+        config,
+        drain=PROCESS_DRAIN,
+        config_path=path,
+        handle_signals=True,
+        on_started=announce_serving,
+        tracing=tracing,
+    )
     # Everything built so far (modules, config, the app) lives as long as the process: moved out
     # of the collector's generations, full collections stop re-walking it (they measured tens of
     # ms each under load, a tail-latency spike).

@@ -265,8 +265,8 @@ def router_server(fakes: Fakes) -> Iterator[Callable[..., RouterServer]]:
     """Start the router on a real socket; waits until /health/ready says ready."""
     started: list[RouterServer] = []
 
-    def start(config: Config, clock: Clock | None = None, wait_ready: bool = True) -> RouterServer:
-        app = create_app(config, clock=clock, rng=random.Random(7))
+    def start(config: Config, clock: Clock | None = None, wait_ready: bool = True, **app_options: Any) -> RouterServer:
+        app = create_app(config, clock=clock, rng=random.Random(7), **app_options)
         rs = RouterServer(ThreadedServer(app, limits=config.server).start(), app)
         started.append(rs)
         if wait_ready:

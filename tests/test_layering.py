@@ -46,6 +46,7 @@ CONFINED: dict[str, tuple[str, ...]] = {
     # the health probe (upstream.probe) and its client (app, runtime), the demo's traffic, the fake's admin client
     "httpx": ("router.app", "router.upstream.probe", "router.ops.runtime", "router.demo", FAKE),
     "prometheus_client": ("router.ops.metrics",),
+    "opentelemetry": ("router.ops.tracing",),  # the otel extra; tracing_env imports it only when asked
     "uvicorn": ("router.cli", "router.ops.serve", "router.ops.threaded", "router.ops.protocol", FAKE),
 }
 # Every third-party import must be a declared dependency (pyproject.toml) by its import name.
@@ -63,6 +64,7 @@ DECLARED = frozenset(
         "yaml",
         "redis",
         "prometheus_client",
+        "opentelemetry",  # the otel extra
     }
 )
 
