@@ -163,26 +163,33 @@ class Tracing(Observer):
         req.sent = None
         # None: it failed before anything was sent (a body that cannot be translated)
         span = sent or self._tracer.start_span("attempt", req.ctx, trace.SpanKind.CLIENT, start_time=now)
+        if not span.is_recording():  # not sampled: nothing to say, nothing to end
+            return
         span.update_name(f"attempt {attempt.provider}")
-        span.set_attribute("router.provider", attempt.provider)
-        span.set_attribute("router.route", attempt.route)
-        span.set_attribute("router.model", attempt.model)
-        span.set_attribute("router.outcome", attempt.outcome)
-        span.set_attribute("router.served", attempt.served)
+        attrs: dict[str, Any] = {
+            "router.provider": attempt.provider,
+            "router.route": attempt.route,
+            "router.model": attempt.model,
+            "router.outcome": attempt.outcome,
+            "router.served": attempt.served,
+        }
         if attempt.failover is not None:
-            span.set_attribute("router.retry_reason", attempt.failover)
+            attrs["router.retry_reason"] = attempt.failover
         if attempt.continuation is not None:
-            span.set_attribute("router.continuation", attempt.continuation)
+            attrs["router.continuation"] = attempt.continuation
         if attempt.outcome not in ("ok", "cancelled"):
             span.set_status(trace.StatusCode.ERROR, attempt.failover or attempt.outcome)
+        streaming = False
         if attempt.served and attempt.outcome == "ok" and sent is not None:
             # Reported when the attempt committed: its first content event (a stream), its
             # whole body (an answer), as the router's latency estimate measures it.
-            span.set_attribute("router.ttfb_ms", round((now - req.sent_ns) / 1e6, 3))
-            if req.record is not None and req.record.stream:
-                req.streaming = span
-                return
-        span.end(end_time=now)
+            attrs["router.ttfb_ms"] = round((now - req.sent_ns) / 1e6, 3)
+            streaming = req.record is not None and req.record.stream
+        span.set_attributes(attrs)
+        if streaming:
+            req.streaming = span
+        else:
+            span.end(end_time=now)
 
     def continuation(self, model: str, reason: str, outcome: str) -> None:
         req = _current()
@@ -193,9 +200,13 @@ class Tracing(Observer):
         req = _current()
         if req is not None:
             req.plan, req.cost_usd = plan, cost_usd
-            if usage is not None:
-                req.span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens + usage.cached_tokens)
-                req.span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+            if usage is not None and req.span.is_recording():
+                req.span.set_attributes(
+                    {
+                        "gen_ai.usage.input_tokens": usage.input_tokens + usage.cached_tokens,
+                        "gen_ai.usage.output_tokens": usage.output_tokens,
+                    }
+                )
 
     def refused(self, plan: str | None, status: int) -> None:
         req = _current()
@@ -213,6 +224,8 @@ def _end_request(req: _Request, failed: BaseException | None) -> None:
         if open_span is not None:
             open_span.end()
     span, r = req.span, req.record
+    if not span.is_recording():
+        return
     if r is not None:
         attrs: dict[str, Any] = {"router.request_id": r.request_id}
         if r.status:
