@@ -77,6 +77,7 @@ class Tracing(Observer):
     def __init__(self, provider: TracerProvider) -> None:
         self.provider = provider
         self._tracer = provider.get_tracer("router", router.__version__)
+        self.service = str(provider.resource.attributes.get(SERVICE_NAME, ""))
 
     @classmethod
     def from_exporters(cls, exporters: tuple[str, ...]) -> Tracing:

@@ -76,4 +76,6 @@ def from_env(environ: Mapping[str, str]) -> Tracing | None:
             note="running without tracing",
         )
         return None
-    return Tracing.from_exporters(exporters)
+    tracing = Tracing.from_exporters(exporters)
+    log.info("tracing_on", exporters=list(exporters), service=tracing.service)
+    return tracing

@@ -79,9 +79,12 @@ def test_the_service_is_named_router_unless_the_variables_name_it(monkeypatch, s
         monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
     else:
         monkeypatch.setenv("OTEL_SERVICE_NAME", service)
-    tracing = from_env({"OTEL_TRACES_EXPORTER": "console"})
+    with capture_logs() as logs:
+        tracing = from_env({"OTEL_TRACES_EXPORTER": "console"})
     assert tracing is not None
     try:
         assert tracing.provider.resource.attributes["service.name"] == expected
+        [line] = logs
+        assert (line["event"], line["exporters"], line["service"]) == ("tracing_on", ["console"], expected)
     finally:
         tracing.provider.shutdown()
