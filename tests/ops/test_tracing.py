@@ -34,7 +34,8 @@ CLIENT_SPAN = "b7ad6b7169203331"
 
 @pytest.fixture
 def traced(router_server) -> Iterator[tuple[Any, InMemorySpanExporter]]:
-    """(start(config) -> a router server with tracing, the exporter its spans go to)."""
+    """(start(config) -> a router server with tracing, the exporter its spans go to). The app
+    owns the provider: its lifespan shuts it down when the server stops."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -43,7 +44,6 @@ def traced(router_server) -> Iterator[tuple[Any, InMemorySpanExporter]]:
         return router_server(config, tracing=Tracing(provider))
 
     yield start, exporter
-    provider.shutdown()
 
 
 def finished(rs: Any, exporter: InMemorySpanExporter, requests: int = 1) -> list[ReadableSpan]:
