@@ -14,24 +14,29 @@
 # (`docker stop -t`, compose's stop_grace_period, Kubernetes' terminationGracePeriodSeconds).
 
 ARG PYTHON_IMAGE=python:3.11-slim
+# Extras baked in: `otel` lets the OTEL_* variables turn tracing on (docs/tracing.md); it is
+# imported only then. `--build-arg ROUTER_EXTRAS=` leaves it out.
+ARG ROUTER_EXTRAS=otel
 
 # Builder: every wheel the router needs, the router's own included. Compilers, if a dependency
 # ever lacks a binary wheel, stay in this stage.
 FROM ${PYTHON_IMAGE} AS builder
+ARG ROUTER_EXTRAS
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml ./
 COPY router ./router
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --wheel-dir /wheels ".${ROUTER_EXTRAS:+[$ROUTER_EXTRAS]}"
 
 # Runtime: the wheels installed from the builder, offline, and nothing else.
 FROM ${PYTHON_IMAGE}
+ARG ROUTER_EXTRAS
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels router \
+    pip install --no-index --find-links=/wheels "router${ROUTER_EXTRAS:+[$ROUTER_EXTRAS]}" \
     && groupadd --system --gid 10001 router \
     && useradd --system --uid 10001 --gid router --home-dir /var/lib/router --shell /usr/sbin/nologin router \
     && mkdir -p /var/lib/router /etc/router \
