@@ -5,6 +5,7 @@ alternate them): the absolute times shift with the machine, the ratio between tw
     .venv/bin/python benchmarks/profile_path.py                       # this checkout, 20,000 requests
     .venv/bin/python benchmarks/profile_path.py --redis               # on Redis state (a redis-server child)
     .venv/bin/python benchmarks/profile_path.py --repo /tmp/base --repo . --rounds 3 --no-profile --redis
+    .venv/bin/python benchmarks/profile_path.py --tracing --no-profile --rounds 3   # what tracing costs
     .venv/bin/python -m pstats router.prof                            # then: sort tottime, stats 30
 
 The router runs `python -m cProfile -m router serve` (`--no-profile`: without cProfile, so its
@@ -13,7 +14,8 @@ fake provider that answers at once; `--concurrency` clients send chat requests t
 SIGINT drains the router, which writes the profile. Each run prints the router's CPU per request
 (`/proc`, from the first to the last request) and, with `--redis`, what redis-server did per
 request: commands, read events (a batch of commands the router wrote at once: one round trip)
-and its own CPU.
+and its own CPU. `--tracing` runs, every round, tracing off and on (OTLP over HTTP to a sink in
+this process that answers 200) with nothing, 10% and every request sampled.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import aiohttp
@@ -37,6 +41,14 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BENCH_AUTH, Processes, cpu_seconds, free_port, start_redis, write_router_config
 from _report import MachineLoad, load_note
+
+# Tracing variants (`--tracing`): the router's environment for each; the sink's URL is added.
+TRACING: dict[str, dict[str, str]] = {
+    "trace-off": {},
+    "trace-unsampled": {"OTEL_TRACES_SAMPLER": "always_off"},
+    "trace-10%": {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
+    "trace-all": {"OTEL_TRACES_SAMPLER": "always_on"},
+}
 
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
 
@@ -114,8 +126,38 @@ async def measured(
     return took, cpu, {k: (after[k] - before[k]) / requests for k in after}
 
 
-def run_once(repo: Path, out: Path | None, redis_at: tuple[str, int] | None, requests: int, concurrency: int) -> Run:
+class _Sink(BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector that takes every export and keeps nothing."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def start_sink() -> tuple[ThreadingHTTPServer, str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def run_once(
+    repo: Path,
+    out: Path | None,
+    redis_at: tuple[str, int] | None,
+    requests: int,
+    concurrency: int,
+    variant: str = "",
+    sink: str = "",
+) -> Run:
     env = {**os.environ, "PYTHONPATH": str(repo)}
+    if variant in TRACING and variant != "trace-off":
+        env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": sink, **TRACING[variant]}
     with tempfile.TemporaryDirectory(prefix="router-profile-") as tmp:
         fport, rport = free_port(), free_port()
         fake = subprocess.Popen(
@@ -149,7 +191,7 @@ def run_once(repo: Path, out: Path | None, redis_at: tuple[str, int] | None, req
             router.wait(60)
             fake.kill()
             fake.wait()
-    return Run(repo, "redis" if redis_at else "memory", took, cpu, requests, per)
+    return Run(repo, variant or ("redis" if redis_at else "memory"), took, cpu, requests, per)
 
 
 def print_profile(out: Path, top: int) -> None:
@@ -175,6 +217,7 @@ def main() -> int:
     p.add_argument("--redis", action="store_true", help="state.backend redis, on a redis-server child")
     p.add_argument("--both", action="store_true", help="memory and Redis state in turn, every round")
     p.add_argument("--no-profile", action="store_true", help="no cProfile: the real CPU per request")
+    p.add_argument("--tracing", action="store_true", help="tracing off, and on with 0%%, 10%%, 100%% sampled")
     p.add_argument("--top", type=int, default=25, help="functions to print, by own time")
     args = p.parse_args()
     repos = [Path(r).resolve() for r in (args.repo or [Path(__file__).resolve().parent.parent])]
@@ -185,12 +228,16 @@ def main() -> int:
     machine = MachineLoad()
     runs: list[Run] = []
     states = ["memory", "redis"] if args.both else ["redis" if args.redis else "memory"]
+    if args.tracing:
+        states = list(TRACING)
+    sink, sink_url = start_sink() if args.tracing else (None, "")
     with tempfile.TemporaryDirectory(prefix="router-profile-redis-") as tmp, Processes(Path(tmp)) as procs:
         redis_at = start_redis(procs) if "redis" in states else None
         for rnd in range(args.rounds):
             for repo, out in zip(repos, outs, strict=True):
                 for state in states:
-                    run = run_once(repo, out, redis_at if state == "redis" else None, args.requests, args.concurrency)
+                    at = redis_at if state == "redis" else None
+                    run = run_once(repo, out, at, args.requests, args.concurrency, state, sink_url)
                     runs.append(run)
                     print(f"round {rnd + 1} {repo} {state}: {run.row()}", flush=True)
     print(f"\n{args.requests} requests per run, {args.concurrency} concurrent", end="")
@@ -226,6 +273,8 @@ def main() -> int:
         if out is not None:
             print(f"\n{repo} (last round):")
             print_profile(out, args.top)
+    if sink is not None:
+        sink.shutdown()
     print(load_note(machine.finish()))
     return 0
 
