@@ -219,6 +219,7 @@ print(orjson.dumps({"status": status, "added": added}).decode())
         "server: {allow_anonymous: true}\n"
         "providers: [{name: p, base_url: 'http://127.0.0.1:9', formats: [openai-chat], health: {enabled: false}}]\n"
         "models: [{name: m, routes: [{provider: p, model: m}]}]\n"
+        f"ledger: {{path: '{tmp_path / 'usage.jsonl'}'}}\n"  # not the default var/ in the checkout
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(ROUTER_CONFIG=str(config), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
