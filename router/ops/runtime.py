@@ -8,12 +8,15 @@ applied in one step, with no await in between, so no request sees half of each:
 - new providers get their pool and their first health probe *before* the swap, so they take
   traffic only once probed healthy; removed or changed providers' pools close after the drain
   timeout, when nothing can still be using them;
+- a provider whose `health:` alone changed keeps its pool and its health state (under the new
+  thresholds); the probe loop of every changed provider restarts with its new settings;
 - keys, plans, prices and budgets take effect at once (the budget state itself lives in the
   state backend and is kept; a change of `state:` needs a restart, and says so).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -120,15 +123,13 @@ class Runtime:
         old = self.config
         if new.state != old.state:
             log.warning("config_reload_state_ignored", note="a change of state: needs a restart")
-        # New or changed providers: their pools first, then one probe each, before any traffic.
-        fresh = {
-            p.name: ProviderClient(p)
-            for p in new.providers
-            if p.name not in self._clients or self._clients[p.name].config != p
-        }
+        changes = provider_changes(old, new)
+        # New providers, and those whose connection changed: their pools first, then one probe
+        # each, before any traffic.
+        fresh = {name: ProviderClient(new.provider(name)) for name in changes.reconnect}
         for c in fresh.values():
             await c.start()
-        first = {name: await self._first_probe(new, name) for name in fresh}
+        first = {name: await self._first_probe(new, name) for name in changes.first_probe}
         # The swap: synchronous from here on.
         names = {p.name for p in new.providers}
         for name in [n for n in self._clients if n in fresh or n not in names]:
@@ -149,8 +150,8 @@ class Runtime:
         self._metrics.reconfigure(new, self.pool)
         self.board.reconfigure(new, self.pool, limits)
         self.config = new
-        for name in list(self._probes):
-            if name not in self.pool.providers or name in fresh:
+        for name in list(self._probes):  # a changed provider's loop restarts with its new settings
+            if name not in self.pool.providers or name in changes.changed:
                 self._probes.pop(name).cancel()
         for name in self.pool.providers:
             if name not in self._probes:
@@ -184,6 +185,28 @@ class Runtime:
         for c in [*self._clients.values(), *self._retired]:
             await c.aclose()
         await self._state.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderChanges:
+    """What a reload does to the providers that are in the new config."""
+
+    changed: frozenset[str]  # existing ones whose config changed: their probe loops restart
+    reconnect: tuple[str, ...]  # new ones, and those whose connection changed: a new pool
+    first_probe: tuple[str, ...]  # probed (if enabled) before the swap
+
+
+def provider_changes(old: Config, new: Config) -> ProviderChanges:
+    """A change of `health:` alone keeps the pool (which does not use it) and the health state
+    (which takes the new thresholds); only probes it turns on get a first probe, since a provider
+    whose probes were off has no state to go on."""
+    before = {p.name: p for p in old.providers}
+    changed = frozenset(p.name for p in new.providers if p.name in before and before[p.name] != p)
+    reconnect = tuple(
+        p.name for p in new.providers if p.name not in before or replace(before[p.name], health=p.health) != p
+    )
+    turned_on = tuple(n for n in sorted(changed) if n not in reconnect and not before[n].health.enabled)
+    return ProviderChanges(changed, reconnect, reconnect + turned_on)
 
 
 def h_threshold(config: Config, name: str, ok: bool) -> int:

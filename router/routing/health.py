@@ -49,18 +49,29 @@ class HealthState:
     )
 
     def __init__(self, unhealthy_after: int, healthy_after: int, now: float = 0.0) -> None:
-        if unhealthy_after < 1 or healthy_after < 1:
-            raise ValueError(
-                f"thresholds must be >= 1, got unhealthy_after={unhealthy_after}, healthy_after={healthy_after}"
-            )
-        self._unhealthy_after = unhealthy_after
-        self._healthy_after = healthy_after
+        self.retune(unhealthy_after, healthy_after)
         self.state: Health = "unknown"
         self.since = now  # when `state` was entered
         self.last: ProbeResult | None = None  # the last probe's result
         self.last_at: float | None = None  # and when it was recorded
         self._consecutive_failures = 0
         self._consecutive_successes = 0
+
+    def retune(self, unhealthy_after: int, healthy_after: int) -> None:
+        """Set the thresholds (a config reload). The state, the counts in a row and the last probe
+        stay: the next probe result is judged against the new thresholds, so a reload alone
+        changes no state."""
+        if unhealthy_after < 1 or healthy_after < 1:
+            raise ValueError(
+                f"thresholds must be >= 1, got unhealthy_after={unhealthy_after}, healthy_after={healthy_after}"
+            )
+        self._unhealthy_after = unhealthy_after
+        self._healthy_after = healthy_after
+
+    @property
+    def thresholds(self) -> tuple[int, int]:
+        """(unhealthy_after, healthy_after)."""
+        return self._unhealthy_after, self._healthy_after
 
     @property
     def routable(self) -> bool:

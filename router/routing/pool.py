@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from router.clock import Clock
+from router.config import ProviderConfig
 from router.formats import WireFormat
 from router.log import outside_request
 from router.routing.breaker import Breaker, BreakerState, Ticket
@@ -147,11 +148,9 @@ class Pool:
         routes: dict[str, RouteState] = {}
         for route in table.routes():
             p = route.provider
-            ps = providers.get(p.name) or old_providers.get(p.name)
+            ps = providers.get(p.name)
             if ps is None:
-                health = HealthState(p.health.unhealthy_after, p.health.healthy_after, self._clock.wall())
-                ps = ProviderState(p.name, health, p.health.enabled)
-            ps.probe_enabled = p.health.enabled
+                ps = self._provider(p, old_providers.get(p.name))
             providers[p.name] = ps
             state = old_routes.get(route.key)
             if state is not None and state.provider is ps and state.route.provider.breaker == p.breaker:
@@ -160,6 +159,20 @@ class Pool:
                 state = RouteState(route, ps, self._clock, self._half_life_s, self._rng)
             routes[route.key] = state
         self.table, self.providers, self.routes = table, providers, routes
+
+    def _provider(self, p: ProviderConfig, old: ProviderState | None) -> ProviderState:
+        """The provider's state under its (new) config: a surviving one keeps its health (state,
+        counts in a row, last probe) under the new thresholds; one whose probes are turned off
+        drops it, since no probe would ever revisit a verdict of `unhealthy`."""
+        h = p.health
+        if old is None:
+            return ProviderState(p.name, HealthState(h.unhealthy_after, h.healthy_after, self._clock.wall()), h.enabled)
+        if old.probe_enabled and not h.enabled:
+            # The same ProviderState, so its routes keep their breakers and EWMA.
+            old.health = HealthState(h.unhealthy_after, h.healthy_after, self._clock.wall())
+        old.health.retune(h.unhealthy_after, h.healthy_after)
+        old.probe_enabled = h.enabled
+        return old
 
     def reconfigure(self, table: RoutingTable) -> list[str]:
         """Swap in a new table, keeping the live state (EWMA, breaker, cooldown, in-flight,

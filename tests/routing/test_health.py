@@ -118,9 +118,25 @@ def test_repr() -> None:
 
 
 def test_rejects_zero_thresholds() -> None:
-    """Thresholds below one are refused."""
+    """Thresholds below one are refused, at creation and on a retune."""
     with pytest.raises(ValueError):
         HealthState(unhealthy_after=0, healthy_after=1)
+    with pytest.raises(ValueError):
+        HealthState(unhealthy_after=1, healthy_after=1).retune(1, 0)
+
+
+def test_retune_keeps_the_state_and_judges_the_next_probe_by_the_new_thresholds() -> None:
+    """A reload's new thresholds: state, since, runs and last probe stay as they were (no change
+    without a probe); the next result counts toward the new thresholds, either way."""
+    st = HealthState(unhealthy_after=5, healthy_after=1)
+    st.record(UP, 1.0)
+    assert [st.record(DOWN, t) for t in (2.0, 3.0)] == [None, None]
+    st.retune(unhealthy_after=3, healthy_after=2)
+    assert st.thresholds == (3, 2)
+    assert (st.state, st.since, st.consecutive_failures, st.last, st.last_at) == ("healthy", 1.0, 2, DOWN, 3.0)
+    assert st.record(DOWN, 4.0) == Change("healthy", "unhealthy"), "the third failure in a row, of 3 now"
+    assert st.record(UP, 5.0) is None, "one success of the 2 now needed"
+    assert st.record(UP, 6.0) == Change("unhealthy", "healthy")
 
 
 @pytest.mark.anyio

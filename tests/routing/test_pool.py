@@ -29,8 +29,10 @@ def _config(
     fail_max: int = 2,
     models_extra: dict[str, list[tuple[str, int]]] | None = None,
     breaker: dict[str, Any] | None = None,
+    health: dict[str, Any] | None = None,
 ) -> Config:
-    """Providers a, b, c (all formats unless `formats` says otherwise); model m on `routes`."""
+    """Providers a, b, c (all formats unless `formats` says otherwise); model m on `routes`;
+    `health` overrides the providers' health settings."""
     routes = routes if routes is not None else [("a", 0), ("b", 0), ("c", 1)]
     all_formats = ["openai-chat", "anthropic-messages", "openai-responses"]
     providers = [
@@ -39,7 +41,7 @@ def _config(
             "base_url": f"http://{name}.invalid",
             "formats": (formats or {}).get(name, all_formats),
             "breaker": {"fail_max": fail_max, "reset_timeout_s": 30} if breaker is None else breaker,
-            "health": {"unhealthy_after": 1, "healthy_after": 1},
+            "health": {"unhealthy_after": 1, "healthy_after": 1, **(health or {})},
         }
         for name in ("a", "b", "c")
     ]
@@ -345,3 +347,38 @@ def test_reconfigure_keeps_live_state_of_routes_that_still_exist() -> None:
     assert a.inflight == 0
     new_model = pool.table.get("m")
     assert new_model is not None and [r.key for tier in new_model.tiers for r in tier] == ["a/a-m", "c/c-m"]
+
+
+def test_reconfigure_applies_new_health_thresholds_to_the_kept_state() -> None:
+    """A reload that changes `unhealthy_after`/`healthy_after` keeps each provider's health (the
+    same state, its runs and its last probe: not back to unknown) and its routes' breakers, and
+    the next probe is judged by the new thresholds."""
+    pool, _, _ = _pool(_config(health={"unhealthy_after": 3, "healthy_after": 1}))
+    a, route = pool.providers["a"], pool.routes["a/a-m"]
+    a.health.record(UP, 1.0)
+    a.health.record(DOWN, 2.0)
+    health = a.health
+    pool.reconfigure(RoutingTable(_config(health={"unhealthy_after": 2, "healthy_after": 2})))
+    assert pool.providers["a"] is a and a.health is health and pool.routes["a/a-m"] is route
+    assert (health.state, health.consecutive_failures, health.last, health.thresholds) == ("healthy", 1, DOWN, (2, 2))
+    assert health.record(DOWN, 3.0) is not None and health.state == "unhealthy", "2 in a row, by the new threshold"
+    health.record(UP, 4.0)
+    assert health.state == "unhealthy", "one success of the 2 now needed"
+
+
+def test_probes_turned_off_by_a_reload_drop_a_verdict_nothing_would_revisit() -> None:
+    """A provider found unhealthy whose probes a reload turns off is healthy by assumption and
+    routable again (no probe would ever bring it back); its routes keep their live state.
+    Probes turned back on start from unknown, not from the stale verdict."""
+    pool, _, model = _pool()
+    route = pool.routes["a/a-m"]
+    route.ewma.observe(0.5)
+    pool.providers["a"].health.record(DOWN, 1.0)
+    assert "a/a-m" not in _keys(pool.select(model, CHAT, set(), 0.0).routes)
+    pool.reconfigure(RoutingTable(_config(health={"enabled": False})))
+    a = pool.providers["a"]
+    assert a.state == "healthy" and a.health.routable and not a.probe_enabled
+    assert pool.routes["a/a-m"] is route and route.ewma.value() == pytest.approx(0.5)
+    assert "a/a-m" in _keys(pool.select(pool.table.get("m"), CHAT, set(), 0.0).routes)  # type: ignore[arg-type]
+    pool.reconfigure(RoutingTable(_config()))
+    assert a.probe_enabled and a.state == "unknown" and not a.health.probed

@@ -1,0 +1,46 @@
+"""router.ops.runtime: what a reload does to each provider. Pure: parsed configs, no sockets (the
+reload itself runs over loopback in tests/integration/test_operations.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from router.config import Config, parse_config
+from router.ops.runtime import ProviderChanges, provider_changes
+
+
+def _config(**providers: dict[str, Any]) -> Config:
+    """Providers named by the keywords, each with its extra keys; one model on all of them."""
+    return parse_config(
+        {
+            "server": {"allow_anonymous": True},
+            "providers": [
+                {"name": name, "base_url": f"http://{name}.invalid", "formats": ["openai-chat"], **extra}
+                for name, extra in providers.items()
+            ],
+            "models": [{"name": "m", "routes": [{"provider": name, "model": "m"} for name in providers]}],
+        },
+        env={},
+    )
+
+
+def test_a_health_change_restarts_the_probe_loop_but_keeps_the_pool() -> None:
+    """Thresholds, interval, timeout, path, method: the loop restarts with them, the connection
+    pool and the health state stay, and no first probe settles a state that is kept."""
+    old = _config(a={}, b={}, c={})
+    new = _config(
+        a={"health": {"unhealthy_after": 5, "interval_s": 2, "timeout_s": 1, "path": "/ping", "method": "HEAD"}},
+        b={"base_url": "http://b2.invalid"},
+        c={},
+        d={},
+    )
+    assert provider_changes(old, new) == ProviderChanges(
+        changed=frozenset({"a", "b"}), reconnect=("b", "d"), first_probe=("b", "d")
+    )
+    assert provider_changes(old, old) == ProviderChanges(frozenset(), (), ())
+
+
+def test_probes_turned_on_get_a_first_probe_and_turned_off_only_a_restart() -> None:
+    off = {"health": {"enabled": False}}
+    assert provider_changes(_config(a=off), _config(a={})) == ProviderChanges(frozenset({"a"}), (), ("a",))
+    assert provider_changes(_config(a={}), _config(a=off)) == ProviderChanges(frozenset({"a"}), (), ())
