@@ -181,8 +181,9 @@ class Metrics(Observer):
         self._know(models, plans)
 
     def reconfigure(self, config: Config, pool: Pool) -> None:
-        """After a config reload: the new pool's gauges, and its names as label values."""
+        """After a config reload: the new pool's gauges, its names as label values, its token."""
         self.pool = pool
+        self._guard = BearerGuard(config.server.metrics_token)
         self._know([m.name for m in config.models], [p.name for p in config.plans])
 
     def _know(self, models: Iterable[str], plans: Iterable[str]) -> None:

@@ -285,6 +285,18 @@ def test_metrics_token() -> None:
     assert "router_requests" in scrape(open_metrics, None)
 
 
+def test_a_reload_sets_changes_and_removes_the_metrics_token() -> None:
+    m, pool, _ = build()
+    m.reconfigure(config(metrics_token=hash_key(TOKEN)), pool)
+    assert m.render(None)[0] == 401
+    assert "router_requests" in scrape(m, f"Bearer {TOKEN}")
+    m.reconfigure(config(metrics_token=hash_key("metrics-n3w")), pool)
+    assert m.render(f"Bearer {TOKEN}")[0] == 401, "the old token no longer opens it"
+    assert "router_requests" in scrape(m, "Bearer metrics-n3w")
+    m.reconfigure(config(), pool)
+    assert "router_requests" in scrape(m, None)
+
+
 def test_registries_are_private_and_independent() -> None:
     one, _, _ = build()
     two, _, _ = build()
