@@ -120,7 +120,9 @@ def create_app(
         drain,
         observer,
     )
-    live = Runtime(config, clock, pool, clients, forwarder, endpoints, metering, metrics, board, state, probe_factory)
+    live = Runtime(
+        config, clock, pool, clients, forwarder, endpoints, metering, metrics, board, state, state_watch, probe_factory
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

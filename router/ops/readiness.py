@@ -93,6 +93,11 @@ class StateWatch:
         self.required = self.watched and config.on_unavailable == "fail_closed"
         self.last: StateCheck | None = None
 
+    def reconfigure(self, config: StateConfig) -> None:
+        """A config reload: whether the store is required follows `on_unavailable`, as the new
+        Limits do. The store and the PING schedule stay those of the start (a restart's)."""
+        self.required = self.watched and config.on_unavailable == "fail_closed"
+
     async def check(self) -> StateCheck:
         """One PING, bounded by the store's timeout (and recorded as `last`)."""
         error: str | None = "no answer within the state timeout"

@@ -10,13 +10,14 @@ applied in one step, with no await in between, so no request sees half of each:
   timeout, when nothing can still be using them;
 - a provider whose `health:` alone changed keeps its pool and its health state (under the new
   thresholds); the probe loop of every changed provider restarts with its new settings;
-- keys, plans, prices and budgets take effect at once (the budget state itself lives in the
-  state backend and is kept; a change of `state:` needs a restart, and says so).
+- keys, plans, prices, budgets and tokens take effect at once (the budget state itself lives in
+  the state backend and is kept); under `state:` only `on_unavailable` does, and a change of any
+  other `state.*` key is logged by name as needing a restart.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import anyio
@@ -28,8 +29,9 @@ from router.billing.limits import Limits
 from router.billing.metering import Metering
 from router.billing.state.base import StateBackend
 from router.clock import Clock
-from router.config import Config, ConfigError, Price, load_config
+from router.config import Config, ConfigError, Price, StateConfig, load_config
 from router.ops.metrics import Metrics
+from router.ops.readiness import StateWatch
 from router.ops.status import StatusBoard
 from router.routing.failover import Forwarder
 from router.routing.health import log_change, probe_loop
@@ -65,6 +67,7 @@ class Runtime:
         metrics: Metrics,
         board: StatusBoard,
         state: StateBackend,
+        watch: StateWatch,
         probe_factory: Any,
     ) -> None:
         self.config = config
@@ -77,6 +80,7 @@ class Runtime:
         self._metering = metering
         self._metrics = metrics
         self._state = state
+        self._watch = watch
         self._probe_factory = probe_factory
         self._tg: anyio.abc.TaskGroup | None = None
         self._probe_client: httpx.AsyncClient | None = None
@@ -121,8 +125,9 @@ class Runtime:
             log.error("config_reload_failed", path=path, error=str(exc))
             return False
         old = self.config
-        if new.state != old.state:
-            log.warning("config_reload_state_ignored", note="a change of state: needs a restart")
+        ignored = state_ignored(old.state, new.state)
+        if ignored:
+            log.warning("config_reload_state_ignored", keys=ignored, note="these need a restart; the old values stay")
         changes = provider_changes(old, new)
         # New providers, and those whose connection changed: their pools first, then one probe
         # each, before any traffic.
@@ -148,6 +153,7 @@ class Runtime:
         self._endpoints.reconfigure(Authenticator(new), limits, new.accounting, new.server.max_body_bytes)
         self._metering.reconfigure(limits, prices_of(new), plans_of_keys(new))
         self._metrics.reconfigure(new, self.pool)
+        self._watch.reconfigure(new.state)
         self.board.reconfigure(new, self.pool, limits)
         self.config = new
         for name in list(self._probes):  # a changed provider's loop restarts with its new settings
@@ -213,3 +219,17 @@ def h_threshold(config: Config, name: str, ok: bool) -> int:
     """Consecutive probe results needed to settle a new provider's health either way."""
     h = config.provider(name).health
     return h.healthy_after if ok else h.unhealthy_after
+
+
+# What a reload applies under `state:` (the new Limits and the state watch take it); the rest
+# configures the store connection and its watch, made once at start.
+_STATE_RELOADED = frozenset({"on_unavailable"})
+
+
+def state_ignored(old: StateConfig, new: StateConfig) -> list[str]:
+    """The `state.*` keys a reload changed but cannot apply."""
+    return [
+        f"state.{f.name}"
+        for f in fields(StateConfig)
+        if f.name not in _STATE_RELOADED and getattr(old, f.name) != getattr(new, f.name)
+    ]

@@ -154,6 +154,19 @@ def test_the_store_is_required_only_for_redis_failing_closed() -> None:
     assert not memory.required and not memory.watched
 
 
+def test_a_reload_of_on_unavailable_decides_whether_the_store_is_required() -> None:
+    """fail_open after a reload: requests are served without the store, so readiness must not
+    wait for it any more (and the other way round); memory is never required."""
+    watch = _watch(_Backend())
+    watch.reconfigure(StateConfig(backend="redis", url=REDIS, on_unavailable="fail_open"))
+    assert not watch.required and watch.describe()["required"] is False
+    watch.reconfigure(StateConfig(backend="redis", url=REDIS))
+    assert watch.required
+    memory = StateWatch(MemoryBackend(), StateConfig(on_unavailable="fail_open"), ManualClock())
+    memory.reconfigure(StateConfig())
+    assert not memory.required
+
+
 def test_state_watch_records_each_ping_without_the_password() -> None:
     """A failing PING is recorded with the store's error, its password masked; the next good one clears it."""
     backend = _Backend()
