@@ -17,8 +17,10 @@ import httpx
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from router.billing.auth import hash_key
+from router.config import load_config
 from tests.conftest import CHAT
 from tests.redis_server import free_port
 
@@ -210,6 +212,42 @@ def test_watch_config_reloads_on_a_file_change(fakes, tmp_path, serve):
         while client.post("/v1/chat/completions", json=CHAT).headers.get("x-router-provider") != "gamma":
             assert time.monotonic() < deadline, s.log()
             time.sleep(0.1)
+
+
+def test_a_reload_applies_the_metrics_token_probe_settings_and_on_unavailable(fakes, tmp_path, router_server):
+    """One reload (a file change, server.watch_config) sets server.metrics_token, alpha's probe
+    interval and thresholds, and state.on_unavailable: /metrics wants the token at once, alpha's
+    probes come at the new interval while its health is kept, and the state line stays quiet."""
+
+    def write(metrics_token: str | None, health: str, on_unavailable: str) -> None:
+        token = "" if metrics_token is None else f", metrics_token: '{hash_key(metrics_token)}'"
+        text = (
+            f"server: {{allow_anonymous: true, watch_config: true{token}}}\n"
+            f"state: {{on_unavailable: {on_unavailable}}}\n"
+            f"ledger: {{path: '{tmp_path / 'u.jsonl'}'}}\n"
+            f"providers: [{{name: alpha, base_url: '{fakes['alpha'].url}', formats: [openai-chat],"
+            f" health: {health}}}]\n"
+            "models: [{name: m, routes: [{provider: alpha, model: alpha-m}]}]\n"
+        )
+        (tmp_path / "next.yaml").write_text(text)
+        (tmp_path / "next.yaml").replace(config)  # a new inode: the watch sees it at its next look
+
+    config = tmp_path / "r.yaml"
+    write(None, "{interval_s: 30, timeout_s: 1}", "fail_closed")
+    rs = router_server(load_config(config), config_path=str(config))
+    assert rs.client.get("/metrics").status_code == 200
+    probes = fakes.stats("alpha")["requests"]["/v1/models"]
+    since = rs.ready().json()["providers"]["alpha"]["since"]
+    token = "toc-op-" + "r" * 43
+    with capture_logs() as logs:
+        write(token, "{interval_s: 0.05, timeout_s: 1, unhealthy_after: 4, healthy_after: 3}", "fail_open")
+        rs.wait_until(lambda: rs.client.get("/metrics").status_code == 401)
+    assert rs.client.get("/metrics", headers={"authorization": f"Bearer {token}"}).status_code == 200
+    rs.wait_until(lambda: fakes.stats("alpha")["requests"]["/v1/models"] >= probes + 5, timeout=3)
+    alpha = rs.ready().json()["providers"]["alpha"]
+    assert alpha["state"] == "healthy" and alpha["since"] == since, "its health was kept, not started afresh"
+    events = [e["event"] for e in logs]
+    assert "config_reloaded" in events and "config_reload_state_ignored" not in events
 
 
 def test_two_workers_drain_on_sigterm(fakes, tmp_path, serve, redis_server):
