@@ -129,7 +129,7 @@ class Runtime:
         if ignored:
             log.warning("config_reload_state_ignored", keys=ignored, note="these need a restart; the old values stay")
         changes = provider_changes(old, new)
-        # New providers, and those whose connection changed: their pools first, then one probe
+        # New providers, and those changed outside `health:`: their pools first, then one probe
         # each, before any traffic.
         fresh = {name: ProviderClient(new.provider(name)) for name in changes.reconnect}
         for c in fresh.values():
@@ -198,7 +198,7 @@ class ProviderChanges:
     """What a reload does to the providers that are in the new config."""
 
     changed: frozenset[str]  # existing ones whose config changed: their probe loops restart
-    reconnect: tuple[str, ...]  # new ones, and those whose connection changed: a new pool
+    reconnect: tuple[str, ...]  # new ones, and those changed outside `health`: a new pool
     first_probe: tuple[str, ...]  # probed (if enabled) before the swap
 
 
