@@ -105,8 +105,8 @@ def _server(r: Reader) -> ServerConfig:
             port=r.integer("port", d.port, ge=0, le=65535),
             max_body_bytes=r.integer("max_body_bytes", d.max_body_bytes, ge=1024),
             allow_anonymous=r.flag("allow_anonymous", d.allow_anonymous),
-            metrics_token=_hash(r, "metrics_token", required=False) or None,
-            admin_token=_hash(r, "admin_token", required=False) or None,
+            metrics_token=_hash(r, "metrics_token", required=False, secret="token") or None,
+            admin_token=_hash(r, "admin_token", required=False, secret="token") or None,
             drain_grace_s=r.number("drain_grace_s", d.drain_grace_s, ge=0),
             drain_timeout_s=r.number("drain_timeout_s", d.drain_timeout_s, ge=0),
             watch_config=r.flag("watch_config", d.watch_config),
@@ -325,8 +325,9 @@ def _plan(r: Reader) -> PlanConfig:
     return r.done(PlanConfig(name, tuple(globs), budget, rpm, r.integer("max_concurrent", None, ge=1)))
 
 
-def _hash(r: Reader, key: str, required: bool) -> str:
-    """A secret's config form, 'sha256:' + 64 lowercase hex digits; "" when absent or invalid."""
+def _hash(r: Reader, key: str, required: bool, secret: str = "key") -> str:
+    """A client key's or an operator token's config form, 'sha256:' + 64 lowercase hex digits; "" when
+    absent or invalid."""
     digest = r.string(key, "", required=required)  # never echoed: it may be a secret pasted by mistake
     if digest and not _HASH.fullmatch(digest):
         if _HASH.fullmatch(digest.lower()):
@@ -334,8 +335,9 @@ def _hash(r: Reader, key: str, required: bool) -> str:
         else:
             r.fail(
                 key,
-                f"must be 'sha256:' followed by 64 lowercase hex digits, as `router keys new` prints "
-                f"(got {len(digest)} characters; the key itself never goes in the config)",
+                f"must be 'sha256:' followed by 64 lowercase hex digits, as `router "
+                f"{'keys' if secret == 'key' else 'token'} new` prints (got {len(digest)} characters; "
+                f"the {secret} itself never goes in the config)",
             )
         return ""
     return digest

@@ -695,8 +695,8 @@ def test_operator_token_format() -> None:
     secret = "metrics-" + "s3cr3t" * 5
     found = problems(minimal(server={"allow_anonymous": True, "metrics_token": secret, "admin_token": H1.upper()}))
     assert found == [
-        "server.metrics_token: must be 'sha256:' followed by 64 lowercase hex digits, as `router keys new` prints "
-        "(got 38 characters; the key itself never goes in the config)",
+        "server.metrics_token: must be 'sha256:' followed by 64 lowercase hex digits, as `router token new` prints "
+        "(got 38 characters; the token itself never goes in the config)",
         "server.admin_token: must be in lowercase hex (the same hash, lowercased)",
     ]
     assert not any("s3cr3t" in p or H1[7:20] in p or H1[7:20].upper() in p for p in found)
