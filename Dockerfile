@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 # The router as a container image: `docker build -t router:0.1.0 .`
 #
-# Run it with the config mounted read-only and the secrets in the environment:
-#   docker run --rm -p 8080:8080 -v "$PWD/deploy/config/router.yaml:/etc/router/config.yaml:ro" \
-#     -e REDIS_PASSWORD=... router:0.1.0
+# Run it with the config mounted read-only and the secrets in the environment (the config listens
+# on server.host 0.0.0.0, or -p cannot reach it; docs/deployment.md):
+#   docker run --rm -p 8080:8080 --stop-timeout 75 -v "$PWD/my-config.yaml:/etc/router/config.yaml:ro" \
+#     -e OPENAI_API_KEY -e ANTHROPIC_API_KEY router:0.1.0
 # The config's `${VAR}`s are read from the container's environment when the router starts, so
 # provider keys and passwords never go into the image or the config file.
 #
