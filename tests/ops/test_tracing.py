@@ -223,7 +223,10 @@ print(orjson.dumps({"status": status, "added": added}).decode())
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(ROUTER_CONFIG=str(config), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    # cwd: its ledger (the default, var/usage.jsonl, relative) goes under tmp_path, not the repository
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     result = orjson.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"status": 503, "added": []}
