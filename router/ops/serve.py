@@ -19,6 +19,7 @@ import os
 import resource
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -34,6 +35,18 @@ from router.ops.startup import announce_start
 from router.server.drain import Drain
 
 _ABORT_FLUSH_S = 2.0  # after streams are aborted, time for their error tails to leave
+# A stop signal sent to the whole process group (Ctrl-C, systemd's default KillMode) reaches each
+# worker twice: from the sender and forwarded by the parent. Repeats this close to the first are
+# that same stop; only a later one means "stop waiting".
+REPEAT_WINDOW_S = 1.0
+
+
+def escalates(first_at: float | None, now: float) -> bool:
+    """Whether a stop signal at `now` (monotonic) ends the drain at once: a second one, at least
+    REPEAT_WINDOW_S after the first."""
+    return first_at is not None and now - first_at >= REPEAT_WINDOW_S
+
+
 # Descriptors besides client connections: the listener, logs, the ledger, Redis, probes.
 _FD_HEADROOM = 256
 
@@ -49,7 +62,7 @@ def install_signal_handlers(drain: Drain, grace_s: float, timeout_s: float) -> C
         return lambda: None
     loop = asyncio.get_running_loop()
     previous: dict[int, Handler] = {}
-    state = {"signals": 0}
+    first: list[float] = []  # when the first stop signal came
 
     def server_exit(sig: int, frame: FrameType | None) -> None:
         handler = previous.get(sig)
@@ -59,11 +72,13 @@ def install_signal_handlers(drain: Drain, grace_s: float, timeout_s: float) -> C
             signal.raise_signal(sig)  # no server handler: the default action
 
     def on_term(sig: int, frame: FrameType | None) -> None:
-        state["signals"] += 1
-        if state["signals"] > 1:  # the second signal: no more waiting
-            drain.abort_all()
-            server_exit(sig, frame)
+        now = time.monotonic()
+        if first:
+            if escalates(first[0], now):  # a second stop: no more waiting
+                drain.abort_all()
+                server_exit(sig, frame)
             return
+        first.append(now)
         drain.begin()
 
         def stop_accepting() -> None:

@@ -250,9 +250,11 @@ def test_a_reload_applies_the_metrics_token_probe_settings_and_on_unavailable(fa
     assert "config_reloaded" in events and "config_reload_state_ignored" not in events
 
 
-def test_two_workers_drain_on_sigterm(fakes, tmp_path, serve, redis_server):
+@pytest.mark.parametrize("to", ["parent", "group"])
+def test_two_workers_drain_on_sigterm(fakes, tmp_path, serve, redis_server, to):
     """--workers 2 (Redis state): SIGTERM to the parent reaches the workers, which drain the
-    stream in flight; the parent exits 0."""
+    stream in flight; the parent exits 0. Sent to the whole group (Ctrl-C, systemd's default
+    KillMode), each worker gets it twice, from the sender and from the parent: still one drain."""
     fakes.set("alpha", chunks=8, chunk_delay_ms=100)
     port = free_port()
     config = tmp_path / "r.yaml"
@@ -277,7 +279,10 @@ def test_two_workers_drain_on_sigterm(fakes, tmp_path, serve, redis_server):
             with client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as stream:
                 lines = stream.iter_lines()
                 next(lines)
-                s.proc.send_signal(signal.SIGTERM)
+                if to == "group":
+                    os.killpg(s.proc.pid, signal.SIGTERM)
+                else:
+                    s.proc.send_signal(signal.SIGTERM)
                 rest = list(lines)
         assert "data: [DONE]" in rest
         assert s.proc.wait(timeout=20) == 0
