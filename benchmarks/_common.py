@@ -5,6 +5,7 @@ Benchmarks only: nothing in `router/` imports this."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import aiohttp
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -188,6 +190,19 @@ def http_post_json(url: str, data: Any, timeout: float = 5.0, headers: dict[str,
             return r.status, json.loads(r.read() or b"null")
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+async def wait_ready_aio(s: aiohttp.ClientSession, url: str, timeout_s: float = 30.0) -> None:
+    """Until `url`'s /health/ready answers 200 (its first probe round done), on the caller's session."""
+    for _ in range(int(timeout_s * 10)):
+        try:
+            async with s.get(f"{url}/health/ready") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not get ready within {timeout_s:.0f} s")
 
 
 def wait_http_ok(url: str, procs: Processes, proc: subprocess.Popen[bytes], what: str, timeout: float = 30.0) -> None:

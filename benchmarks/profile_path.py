@@ -39,7 +39,7 @@ import aiohttp
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BENCH_AUTH, Processes, cpu_seconds, free_port, start_redis, write_router_config
+from _common import BENCH_AUTH, Processes, cpu_seconds, free_port, start_redis, wait_ready_aio, write_router_config
 from _report import MachineLoad, load_note
 
 # Tracing variants (`--tracing`): the router's environment for each; the sink's URL is added.
@@ -74,18 +74,6 @@ class Run:
         return text
 
 
-async def wait_ready(s: aiohttp.ClientSession, url: str) -> None:
-    for _ in range(300):  # 30 s at most
-        try:
-            async with s.get(f"{url}/health/ready") as r:
-                if r.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError("the router did not become ready")
-
-
 async def load(s: aiohttp.ClientSession, url: str, requests: int, concurrency: int) -> None:
     sent = 0
 
@@ -116,7 +104,7 @@ async def measured(
     url: str, router_pid: int, redis_at: tuple[str, int] | None, requests: int, concurrency: int
 ) -> tuple[float, float, dict[str, float]]:
     async with aiohttp.ClientSession() as s:
-        await wait_ready(s, url)
+        await wait_ready_aio(s, url)
         await load(s, url, min(1000, requests), concurrency)  # warm-up: connections, caches
         before = redis_stats(*redis_at) if redis_at else {}
         cpu0, t0 = cpu_seconds(router_pid), time.monotonic()

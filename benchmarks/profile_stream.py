@@ -48,7 +48,16 @@ from typing import Any, NamedTuple
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BENCH_AUTH, cpu_plan, cpu_seconds, free_port, http_post_json, process_tree, write_router_config
+from _common import (
+    BENCH_AUTH,
+    cpu_plan,
+    cpu_seconds,
+    free_port,
+    http_post_json,
+    process_tree,
+    wait_ready_aio,
+    write_router_config,
+)
 from _report import MachineLoad, load_note
 
 _MSG = [{"role": "user", "content": "Say hello."}]
@@ -75,8 +84,8 @@ class Setup:
         self.fport, rport = free_port(), free_port()
         fake = [sys.executable, "-m", "router", "fake-upstream", "--port", str(self.fport), "--latency-ms", "0"]
         router_cpus, load_cpus, _ = cpu_plan(args.pin)
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        self.fake = subprocess.Popen(fake, cwd=repo, env=env, preexec_fn=_pinned(load_cpus), **quiet)
+        quiet = subprocess.DEVNULL
+        self.fake = subprocess.Popen(fake, cwd=repo, env=env, preexec_fn=_pinned(load_cpus), stdout=quiet, stderr=quiet)
         cfg = tmp / f"router-{rport}.yaml"
         formats = {"fake": [args.upstream]}
         write_router_config(
@@ -97,7 +106,9 @@ class Setup:
             env["PASSTHROUGH_UPSTREAM"] = f"http://127.0.0.1:{self.fport}"
             argv = [sys.executable, "-m", "uvicorn", "_passthrough:app", "--port", str(rport), "--loop", "uvloop"]
             argv += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
-        self.router = subprocess.Popen(argv, cwd=repo, env=env, preexec_fn=_pinned(router_cpus), **quiet)
+        self.router = subprocess.Popen(
+            argv, cwd=repo, env=env, preexec_fn=_pinned(router_cpus), stdout=quiet, stderr=quiet
+        )
         self.url = f"http://127.0.0.1:{rport}"
 
     def chunks(self, n: int) -> None:
@@ -121,18 +132,6 @@ class Setup:
 
 def _pinned(cpus: set[int] | None) -> Callable[[], None] | None:
     return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-
-
-async def ready(s: aiohttp.ClientSession, url: str) -> None:
-    for _ in range(300):  # 30 s at most
-        try:
-            async with s.get(f"{url}/health/ready") as r:
-                if r.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not get ready")
 
 
 async def load(s: aiohttp.ClientSession, url: str, args: argparse.Namespace, requests: int) -> tuple[float, int]:
@@ -166,7 +165,7 @@ def profile(args: argparse.Namespace) -> int:
             async def run() -> tuple[float, int]:
                 nonlocal spy
                 async with aiohttp.ClientSession() as s:
-                    await ready(s, setup.url)  # the router is ready once its probe reached the fake
+                    await wait_ready_aio(s, setup.url)  # the router is ready once its probe reached the fake
                     setup.chunks(args.chunks)
                     if args.py_spy:
                         await load(s, setup.url, args, min(args.requests, 500))  # warm-up, not sampled
@@ -289,7 +288,7 @@ def measure(args: argparse.Namespace) -> int:
             async def run() -> None:
                 async with aiohttp.ClientSession() as s:
                     for st in setups:
-                        await ready(s, st.url)
+                        await wait_ready_aio(s, st.url)
                         st.chunks(many)
                         await load(s, st.url, args, min(n, 500))  # warm-up
                     for rnd in range(args.rounds):
