@@ -175,9 +175,13 @@ def cmd_token_new(args: argparse.Namespace) -> int:
 def cmd_usage(args: argparse.Namespace) -> int:
     from router.billing.ledger import summarize
 
-    config = _load(args.config)
-    if config is None:
-        return 2
+    if args.ledger is not None:
+        path = args.ledger  # the file alone: no config, so none of its ${VAR}s need to be set
+    else:
+        config = _load(args.config)
+        if config is None:
+            return 2
+        path = config.ledger.path
     try:
         since = _since(args.since) if args.since else None
     except ValueError:
@@ -186,7 +190,6 @@ def cmd_usage(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    path = config.ledger.path
     try:
         with open(path, "rb") as f:
             totals = summarize(f, key=args.key, since=since)
@@ -279,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     token_new.add_argument("--for", dest="purpose", choices=sorted(_TOKEN_USES), required=True)
     token_new.set_defaults(func=cmd_token_new)
     usage = sub.add_parser("usage", help="sum the usage ledger per key and model")
-    usage.add_argument("--config", required=True)
+    where = usage.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", help="the config whose ledger.path to read")
+    where.add_argument("--ledger", help="the ledger file itself (no config, no environment needed)")
     usage.add_argument("--key", help="only this key id")
     usage.add_argument("--since", help="ISO date/time (UTC unless given) or an age like 2h, 7d")
     usage.set_defaults(func=cmd_usage)

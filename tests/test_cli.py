@@ -145,6 +145,9 @@ def test_usage_sums_the_ledger_per_key_and_model(tmp_path: Path, capsys: pytest.
     assert main(["usage", "--config", str(config), "--key", "acme", "--since", "1h"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"acme\s+m\s+1\s+50\s+0\s+5\s+0\.250000", out) and "other" not in out
+    assert main(["usage", "--ledger", str(ledger), "--key", "other"]) == 0  # the file alone, no config
+    out = capsys.readouterr().out
+    assert re.search(r"other\s+m\s+1\s+1\s+0\s+1\s+0\.125000", out) and "acme" not in out
 
 
 def test_usage_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
