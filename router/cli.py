@@ -89,6 +89,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     print(f"{config.source}: OK, {len(config.providers)} provider(s), {len(config.models)} model(s)")
+    # columns as wide as their longest entry, so long upstream model ids keep the table aligned
+    name_w = max((len(p.name) for p in config.providers), default=0)
+    model_w = max((len(r.model) for m in config.models for r in m.routes), default=0)
     for m in config.models:
         fallback = f"  (context_fallback: {m.context_fallback})" if m.context_fallback else ""
         print(f"\n{m.name}{fallback}")
@@ -96,7 +99,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             p = config.provider(r.provider)
             weight = r.weight if r.weight is not None else p.weight
             print(
-                f"  priority {r.priority}  {p.name:<16} {r.model:<28} weight {weight:g}  "
+                f"  priority {r.priority}  {p.name:<{name_w}}  {r.model:<{model_w}}  weight {weight:g}  "
                 f"{p.base_url}  [{', '.join(p.formats)}]"
             )
     from router.ops.check import base_url_warnings, probe_all, probe_table

@@ -259,6 +259,23 @@ def test_check_warns_of_a_base_url_ending_in_v1(tmp_path: Path, capsys: pytest.C
     assert main(["check"]) == 2 and "which config" in capsys.readouterr().err
 
 
+def test_check_keeps_its_table_aligned_for_long_upstream_model_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "check.yaml"
+    path.write_text(
+        "server: {allow_anonymous: true}\n"
+        "providers:\n"
+        "  - {name: a-provider-with-a-long-name, base_url: 'https://x.example', formats: [openai-chat], api_key: k}\n"
+        "  - {name: b, base_url: 'https://y.example', formats: [openai-chat], api_key: k}\n"
+        "models:\n  - {name: m, routes: [{provider: a-provider-with-a-long-name, model: m},"
+        " {provider: b, model: accounts/fireworks/models/llama-v3p1-405b-instruct}]}\n"
+    )
+    assert main(["check", str(path)]) == 0
+    routes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  priority")]
+    assert len(routes) == 2 and len({line.index(" weight ") for line in routes}) == 1, routes
+
+
 def test_check_probe_prints_a_table_and_fails_on_an_unreachable_provider(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], fakes
 ) -> None:
