@@ -5,14 +5,17 @@ refused with the same precise messages, logged, and the old config keeps serving
 applied in one step, with no await in between, so no request sees half of each:
 - routing: `Pool.reconfigure` keeps the live state (EWMA, breakers, cooldowns, health) of every
   route and provider that still exists; requests in flight hold the old table and finish on it;
-- new providers get their pool and their first health probe *before* the swap, so they take
-  traffic only once probed healthy; removed or changed providers' pools close after the drain
-  timeout, when nothing can still be using them;
+- new providers, and providers a model routes to for the first time (or again), get their pool
+  and their first health probe *before* the swap, so they take traffic only once probed healthy
+  and readiness never waits on them; these probes run at the same time, so the reload waits at
+  most one probe timeout; removed or changed providers' pools close after the drain timeout,
+  when nothing can still be using them;
 - a provider whose `health:` alone changed keeps its pool and its health state (under the new
   thresholds); the probe loop of every changed provider restarts with its new settings;
 - keys, plans, prices, budgets and tokens take effect at once (the budget state itself lives in
   the state backend and is kept); under `state:` only `on_unavailable` does, and a change of any
   other `state.*` key is logged by name as needing a restart.
+Reloads run one at a time, in the order triggered, each re-reading the file when its turn comes.
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ from router.billing.limits import Limits
 from router.billing.metering import Metering
 from router.billing.state.base import StateBackend
 from router.clock import Clock
-from router.config import Config, ConfigError, Price, StateConfig, load_config
+from router.config import Config, ConfigError, Price, ProviderConfig, StateConfig, load_config
 from router.ops.metrics import Metrics
 from router.ops.readiness import StateWatch
 from router.ops.status import StatusBoard
 from router.routing.failover import Forwarder
-from router.routing.health import log_change, probe_loop
+from router.routing.health import probe_loop
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
 from router.server.endpoints import Endpoints
@@ -86,6 +89,7 @@ class Runtime:
         self._probe_client: httpx.AsyncClient | None = None
         self._probes: dict[str, anyio.CancelScope] = {}
         self._retired: list[ProviderClient] = []
+        self._reloading = anyio.Lock()
 
     def start(self, tg: anyio.abc.TaskGroup, probe_client: httpx.AsyncClient) -> None:
         self._tg, self._probe_client = tg, probe_client
@@ -116,7 +120,13 @@ class Runtime:
         self._tg.start_soon(run)
 
     async def reload(self, path: str | None) -> bool:
-        """Re-read `path` and apply it; False (old config kept) when it is invalid."""
+        """Re-read `path` and apply it; False (old config kept) when it is invalid. Reloads run
+        one at a time, in the order triggered: one that waits on a slow first probe must not
+        apply its (by then older) file over a later reload's."""
+        async with self._reloading:
+            return await self._reload(path)
+
+    async def _reload(self, path: str | None) -> bool:
         if path is None:
             return False
         try:
@@ -129,25 +139,26 @@ class Runtime:
         if ignored:
             log.warning("config_reload_state_ignored", keys=ignored, note="these need a restart; the old values stay")
         changes = provider_changes(old, new)
+        table = RoutingTable(new)
         # New providers, and those changed outside `health:`: their pools first, then one probe
-        # each, before any traffic.
+        # each, before any traffic. So too a provider the pool did not hold (in the config, but
+        # no model routed to it), which the swap gives a fresh, unknown state.
         fresh = {name: ProviderClient(new.provider(name)) for name in changes.reconnect}
         for c in fresh.values():
             await c.start()
-        first = {name: await self._first_probe(new, name) for name in changes.first_probe}
+        unpooled = [n for n in dict.fromkeys(r.provider.name for r in table.routes()) if n not in self.pool.providers]
+        first = await self._first_probes(new, list(dict.fromkeys([*changes.first_probe, *unpooled])))
         # The swap: synchronous from here on.
         names = {p.name for p in new.providers}
         for name in [n for n in self._clients if n in fresh or n not in names]:
             self._retired.append(self._clients.pop(name))  # closed once nothing can be on them
         self._clients.update(fresh)
-        added = self.pool.reconfigure(RoutingTable(new))
+        added = self.pool.reconfigure(table)
+        now = self._clock.wall()
         for name, result in first.items():
-            if name in self.pool.providers and result is not None:
-                h, url = self.pool.providers[name].health, display_url(probe_url(new.provider(name)))
-                for _ in range(max(h_threshold(new, name, result.ok), 1)):
-                    change = h.record(result, self._clock.wall())
-                    if change is not None:
-                        log_change(name, change, result, url)
+            if name in self.pool.providers:
+                url = display_url(probe_url(new.provider(name)))
+                self.pool.providers[name].health.observe(name, result, now, url, settle=True)
         limits = Limits(new, self._state, self._clock)
         self._forwarder.reconfigure(new.routing)
         self._endpoints.reconfigure(Authenticator(new), limits, new.accounting, new.server.max_body_bytes)
@@ -174,11 +185,22 @@ class Runtime:
             self._tg.start_soon(self._close_retired, new.server.drain_timeout_s)
         return True
 
-    async def _first_probe(self, config: Config, name: str) -> ProbeResult | None:
-        p = config.provider(name)
-        if not p.health.enabled or self._probe_client is None:
-            return None
-        return await probe_once(self._probe_factory(p, self._probe_client), p.health.timeout_s)
+    async def _first_probes(self, config: Config, names: list[str]) -> dict[str, ProbeResult]:
+        """One probe of each provider (those with probes enabled), all at once: a reload that
+        brings N providers that are down waits one timeout, not N."""
+        found: dict[str, ProbeResult] = {}
+        client = self._probe_client
+        if client is None:
+            return found
+
+        async def one(p: ProviderConfig) -> None:
+            found[p.name] = await probe_once(self._probe_factory(p, client), p.health.timeout_s)
+
+        async with anyio.create_task_group() as tg:
+            for p in (config.provider(n) for n in names):
+                if p.health.enabled:
+                    tg.start_soon(one, p)
+        return found
 
     async def _close_retired(self, after_s: float) -> None:
         """Pools of removed or replaced providers close once no request can still be on them."""
@@ -213,12 +235,6 @@ def provider_changes(old: Config, new: Config) -> ProviderChanges:
     )
     turned_on = tuple(n for n in sorted(changed) if n not in reconnect and not before[n].health.enabled)
     return ProviderChanges(changed, reconnect, reconnect + turned_on)
-
-
-def h_threshold(config: Config, name: str, ok: bool) -> int:
-    """Consecutive probe results needed to settle a new provider's health either way."""
-    h = config.provider(name).health
-    return h.healthy_after if ok else h.unhealthy_after
 
 
 # What a reload applies under `state:` (the new Limits and the state watch take it); the rest

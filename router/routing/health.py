@@ -112,6 +112,19 @@ class HealthState:
         self.since = now
         return Change(old, self.state)
 
+    def observe(self, name: str, result: ProbeResult, now: float, url: str, *, settle: bool = False) -> Change | None:
+        """`record` one probe result of provider `name` (`url`: the URL probed, fit for a log) and
+        log the change of state it made. `settle`: count it as many times in a row as the
+        thresholds ask, so one result decides the state (a reload's first probe, which must not
+        leave a provider `unknown` until its loop's next probes)."""
+        old = self.state
+        threshold = self._healthy_after if result.ok else self._unhealthy_after
+        for _ in range(threshold if settle else 1):
+            change = self.record(result, now)
+            if change is not None:
+                log_change(name, change, result, url)
+        return None if self.state == old else Change(old, self.state)
+
     def __repr__(self) -> str:
         return (
             f"HealthState({self.state}, failures={self._consecutive_failures}, "
@@ -138,10 +151,7 @@ async def probe_loop(
     enclosing task group.
     """
     while True:
-        result = await probe_once(probe, timeout_s)
-        change = state.record(result, wall())
-        if change is not None:
-            log_change(name, change, result, url)
+        state.observe(name, await probe_once(probe, timeout_s), wall(), url)
         if on_probed is not None:
             on_probed()
         await sleep(interval_s)
