@@ -139,6 +139,25 @@ def test_retune_keeps_the_state_and_judges_the_next_probe_by_the_new_thresholds(
     assert st.record(UP, 6.0) == Change("unhealthy", "healthy")
 
 
+def test_observe_settles_the_state_from_one_result_when_asked_and_logs_the_change() -> None:
+    """A reload's first probe decides the state at once (`settle`), either way, with one log line
+    per change; without `settle` one result counts once, as in the probe loop."""
+    with capture_logs() as logs:
+        down, up, once = HealthState(3, 2, now=0.0), HealthState(3, 2, now=0.0), HealthState(3, 2, now=0.0)
+        assert down.observe("p", REFUSED, 5.0, URL, settle=True) == Change("unknown", "unhealthy")
+        assert (down.since, down.consecutive_failures) == (5.0, 3)
+        assert up.observe("p", UP, 5.0, URL, settle=True) == Change("unknown", "healthy")
+        assert down.observe("p", UP, 6.0, URL, settle=True) == Change("unhealthy", "healthy")
+        assert once.observe("p", REFUSED, 5.0, URL) is None
+        assert (once.state, once.consecutive_failures) == ("unknown", 1)
+    changes = [(e["old"], e["new"], e["reason"], e["url"]) for e in logs if e["event"] == "provider_health_changed"]
+    assert changes == [
+        ("unknown", "unhealthy", "connection refused", URL),
+        ("unknown", "healthy", "status 200", URL),
+        ("unhealthy", "healthy", "status 200", URL),
+    ]
+
+
 @pytest.mark.anyio
 async def test_probe_loop_probes_at_once_then_each_interval() -> None:
     """The loop probes before its first sleep, sleeps interval_s between probes, calls on_probed
