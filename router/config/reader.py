@@ -15,6 +15,8 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")  # ${VAR} or 
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _SECONDS = re.compile(r"\d+(?:\.\d+)?")
+FIELD_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # an RFC 9110 field name
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def parse_duration(value: object) -> float | None:
@@ -47,6 +49,17 @@ def show(value: object) -> str:
 
 def _join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
+
+
+def header_value_problem(value: str) -> str | None:
+    """Why `value` cannot be sent as an HTTP header value as it is, or None. Never quotes it: it
+    may be a credential, and a config error is printed and logged."""
+    if _CONTROL.search(value):
+        # the usual cause: a key file (a Kubernetes Secret made --from-file) ends with a newline
+        return "must be one line without control characters (CR, LF, tab...); a file's trailing newline?"
+    if value != value.strip():
+        return "must not start or end with whitespace"
+    return None
 
 
 def substitute(node: object, path: str, env: Mapping[str, str], problems: list[str]) -> object:
@@ -153,6 +166,34 @@ class Reader:
         else:
             return value
         return default
+
+    def header_value(self, key: str, default: D) -> str | D:
+        """A string sent in an HTTP header (a credential, a version); refused, never quoted, when
+        it is not one clean line."""
+        value = self.string(key, default)
+        problem = header_value_problem(value) if isinstance(value, str) else None
+        if problem:
+            self.fail(key, problem)
+            return default
+        return value
+
+    def headers(self, key: str) -> tuple[tuple[str, str], ...]:
+        """A mapping of header name to value. The values may hold credentials: never quoted."""
+        raw = self.get(key)
+        if raw is not None and not isinstance(raw, dict):
+            self.fail(key, f"expected a mapping of header name to value, got {show(raw)}")
+        out: list[tuple[str, str]] = []
+        for k, v in raw.items() if isinstance(raw, dict) else ():
+            where = f"{key}.{k}"
+            if not isinstance(k, str) or not FIELD_NAME.fullmatch(k):
+                self.fail(key, f"expected header names, got {show(k)}")
+            elif not isinstance(v, str) or not v:
+                self.fail(where, f"expected a non-empty string value, got {type(v).__name__}")
+            elif problem := header_value_problem(v):
+                self.fail(where, problem)
+            else:
+                out.append((k, v))
+        return tuple(out)
 
     def name(self, key: str) -> str:
         """A required identifier: [A-Za-z0-9._-]+."""

@@ -16,7 +16,7 @@ from typing import Literal, cast
 from urllib.parse import urlsplit
 
 from router.config.checks import check_access, check_tokens, cross_check
-from router.config.reader import Reader, show, substitute
+from router.config.reader import FIELD_NAME, Reader, show, substitute
 from router.config.schema import (
     DEFAULT_ANTHROPIC_VERSION,
     DROPPABLE_PARAMS,
@@ -46,7 +46,6 @@ from router.config.schema import (
 )
 
 _HASH = re.compile(r"sha256:[0-9a-f]{64}")
-_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # an RFC 9110 field name
 _NO_KEYS = (
     "no API keys configured; add some (router keys new --plan NAME) or set server.allow_anonymous: true "
     "for a private deployment"
@@ -149,21 +148,13 @@ def _provider(r: Reader) -> ProviderConfig:
             r.fail(f"formats[{i}]", f"duplicate format {fmt!r}")
         else:
             formats.append(fmt)
-    api_key = r.string("api_key", None)
+    api_key = r.header_value("api_key", None)
     weight = r.number("weight", 1.0, gt=0)
-    version = r.string("anthropic_version", DEFAULT_ANTHROPIC_VERSION)
-    headers: list[tuple[str, str]] = []
-    raw = r.get("headers")
-    if raw is not None and not isinstance(raw, dict):
-        r.fail("headers", f"expected a mapping of header name to value, got {show(raw)}")
-    for k, v in raw.items() if isinstance(raw, dict) else ():
-        if not isinstance(k, str) or not k or not isinstance(v, str) or "\n" in v or "\r" in v:
-            r.fail(f"headers.{k}", f"expected a header name and a one-line string value, got {show(v)}")
-        else:
-            headers.append((k, v))
+    version = r.header_value("anthropic_version", DEFAULT_ANTHROPIC_VERSION)
+    headers = r.headers("headers")
     forward: list[str] = []
     for i, h in enumerate(r.seq("forward_headers", required=False)):
-        if not isinstance(h, str) or not _TOKEN.fullmatch(h):
+        if not isinstance(h, str) or not FIELD_NAME.fullmatch(h):
             r.fail(f"forward_headers[{i}]", f"expected a header name, got {show(h)}")
         elif h.lower() in NEVER_FORWARDED:
             r.fail(f"forward_headers[{i}]", f"{h!r} is never forwarded (a credential, selector or hop-by-hop header)")
@@ -177,7 +168,7 @@ def _provider(r: Reader) -> ProviderConfig:
             api_key=api_key,
             weight=weight,
             anthropic_version=version,
-            headers=tuple(headers),
+            headers=headers,
             forward_headers=tuple(dict.fromkeys(forward)),
             timeouts=_timeouts(r.sub("timeouts")),
             health=_health(r.sub("health")),

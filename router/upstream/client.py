@@ -157,10 +157,17 @@ class Response:
             self._pool.release(self._conn)
 
 
-def _safe(text: str) -> str:
-    if "\r" in text or "\n" in text:  # header injection; aiohttp refuses these as well
-        raise ValueError(f"newline in an HTTP header: {text!r}")
-    return text
+class BadHeader(TransportError):
+    """A request header with CR or LF in it (header injection; aiohttp refused these as well).
+    Its text names the header, never the value: that may be a credential."""
+
+
+def _line(name: str, value: str) -> str:
+    if "\r" in name or "\n" in name:
+        raise BadHeader("CR or LF in a request header's name")
+    if "\r" in value or "\n" in value:
+        raise BadHeader(f"CR or LF in the value of request header {name}")
+    return f"{name}: {value}\r\n"
 
 
 async def post(pool: Pool, path: str, headers: dict[str, str], body: bytes) -> Response:
@@ -169,7 +176,7 @@ async def post(pool: Pool, path: str, headers: dict[str, str], body: bytes) -> R
     lines = [f"POST {pool.path_prefix}{path} HTTP/1.1\r\nHost: {pool.host_header}\r\n"]
     given = set()
     for name, value in headers.items():
-        lines.append(f"{_safe(name)}: {_safe(value)}\r\n")
+        lines.append(_line(name, value))
         given.add(name.lower())
     if "accept" not in given:
         lines.append("Accept: */*\r\n")

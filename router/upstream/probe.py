@@ -7,7 +7,9 @@ loop) and `router check --probe` send the same probe.
 
 What a probe sends: the provider's credentials (its first format's auth headers and its extra
 headers), so a revoked key shows as "status 401". What it reports never holds them: reasons come
-from the status or the exception, and `display_url` drops any user:password and query string.
+from the status or from the exception's type, with its text only where that text is the OS's or
+the remote's (never a header refused on the way out), and `display_url` drops any user:password
+and query string.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from router.config import ProviderConfig
 from router.upstream.provider import probe_headers
 
 _SSL_SOURCE = re.compile(r"\s*\(_ssl\.c:\d+\)")
+BAD_HEADER = "invalid request header (check api_key / headers)"
 MAX_REASON = 200  # an exception's text can be long (TLS errors); the reason is a one-line summary
 
 
@@ -81,6 +84,9 @@ def reason_of(exc: BaseException, timeout_s: float) -> str:
         return "connection refused"
     if isinstance(cause, ConnectionResetError):
         return "connection reset"
+    if isinstance(exc, httpx.LocalProtocolError):
+        # h11's text quotes the offending header whole: the credential, when the key has a newline
+        return BAD_HEADER
     if isinstance(exc, httpx.RemoteProtocolError):
         return _cut(f"protocol error: {exc}")
     if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
@@ -89,7 +95,8 @@ def reason_of(exc: BaseException, timeout_s: float) -> str:
         return _cut(f"connect error: {exc}")
     if isinstance(exc, httpx.NetworkError):
         return _cut(f"network error: {exc}")
-    return _cut(f"{type(exc).__name__}: {exc}")
+    # Any other text is not ours to vouch for (it may quote the request): the type alone.
+    return type(exc).__name__
 
 
 def _root(exc: BaseException) -> BaseException:
@@ -136,7 +143,9 @@ async def probe_once(probe: Probe, timeout_s: float) -> ProbeResult:
             result = await probe()
         except Exception as exc:
             # A buggy or surprised probe is a failed probe, not a dead health loop.
-            return ProbeResult(False, _cut(f"probe error: {type(exc).__name__}: {exc}"))
+            # The type alone: the text may quote the request (its headers), and the reason is shown
+            # on the unauthenticated /health/ready.
+            return ProbeResult(False, f"probe error: {type(exc).__name__}")
     # cancel_called rather than cancelled_caught: a probe that swallows the cancellation and
     # returns a result anyway still overran its deadline.
     if scope.cancel_called or result is None:

@@ -130,6 +130,8 @@ def _map(exc: BaseException, during: str) -> UpstreamError:
         return UpstreamConnectError(f"cannot connect: {exc.os_error.strerror or exc}")
     if isinstance(exc, http1.Disconnected):
         return UpstreamReset(f"upstream closed the connection while {during}")
+    if isinstance(exc, http1.BadHeader):  # nothing was sent; the provider's config is at fault
+        return UpstreamConnectError(f"invalid request header: {exc} (check the provider's api_key and headers)")
     if isinstance(exc, http1.PayloadError):
         return UpstreamReset(f"upstream connection broke while {during}")
     return UpstreamConnectError(f"upstream connection error while {during}: {type(exc).__name__}")

@@ -522,8 +522,37 @@ def test_provider_headers() -> None:
     ]
     doc["providers"][0]["headers"] = {"X-Ok": "1", "X-Split": "a\r\nInjected: yes", "X-Num": 3}
     assert problems(doc) == [
-        "providers[0].headers.X-Split: expected a header name and a one-line string value, got 'a\\r\\nInjected: yes'",
-        "providers[0].headers.X-Num: expected a header name and a one-line string value, got 3",
+        f"providers[0].headers.X-Split: {ONE_LINE}",
+        "providers[0].headers.X-Num: expected a non-empty string value, got int",
+    ]
+    doc["providers"][0]["headers"] = {"Bad Name": "1", "X-Pad": " v"}
+    assert problems(doc) == [
+        "providers[0].headers: expected header names, got 'Bad Name'",
+        "providers[0].headers.X-Pad: must not start or end with whitespace",
+    ]
+
+
+ONE_LINE = "must be one line without control characters (CR, LF, tab...); a file's trailing newline?"
+
+
+@pytest.mark.parametrize("key", ["sk-live-secret\n", "sk-live-secret\r\n", "sk-live\x00secret", "sk-live\tsecret"])
+def test_api_key_with_control_characters_is_refused_without_echo(key: str) -> None:
+    """A key read from a file with its trailing newline (a Kubernetes Secret made --from-file)
+    would be sent as an illegal header; the config refuses it, naming the path, never the key."""
+    doc = minimal()
+    doc["providers"][0]["api_key"] = key
+    found = problems(doc)
+    assert found == [f"providers[0].api_key: {ONE_LINE}"]
+    assert not any("secret" in p for p in found)
+
+
+def test_api_key_and_version_with_whitespace_at_an_end_are_refused() -> None:
+    doc = minimal()
+    doc["providers"][0]["api_key"] = " sk-live-secret"
+    doc["providers"][0]["anthropic_version"] = "2023-06-01\n"
+    assert problems(doc) == [
+        "providers[0].api_key: must not start or end with whitespace",
+        f"providers[0].anthropic_version: {ONE_LINE}",
     ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from structlog.testing import capture_logs
@@ -116,3 +117,25 @@ def test_a_required_redis_that_stops_makes_the_replica_unready(fakes, config_fac
     assert "state backend unavailable during ping" in down["state"]["error"]
     closed.wait_until(lambda: closed.ready().status_code == 200, timeout=5)
     assert closed.ready().json()["state"]["error"] is None
+
+
+def test_a_key_with_a_newline_is_never_shown_and_requests_get_an_envelope(fakes, config_factory, router_server):
+    """alpha's key ends with a newline (a Secret made --from-file; the config now refuses it, so
+    the config is built around the check): its probe fails with a fixed reason that never quotes
+    the key on /health/ready, /status.json or in the log, and a request gets the endpoint's 503
+    envelope, not a 500 with a traceback."""
+    config = config_factory({"m": [("alpha", 0)]}, health=FAST)
+    leaky = replace(config.provider("alpha"), api_key="provider-key-alpha\n")
+    config = replace(config, providers=tuple(leaky if p.name == "alpha" else p for p in config.providers))
+    with capture_logs() as logs:
+        rs = router_server(config, wait_ready=False)
+        rs.wait_until(lambda: rs.ready().json()["providers"]["alpha"]["state"] == "unhealthy")
+        ready, status = rs.ready(), rs.client.get("/status.json")
+        r = rs.post("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+        rs.wait_until(lambda: any(e["event"] == "request" for e in logs))
+    assert ready.json()["providers"]["alpha"]["reason"] == "invalid request header (check api_key / headers)"
+    assert r.status_code == 503 and r.json()["error"]["type"], r.text
+    for text in (ready.text, status.text, r.text, repr(logs)):
+        assert "provider-key-alpha" not in text
+    assert not [e for e in logs if "exc_info" in e or "exception" in e or e.get("status") == 500]
+    assert fakes.served("alpha") == 0, "nothing was sent"
