@@ -23,6 +23,21 @@ _SECRET_FIELDS = frozenset({"authorization", "x-api-key", "api_key", "api-key", 
 # string. The lookbehind keeps words like "risk-assessment" intact.
 SECRET_RE = re.compile(r"(?<![A-Za-z0-9])(toc-[A-Za-z0-9_\-]{6,}|sk-[A-Za-z0-9_\-]{6,})|(?i:bearer)\s+\S+")
 
+# A URL in free text: its user info runs to the last "@" of the word (a password may hold an
+# unescaped "@" or "/"), its query (and fragment) to the word's end.
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>\S*@)?(?P<rest>[^\s?]*)(?P<query>\?\S*)?")
+
+
+def mask_urls(text: str) -> str:
+    """Each URL in `text` with its user info as `***@` and its query as `?...`: either may carry
+    a credential (a Redis password, an API key in `?key=`). The one masking of URLs for logs,
+    pages and errors."""
+    return _URL.sub(_mask, text) if "://" in text else text
+
+
+def _mask(m: re.Match[str]) -> str:
+    return f"{m['scheme']}{'***@' if m['userinfo'] else ''}{m['rest']}{'?...' if m['query'] else ''}"
+
 
 def _clean(value: Any) -> Any:
     if isinstance(value, str):

@@ -13,7 +13,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from router.log import configure, outside_request, redact
+from router.log import configure, mask_urls, outside_request, redact
 
 CLIENT_KEY = "toc-AbCdEf0123456789"
 PROVIDER_KEY = "sk-proj-Zz9_Yy8-Xx7Ww6"
@@ -224,3 +224,10 @@ def test_outside_request_drops_the_request_context() -> None:
         log.info("own")
     assert logs[0] == {"event": "flip", "route": "a", "log_level": "info"}
     assert logs[1]["request_id"] == "r-1"
+
+
+def test_mask_urls_in_free_text() -> None:
+    """Each URL's user info and query are masked, the rest of the text and URLs without either kept."""
+    text = "to https://u:p@a.example/v1?key=k and redis://h:1/0, then done? yes"
+    assert mask_urls(text) == "to https://***@a.example/v1?... and redis://h:1/0, then done? yes"
+    assert mask_urls("no url here") == "no url here"

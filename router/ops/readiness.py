@@ -19,7 +19,6 @@ one interval old. Readiness reads the last outcome.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ import anyio
 from router.billing.state.base import StateBackend, StateUnavailable
 from router.clock import Clock
 from router.config import StateConfig
+from router.log import mask_urls
 from router.routing.health import Health
 from router.routing.pool import Pool
 from router.server.drain import Drain
@@ -39,8 +39,6 @@ DRAINING = "draining"
 FIRST_ROUND = "first_probe_round"
 STATE_UNAVAILABLE = "state_unavailable"
 NO_HEALTHY = "no_healthy_provider"
-
-_USERINFO = re.compile(r"//[^/@\s]*@")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +72,11 @@ def decide(
 
 
 def redact(text: str, url: str | None) -> str:
-    """`text` without the store URL's password or any user:password@ part of a URL."""
+    """`text` without the store URL's password, nor any URL's user info or query."""
     password = urlsplit(url).password if url else None
     if password:
         text = text.replace(password, "***")
-    return _USERINFO.sub("//***@", text)
+    return mask_urls(text)
 
 
 class StateWatch:

@@ -4,40 +4,22 @@ endpoint is open on a non-loopback address, and one `serving` line from each wor
 app has started (the socket is listening by then: serve.py binds it before any worker starts).
 
 Nothing secret reaches these lines: counts rather than keys, token hashes only as set/unset,
-and the Redis URL with its password masked.
+and the Redis URL with its user info and query masked (`router.log.mask_urls`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from typing import Any
 
 import structlog
 
 from router import __version__
 from router.config import Config
+from router.log import mask_urls
 
 log = structlog.get_logger("router.ops.startup")
-
-# `password=` in a URL's query (redis-py reads it there too, e.g. for unix:// sockets).
-_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
-
-
-def hide_password(url: str) -> str:
-    """`url` with the password of its user info, and any `password=` query value, as `***`. A
-    user info without `:` is masked whole (a password written where the user name goes). The
-    user info ends at the last `@` before the query: a password may hold an unescaped `/`."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return _QUERY_PASSWORD.sub(r"\1***", url)
-    query_at = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
-    at = rest.rfind("@", 0, query_at)
-    if at >= 0:
-        user, colon, _ = rest[:at].partition(":")
-        rest = (f"{user}:***" if colon else "***") + rest[at:]
-    return f"{scheme}://" + _QUERY_PASSWORD.sub(r"\1***", rest)
 
 
 def listen_url(host: str, port: int) -> str:
@@ -65,7 +47,7 @@ def starting_fields(config: Config, config_path: str, host: str, port: int, work
         "state": config.state.backend,
     }
     if config.state.backend == "redis" and config.state.url is not None:
-        fields["state_url"] = hide_password(config.state.url)
+        fields["state_url"] = mask_urls(config.state.url)
     fields["ledger"] = os.path.abspath(config.ledger.path) if config.ledger.enabled else "off"
     fields["metrics"] = "token" if config.server.metrics_token else "open"
     fields["status"] = "token" if config.server.admin_token else "open"

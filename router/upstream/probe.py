@@ -8,7 +8,7 @@ loop) and `router check --probe` send the same probe.
 What a probe sends: the provider's credentials (its first format's auth headers and its extra
 headers), so a revoked key shows as "status 401". What it reports never holds them: reasons come
 from the status or from the exception's type, with its text only where that text is the OS's or
-the remote's (never a header refused on the way out), and `display_url` drops any user:password
+the remote's (never a header refused on the way out), and `display_url` masks any user:password
 and query string.
 """
 
@@ -20,12 +20,12 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
 from router.config import ProviderConfig
+from router.log import mask_urls
 from router.upstream.provider import probe_headers
 
 _SSL_SOURCE = re.compile(r"\s*\(_ssl\.c:\d+\)")
@@ -52,16 +52,8 @@ def probe_url(cfg: ProviderConfig) -> str:
     return cfg.base_url + cfg.health.path
 
 
-def display_url(url: str) -> str:
-    """`url` fit for a log line or a page: no user:password, no query string (either may carry a
-    credential)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
-    query = "?..." if parts.query else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}{query}"
+# A URL fit for a log line or a page; the name ops.runtime imports.
+display_url = mask_urls
 
 
 def status_result(status: int, latency_s: float) -> ProbeResult:

@@ -22,7 +22,7 @@ def test_base_url_warnings_name_the_url_a_request_will_go_to() -> None:
         }
     )
     assert base_url_warnings(config) == [
-        "providers[1].base_url ends in /v1: requests will go to https://b.example/v1/v1/messages"
+        "providers[1].base_url ends in /v1: requests will go to https://***@b.example/v1/v1/messages"
     ]
 
 

@@ -215,3 +215,4 @@ def test_readiness_reads_the_watch() -> None:
 def test_redact() -> None:
     assert redact("at redis://u:pw@h:1/0 and rediss://x:y@z", None) == "at redis://***@h:1/0 and rediss://***@z"
     assert redact("AUTH failed for secret-pw", "redis://:secret-pw@h") == "AUTH failed for ***"
+    assert redact("at unix:///run/redis.sock?password=pw, retrying", None) == "at unix:///run/redis.sock?... retrying"

@@ -129,7 +129,11 @@ async def test_transport_errors_are_failed_probes_with_a_reason() -> None:
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        ("https://user:secret@api.example.com:8443/v1/models?key=abc", "https://api.example.com:8443/v1/models?..."),
+        (
+            "https://user:secret@api.example.com:8443/v1/models?key=abc",
+            "https://***@api.example.com:8443/v1/models?...",
+        ),
+        ("https://api.example.com/v1/models?key=abc#frag", "https://api.example.com/v1/models?..."),
         ("http://[::1]:9000/health", "http://[::1]:9000/health"),
         ("http://127.0.0.1/v1/models", "http://127.0.0.1/v1/models"),
     ],
