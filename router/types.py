@@ -56,6 +56,10 @@ def sum_usage(usages: list[Usage]) -> Usage:
     return out
 
 
+# Paths with no access line and no span: load balancer probes would drown both.
+QUIET_PREFIX = "/health/"
+
+
 @dataclass(slots=True)
 class AccessRecord:
     """What the access log line says about one request; filled in along the way."""

@@ -33,7 +33,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 import router
 from router.observe import Attempt, Observer
-from router.types import AccessRecord, Usage
+from router.types import QUIET_PREFIX, AccessRecord, Usage
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,7 +42,6 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_SERVICE_NAME = "router"
-_QUIET_PREFIX = "/health/"  # load balancer probes: no access line, no span
 _PROPAGATOR = TraceContextTextMapPropagator()
 _KEY = otel_context.create_key("router.request")
 _CLIENT_TRACE = (b"traceparent", b"tracestate")
@@ -104,7 +103,7 @@ class Tracing(Observer):
         """The request-span middleware around `app` (`routes`: the app's paths, which name spans)."""
 
         async def traced(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http" or scope["path"].startswith(_QUIET_PREFIX):
+            if scope["type"] != "http" or scope["path"].startswith(QUIET_PREFIX):
                 await app(scope, receive, send)
                 return
             await self._request(app, routes, scope, receive, send)

@@ -12,11 +12,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router.formats import for_path
 from router.observe import Observer
-from router.types import AccessRecord, echo
+from router.types import QUIET_PREFIX, AccessRecord, echo
 
 log = structlog.get_logger("router.access")
-
-_QUIET_PREFIX = "/health/"  # load balancer probes would drown the access log
 
 
 def _request_id(scope: Scope) -> str:
@@ -70,7 +68,7 @@ class AccessMiddleware:
             await send_with_id({"type": "http.response.start", "status": 500, "headers": headers})
             await send_with_id({"type": "http.response.body", "body": body})
         finally:
-            if not scope["path"].startswith(_QUIET_PREFIX):
+            if not scope["path"].startswith(QUIET_PREFIX):
                 total = time.perf_counter() - start
                 # The client's time to first byte, from the request's start (failed attempts,
                 # waits and the router's own work included), as the metrics' histogram has it.
