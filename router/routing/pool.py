@@ -46,7 +46,7 @@ class ProviderState:
     def describe(self) -> dict[str, Any]:
         """The state, why and since when, and the last probe, as /health/ready and /status show them."""
         if not self.probe_enabled:
-            return {"state": "healthy", "reason": _ASSUMED, "since": None, "assumed": True, "last_probe": None}
+            return {"state": self.state, "reason": _ASSUMED, "since": None, "assumed": True, "last_probe": None}
         h, last = self.health, self.health.last
         probe = None
         if last is not None and h.last_at is not None:
@@ -57,7 +57,8 @@ class ProviderState:
                 "latency_ms": None if last.latency_s is None else round(last.latency_s * 1000, 1),
             }
         reason = last.reason if last is not None else "not probed yet"
-        return {"state": h.state, "reason": reason, "since": round(h.since, 3), "assumed": False, "last_probe": probe}
+        since = round(h.since, 3)
+        return {"state": self.state, "reason": reason, "since": since, "assumed": False, "last_probe": probe}
 
 
 class RouteState:
