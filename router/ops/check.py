@@ -41,19 +41,18 @@ async def probe_all(config: Config) -> list[ProbeRow]:
 def probe_table(rows: list[ProbeRow]) -> tuple[bool, list[str]]:
     """(every probed provider reachable, the table's lines). Reachable: the probe passed, as the
     router counts it (below 400, or 429); a 401 is reachable in network terms, and still a failure."""
-    lines = [_line("provider", "url", "reachable", "status", "latency ms", "reason")]
+    cells = [("provider", "url", "reachable", "status", "latency ms", "reason")]
     all_ok = True
     for row in rows:
         r = row.result
         if r is None:
-            lines.append(_line(row.provider, row.url, "-", "-", "-", "skipped: health.enabled is false"))
+            cells.append((row.provider, row.url, "-", "-", "-", "skipped: health.enabled is false"))
             continue
         all_ok = all_ok and r.ok
         status = "-" if r.status is None else str(r.status)
         latency = "-" if r.latency_s is None else f"{r.latency_s * 1000:.1f}"
-        lines.append(_line(row.provider, row.url, "yes" if r.ok else "no", status, latency, r.reason))
+        cells.append((row.provider, row.url, "yes" if r.ok else "no", status, latency, r.reason))
+    # columns as wide as their longest entry (as the routing table's): long names and URLs keep it aligned
+    name_w, url_w = (max(len(c[i]) for c in cells) for i in (0, 1))
+    lines = [f"{p:<{name_w}}  {u:<{url_w}}  {ok:<9} {st:>6} {ms:>10}  {why}" for p, u, ok, st, ms, why in cells]
     return all_ok, lines
-
-
-def _line(provider: str, url: str, reachable: str, status: str, latency: str, reason: str) -> str:
-    return f"{provider:<16} {url:<44} {reachable:<9} {status:>6} {latency:>10}  {reason}"

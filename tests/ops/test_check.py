@@ -35,3 +35,18 @@ def test_probe_table_fails_on_any_failed_probe_and_skips_disabled_ones() -> None
     assert lines[2].split()[:5] == ["c", "http://c/v1/models", "-", "-", "-"]
     ok, lines = probe_table([up, down])
     assert not ok and lines[2].split() == ["b", "http://b/v1/models", "no", "-", "2000.0", "timeout", "after", "2.0s"]
+
+
+def test_probe_table_columns_fit_a_long_provider_name_and_url() -> None:
+    """Each column is as wide as its longest entry: a long name or URL pushes the next columns
+    along in every row alike, so the reachable column starts at one offset on each line."""
+    long_url = "https://gateway.example.internal/tenants/acme-production-eu-west/openai/v1/models"
+    rows = [
+        ProbeRow("a", "http://a/v1/models", ProbeResult(True, "status 200", 200, 0.01)),
+        ProbeRow("a-very-long-provider-name-for-eu", long_url, ProbeResult(False, "status 503", 503, 0.02)),
+        ProbeRow("c", "http://c/v1/models", None),
+    ]
+    _, lines = probe_table(rows)
+    starts = {line.index(word) for line, word in zip(lines, ["reachable", "yes", "no", "-"], strict=True)}
+    assert starts == {len("a-very-long-provider-name-for-eu") + 2 + len(long_url) + 2}
+    assert lines[2].split()[:2] == ["a-very-long-provider-name-for-eu", long_url]
