@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from router.config import Config
 from router.formats import wire
-from router.upstream.probe import ProbeResult, display_url, probe_each, probe_url
+from router.log import mask_urls
+from router.upstream.probe import ProbeResult, probe_each, probe_url
 
 
 def base_url_warnings(config: Config) -> list[str]:
@@ -20,7 +21,7 @@ def base_url_warnings(config: Config) -> list[str]:
     out = []
     for i, p in enumerate(config.providers):
         if p.base_url.rstrip("/").endswith("/v1"):
-            url = display_url(p.base_url + wire(p.formats[0]).path)
+            url = mask_urls(p.base_url + wire(p.formats[0]).path)
             out.append(f"providers[{i}].base_url ends in /v1: requests will go to {url}")
     return out
 
@@ -35,7 +36,7 @@ class ProbeRow:
 async def probe_all(config: Config) -> list[ProbeRow]:
     """Every provider's probe once, all at the same time (the whole takes the longest timeout)."""
     found = await probe_each([p for p in config.providers if p.health.enabled])
-    return [ProbeRow(p.name, display_url(probe_url(p)), found.get(p.name)) for p in config.providers]
+    return [ProbeRow(p.name, mask_urls(probe_url(p)), found.get(p.name)) for p in config.providers]
 
 
 def probe_table(rows: list[ProbeRow]) -> tuple[bool, list[str]]:

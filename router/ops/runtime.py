@@ -33,6 +33,7 @@ from router.billing.metering import Metering
 from router.billing.state.base import StateBackend
 from router.clock import Clock
 from router.config import Config, ConfigError, Price, ProviderConfig, StateConfig, load_config
+from router.log import mask_urls
 from router.ops.metrics import Metrics
 from router.ops.readiness import StateWatch
 from router.ops.status import StatusBoard
@@ -41,7 +42,7 @@ from router.routing.health import probe_loop
 from router.routing.pool import Pool
 from router.routing.table import RoutingTable
 from router.server.endpoints import Endpoints
-from router.upstream.probe import ProbeResult, display_url, probe_once, probe_url
+from router.upstream.probe import ProbeResult, probe_once, probe_url
 from router.upstream.provider import ProviderClient
 
 log = structlog.get_logger("router.ops.reload")
@@ -113,7 +114,7 @@ class Runtime:
                     probe,
                     p.health.interval_s,
                     p.health.timeout_s,
-                    url=display_url(probe_url(p)),
+                    url=mask_urls(probe_url(p)),
                     wall=self._clock.wall,
                 )
 
@@ -157,7 +158,7 @@ class Runtime:
         now = self._clock.wall()
         for name, result in first.items():
             if name in self.pool.providers:
-                url = display_url(probe_url(new.provider(name)))
+                url = mask_urls(probe_url(new.provider(name)))
                 self.pool.providers[name].health.observe(name, result, now, url, settle=True)
         limits = Limits(new, self._state, self._clock)
         self._forwarder.reconfigure(new.routing)

@@ -8,8 +8,8 @@ loop) and `router check --probe` send the same probe.
 What a probe sends: the provider's credentials (its first format's auth headers and its extra
 headers), so a revoked key shows as "status 401". What it reports never holds them: reasons come
 from the status or from the exception's type, with its text only where that text is the OS's or
-the remote's (never a header refused on the way out), and `display_url` masks any user:password
-and query string.
+the remote's (never a header refused on the way out), and URLs are shown through
+`log.mask_urls`, which masks any user:password and query string.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import anyio
 import httpx
 
 from router.config import ProviderConfig
-from router.log import mask_urls
 from router.upstream.provider import probe_headers
 
 _SSL_SOURCE = re.compile(r"\s*\(_ssl\.c:\d+\)")
@@ -53,7 +52,6 @@ def probe_url(cfg: ProviderConfig) -> str:
 
 
 # A URL fit for a log line or a page; the name ops.runtime imports.
-display_url = mask_urls
 
 
 def status_result(status: int, latency_s: float) -> ProbeResult:

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from router.config import HealthConfig, ProviderConfig
-from router.upstream.probe import BAD_HEADER, ProbeResult, display_url, http_probe, probe_once, probe_url, reason_of
+from router.log import mask_urls
+from router.upstream.probe import BAD_HEADER, ProbeResult, http_probe, probe_once, probe_url, reason_of
 
 
 def _provider(**kw: Any) -> ProviderConfig:
@@ -138,8 +139,8 @@ async def test_transport_errors_are_failed_probes_with_a_reason() -> None:
         ("http://127.0.0.1/v1/models", "http://127.0.0.1/v1/models"),
     ],
 )
-def test_display_url_drops_credentials_and_query(url: str, shown: str) -> None:
-    assert display_url(url) == shown
+def test_shown_urls_drop_credentials_and_query(url: str, shown: str) -> None:
+    assert mask_urls(url) == shown
 
 
 @pytest.mark.anyio
