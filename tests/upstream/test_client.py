@@ -171,10 +171,8 @@ async def test_connection_close_or_a_half_read_answer_is_not_reused(header: str)
     assert server.connections == 2
 
 
-@pytest.mark.anyio
-async def test_chunked_body_arrives_as_it_is_sent() -> None:
-    """A chunked body is handed out piece by piece as the server sends it, then b''."""
-    go = asyncio.Event()
+def first_then_second(go: asyncio.Event) -> Handler:
+    """A chunked answer: "first" at once, "second" and the end once `go` is set."""
 
     async def handler(request: bytes, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
@@ -182,6 +180,16 @@ async def test_chunked_body_arrives_as_it_is_sent() -> None:
         await go.wait()
         writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
         await writer.drain()
+
+    return handler
+
+
+@pytest.mark.anyio
+async def test_chunked_body_arrives_as_it_is_sent() -> None:
+    """A chunked body is handed out piece by piece as the server sends it, then b''."""
+    go = asyncio.Event()
+
+    handler = first_then_second(go)
 
     async with serve(handler) as server:
         p = pool(server)
@@ -202,12 +210,7 @@ async def test_interrupt_wakes_a_pending_read_and_leaves_the_answer_whole() -> N
     then goes on as it arrives, and an interrupt that came after the data is moot."""
     go = asyncio.Event()
 
-    async def handler(request: bytes, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
-        await writer.drain()
-        await go.wait()
-        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
-        await writer.drain()
+    handler = first_then_second(go)
 
     async with serve(handler) as server:
         p = pool(server)
